@@ -1,0 +1,1 @@
+//! behavior (being built).

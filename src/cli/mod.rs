@@ -1,0 +1,47 @@
+//! The command line: `shopsim <command>`. Thin: parses, sets up logging, calls the library.
+//!
+//! Precedence for every setting: flag > environment variable > default.
+
+pub mod common;
+mod migrate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate a population of shoppers against a retail backend (VoiceOffers or shopsim's own
+/// reference server) on an accelerated simulated clock.
+#[derive(Debug, Parser)]
+#[command(name = "shopsim", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log verbosity: error, warn, info, debug or trace (or a tracing filter such as
+    /// `shopsim=debug,sqlx=warn`). Overrides RUST_LOG.
+    #[arg(long, global = true, env = "SHOPSIM_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create missing tables (never drops or alters existing ones), or check compatibility.
+    Migrate(migrate::MigrateArgs),
+}
+
+/// Parses the command line, runs the command and turns its result into an exit code.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::init_logging(&cli.log_level);
+    let result = match cli.command {
+        Command::Migrate(args) => migrate::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", common::format_error(&err));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The shop's rules: cart, pricing, checkout, offers, restocking and session events.
+//!
+//! Every operation runs inside a caller-supplied transaction ([`Tx`]) and takes the simulated
+//! time in its [`Ctx`]; nothing here reads the wall clock for business timestamps or knows about
+//! HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
+//! in-process actions call them directly (a whole session may be one transaction).
+
+pub mod error;
+pub mod views;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use error::{DomainError, RejectCode};
+pub use views::*;
+
+/// Result of a domain operation.
+pub type DomainResult<T> = Result<T, DomainError>;
+
+/// Tunables of the shop. Defaults follow the VoiceOffers contract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShopConfig {
+    /// Seed of the offer engine's draws and of holdout membership.
+    pub seed: u64,
+    /// Inventory level every (store, product) is raised to at simulated midnight (UTC).
+    pub restock_level: i64,
+    /// Share of users in the holdout group (no offers), 0–1.
+    pub holdout_share: f64,
+    /// Frontstore offers drawn per refresh.
+    pub frontstore_offers: usize,
+    /// Category and brand offers drawn per refresh.
+    pub targeted_offers: usize,
+    /// Length of an offer cycle in days.
+    pub cycle_days: i64,
+    /// Days an assigned offer stays usable.
+    pub eligibility_days: i64,
+    /// Days during which a coupon assigned to a user is not drawn again for them.
+    pub exclusion_days: i64,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            restock_level: 500,
+            holdout_share: 0.10,
+            frontstore_offers: 2,
+            targeted_offers: 30,
+            cycle_days: 7,
+            eligibility_days: 14,
+            exclusion_days: 28,
+        }
+    }
+}
+
+/// Who acts, when (simulated), and in which shopping session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    /// The acting user.
+    pub user_id: Uuid,
+    /// Simulated time of the action; every row written takes this time.
+    pub now: DateTime<Utc>,
+    /// The shopping session the action belongs to (events are recorded only with one).
+    pub session_id: Option<Uuid>,
+    /// Rows are flagged `is_simulated` / `is_simulation`.
+    pub simulated: bool,
+}
+
+/// The shop: stateless apart from its configuration; all state is in the database.
+#[derive(Debug, Clone, Default)]
+pub struct Shop {
+    config: ShopConfig,
+}
+
+impl Shop {
+    /// A shop with `config`.
+    pub fn new(config: ShopConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ShopConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,31 @@
+//! # shopsim
+//!
+//! Simulates a population of shoppers against a retail backend (the VoiceOffers API and its
+//! PostgreSQL database, or shopsim's own reference server) on an accelerated simulated clock.
+//!
+//! ## Layout
+//! - [`money`]: exact money (cents), used everywhere amounts appear.
+//! - [`ids`]: stable identifiers and random streams derived from the run seed.
+//! - [`store`]: the data layer: connections, pooler-safe transactions, one schema on SQLite and
+//!   PostgreSQL, `migrate` and `migrate --check`.
+//! - [`migrations`] (in the top-level `migrations/` folder): the schema as data and the
+//!   sea-orm migrations that create it.
+//! - [`catalog`]: the shared category vocabulary, the deterministic catalog generator, CSV
+//!   catalogs and agent users (`shopsim seed`).
+//! - [`domain`]: the shop's rules (cart, pricing, checkout, offers, restocking, session events).
+//!   Every function takes the simulated time; nothing here knows about HTTP, so the reference
+//!   server and the simulation's in-process actions run the same code.
+//! - [`server`]: the reference VoiceOffers HTTP server (`shopsim serve`): auth, idempotency,
+//!   simulated time, rate limiting and fault injection around the domain.
+//! - [`cli`]: the command line.
+
+pub mod behavior;
+pub mod catalog;
+pub mod cli;
+pub mod domain;
+pub mod ids;
+#[path = "../migrations/mod.rs"]
+pub mod migrations;
+pub mod money;
+pub mod server;
+pub mod store;

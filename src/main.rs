@@ -1,0 +1,8 @@
+//! The `shopsim` binary: see the library's `cli` module.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shopsim::cli::main().await
+}

@@ -1,0 +1,344 @@
+//! The connection pool and pooler-safe transactions.
+//!
+//! Every unit of work is an explicit transaction ([`Db::write`] or [`Db::read`]). That one rule
+//! makes shopsim work through a transaction-mode pooler (PgBouncer before 1.21, Supabase
+//! Supavisor on 6543): inside a transaction the pooler pins one server connection, so the
+//! driver's prepared statements are valid for the whole unit of work. In pooler mode each
+//! transaction starts with `DEALLOCATE ALL` (statements another client left on that server
+//! connection would clash with ours) and `SET LOCAL statement_timeout` (a session-level setting
+//! would leak to other clients), and the driver's statement cache is off (a cached statement
+//! would not survive the next transaction). On SQLite, write transactions are `BEGIN IMMEDIATE`
+//! so concurrent writers wait on the busy timeout instead of failing with `SQLITE_BUSY`.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+};
+
+use super::codec::{Codec, Row};
+use super::config::DbConfig;
+use super::error::StoreError;
+use super::url::{Backend, DatabaseUrl, redact};
+
+/// A pool of connections to the shopsim / VoiceOffers database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    url: DatabaseUrl,
+    backend: Backend,
+    transaction_pooler: bool,
+    statement_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("url", &self.url)
+            .field("transaction_pooler", &self.transaction_pooler)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens a pool as `config` says. SQLite files are created if missing and put in WAL mode.
+    pub async fn connect(config: &DbConfig) -> Result<Db, StoreError> {
+        let url = config.url.clone();
+        let backend = url.backend();
+        let transaction_pooler = config.transaction_pooler();
+        let statement_timeout_ms = config.statement_timeout.as_millis().max(1) as u64;
+        let mut opts = ConnectOptions::new(url.expose().to_string());
+        opts.sqlx_logging(false)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_timeout(config.acquire_timeout);
+        match backend {
+            Backend::Sqlite => {
+                let memory =
+                    url.expose().contains(":memory:") || url.expose().contains("mode=memory");
+                // Each connection to `:memory:` would be its own empty database: keep exactly
+                // one, forever.
+                let max = if memory {
+                    1
+                } else {
+                    config.max_connections.clamp(1, 16)
+                };
+                opts.max_connections(max)
+                    .min_connections(if memory { 1 } else { 0 });
+                if memory {
+                    opts.idle_timeout(None::<Duration>)
+                        .max_lifetime(None::<Duration>);
+                }
+                opts.map_sqlx_sqlite_opts(move |o| {
+                    let o = o
+                        .create_if_missing(true)
+                        .foreign_keys(true)
+                        .busy_timeout(Duration::from_secs(60));
+                    if memory {
+                        o
+                    } else {
+                        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    }
+                });
+            }
+            Backend::Postgres => {
+                opts.max_connections(config.max_connections.max(1))
+                    .min_connections(config.min_connections.min(config.max_connections.max(1)));
+                let timeout = format!("{statement_timeout_ms}");
+                opts.map_sqlx_postgres_opts(move |o| {
+                    let o = o.application_name("shopsim");
+                    if transaction_pooler {
+                        // Named statements do not survive a transaction behind the pooler.
+                        o.statement_cache_capacity(0)
+                    } else {
+                        // A direct connection keeps session settings: set the timeout once.
+                        o.options([("statement_timeout", timeout.as_str())])
+                    }
+                });
+            }
+        }
+        if backend == Backend::Postgres {
+            probe_postgres(&url, config.acquire_timeout).await?;
+        }
+        let conn = sea_orm::Database::connect(opts)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: url.redacted(),
+                reason: redact(&e.to_string()),
+            })?;
+        let db = Db {
+            conn,
+            url,
+            backend,
+            transaction_pooler,
+            statement_timeout_ms,
+        };
+        // Prove the connection works now, with a clear error, rather than at first use.
+        db.read()
+            .await
+            .map_err(|e| match e {
+                StoreError::Query { source, .. } => StoreError::Connect {
+                    url: db.url.redacted(),
+                    reason: redact(&source.to_string()),
+                },
+                other => other,
+            })?
+            .commit()
+            .await?;
+        Ok(db)
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The value encoder for this backend.
+    pub fn codec(&self) -> Codec {
+        Codec::new(self.backend)
+    }
+
+    /// The URL, safe to print.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// True when running in transaction-pooler mode.
+    pub fn transaction_pooler(&self) -> bool {
+        self.transaction_pooler
+    }
+
+    /// The underlying sea-orm connection (for migrations and tools).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Starts a transaction that will write.
+    pub async fn write(&self) -> Result<Tx, StoreError> {
+        self.begin(true).await
+    }
+
+    /// Starts a transaction that only reads.
+    pub async fn read(&self) -> Result<Tx, StoreError> {
+        self.begin(false).await
+    }
+
+    async fn begin(&self, write: bool) -> Result<Tx, StoreError> {
+        let options = TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: (write && self.backend == Backend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+        };
+        let inner = self
+            .conn
+            .begin_with_options(options)
+            .await
+            .map_err(|e| StoreError::query("starting a transaction", e))?;
+        if self.backend == Backend::Postgres && self.transaction_pooler {
+            // One simple-protocol round trip: no parameters, no prepared statement.
+            let prelude = format!(
+                "DEALLOCATE ALL; SET LOCAL statement_timeout = {}",
+                self.statement_timeout_ms
+            );
+            inner
+                .execute_unprepared(&prelude)
+                .await
+                .map_err(|e| StoreError::query("preparing a pooled transaction", e))?;
+        }
+        Ok(Tx {
+            inner,
+            codec: self.codec(),
+        })
+    }
+
+    /// Runs statements without parameters outside a transaction (DDL tools, `CREATE DATABASE`).
+    /// Uses the simple query protocol, so it is safe through a pooler.
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute_unprepared(sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// One plain connection attempt, so an unreachable server fails fast with the driver's real
+/// reason (the pool would only report that it timed out).
+async fn probe_postgres(url: &DatabaseUrl, timeout: Duration) -> Result<(), StoreError> {
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+    let fail = |reason: String| StoreError::Connect {
+        url: url.redacted(),
+        reason: redact(&reason),
+    };
+    let opts: sea_orm::sqlx::postgres::PgConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|e: sea_orm::sqlx::Error| fail(e.to_string()))?;
+    match tokio::time::timeout(timeout, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    let s = sql.trim();
+    let end = s.find('\n').unwrap_or(s.len()).min(80);
+    &s[..end]
+}
+
+/// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub struct Tx {
+    inner: DatabaseTransaction,
+    codec: Codec,
+}
+
+impl Tx {
+    /// The value encoder for this transaction's backend.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.codec.backend()
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.inner.get_database_backend(), sql, values)
+    }
+
+    /// Executes a statement, returning the number of rows it affected.
+    pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError> {
+        self.inner
+            .execute_raw(self.stmt(sql, values))
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Runs a statement without parameters with the simple protocol (several may be joined
+    /// with `;`).
+    pub async fn exec_unprepared(&self, sql: &str) -> Result<(), StoreError> {
+        self.inner
+            .execute_unprepared(sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Runs a query and returns every row.
+    pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Row>, StoreError> {
+        let backend = self.backend();
+        self.inner
+            .query_all_raw(self.stmt(sql, values))
+            .await
+            .map(|rows| rows.into_iter().map(|r| Row::new(r, backend)).collect())
+            .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Runs a query that returns at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<Row>, StoreError> {
+        let backend = self.backend();
+        self.inner
+            .query_one_raw(self.stmt(sql, values))
+            .await
+            .map(|r| r.map(|r| Row::new(r, backend)))
+            .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Runs a query that must return a row.
+    pub async fn query_one(&self, sql: &str, values: Vec<Value>) -> Result<Row, StoreError> {
+        self.query_opt(sql, values)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("row for `{}`", first_line(sql))))
+    }
+
+    /// Opens a savepoint: a nested transaction that can be rolled back on its own.
+    pub async fn savepoint(&self) -> Result<Tx, StoreError> {
+        let inner = self
+            .inner
+            .begin()
+            .await
+            .map_err(|e| StoreError::query("creating a savepoint", e))?;
+        Ok(Tx {
+            inner,
+            codec: self.codec,
+        })
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner
+            .commit()
+            .await
+            .map_err(|e| StoreError::query("committing", e))
+    }
+
+    /// Rolls back explicitly (dropping does the same).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.inner
+            .rollback()
+            .await
+            .map_err(|e| StoreError::query("rolling back", e))
+    }
+
+    /// The sea-orm transaction, for the migrator.
+    pub fn connection(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+}
