@@ -64,7 +64,9 @@ pub enum SpecError {
     #[error("a catalog needs at least one store (got 0); set the store count to 1 or more")]
     NoStores,
     /// A catalog needs at least one product.
-    #[error("a catalog needs at least one product (got 0); set the product count or give a CSV file with rows")]
+    #[error(
+        "a catalog needs at least one product (got 0); set the product count or give a CSV file with rows"
+    )]
     NoProducts,
     /// The stock range is empty or negative.
     #[error("inventory range {min}..={max} is not valid: need 0 <= min <= max")]
@@ -202,7 +204,7 @@ pub fn generate_products(seed: u64, count: usize) -> Vec<Product> {
         .map(|i| {
             let cat = &cats[i % cats.len()];
             let mut rng = ids::rng(seed, &["product".into(), (i as u64).into()]);
-            let (brand, noun, size) = unique_name_parts(&mut rng, cat, &mut names);
+            let (brand, noun, size) = unique_name_parts(&mut rng, cat, &names);
             let sku = sku(i + 1);
             let name = format!("{brand} {noun} {size}");
             let price = draw_price(&mut rng, cat);
@@ -231,11 +233,13 @@ pub fn generate_products(seed: u64, count: usize) -> Vec<Product> {
 fn unique_name_parts(
     rng: &mut ChaCha8Rng,
     cat: &'static CategoryInfo,
-    used: &mut HashSet<String>,
+    used: &HashSet<String>,
 ) -> (&'static str, &'static str, &'static str) {
     let pick = |rng: &mut ChaCha8Rng| {
         (
-            *cat.brands.choose(rng).unwrap_or(&vocabulary::STORE_BRAND_GROCERY),
+            *cat.brands
+                .choose(rng)
+                .unwrap_or(&vocabulary::STORE_BRAND_GROCERY),
             *cat.nouns.choose(rng).unwrap_or(&"Item"),
             *cat.sizes.choose(rng).unwrap_or(&"1 ct"),
         )
@@ -461,9 +465,7 @@ fn draw_terms(rng: &mut ChaCha8Rng, kind: CouponKind, dtype: DiscountType) -> Te
                 )
             } else {
                 let cap = pick(rng, &[300, 500, 750, 1000, 1500]);
-                let min = rng
-                    .random_bool(0.5)
-                    .then(|| pick(rng, &[500, 1000, 1500]));
+                let min = rng.random_bool(0.5).then(|| pick(rng, &[500, 1000, 1500]));
                 (cap, min)
             };
             Terms {
@@ -620,7 +622,10 @@ mod tests {
         let mut by_brand_cats: HashSet<&str> = HashSet::new();
         for k in &c.coupons {
             assert!(k.is_active);
-            assert!(k.expiration_date.is_some_and(|d| d.timestamp() > 4_000_000_000));
+            assert!(
+                k.expiration_date
+                    .is_some_and(|d| d.timestamp() > 4_000_000_000)
+            );
             assert!(!k.discount_details.is_empty());
             match k.kind {
                 CouponKind::Frontstore => assert!(k.category_or_brand.is_none()),
