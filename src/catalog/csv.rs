@@ -303,10 +303,11 @@ fn parse_price(v: &str) -> Result<Money, String> {
         format!("`{v}` is not a price; write it like 4.99 (greater than 0, at most two decimals)")
     };
     let digits = v.trim().trim_start_matches('$');
-    if let Some((_, frac)) = digits.split_once('.') {
-        if frac.len() > 2 {
-            return Err(bad());
-        }
+    if digits
+        .split_once('.')
+        .is_some_and(|(_, frac)| frac.len() > 2)
+    {
+        return Err(bad());
     }
     let m: Money = digits.parse().map_err(|_| bad())?;
     if m.as_cents() <= 0 || m.as_cents() > MAX_PRICE_CENTS {

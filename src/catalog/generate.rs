@@ -317,7 +317,7 @@ fn generate_inventory(
             });
         }
     }
-    rows.sort_by(|a, b| (a.store_id, a.product_id).cmp(&(b.store_id, b.product_id)));
+    rows.sort_by_key(|r| (r.store_id, r.product_id));
     rows
 }
 

@@ -420,7 +420,7 @@ pub async fn load_catalog(tx: &Tx) -> Result<Catalog, StoreError> {
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    inventory.sort_by(|a, b| (a.store_id, a.product_id).cmp(&(b.store_id, b.product_id)));
+    inventory.sort_by_key(|r| (r.store_id, r.product_id));
 
     Ok(Catalog {
         stores,
