@@ -325,8 +325,14 @@ async fn insert_batch(
         }
     }
 
+    // Without personas the persona columns stay at their NULL default: leaving them out of
+    // the statement binds 6 instead of 30 parameters per agent (a million-agent seed is
+    // dominated by parameter binding).
+    let with_personas = personas.is_some();
     let mut columns = vec!["id", "agent_id", "user_id", "is_active"];
-    columns.extend(PERSONA_COLUMNS.iter().map(|(c, _)| *c));
+    if with_personas {
+        columns.extend(PERSONA_COLUMNS.iter().map(|(c, _)| *c));
+    }
     columns.extend(["created_at", "updated_at"]);
     let mut persona_of: HashMap<&str, PersonaRecord> = HashMap::new();
     let mut agent_rows = Vec::with_capacity(names.len());
@@ -355,7 +361,7 @@ async fn insert_batch(
                 )
             }
         };
-        for &(key, kind) in PERSONA_COLUMNS {
+        for &(key, kind) in PERSONA_COLUMNS.iter().filter(|_| with_personas) {
             row.push(persona_value(
                 codec,
                 n,
