@@ -20,6 +20,7 @@ backend_tests!(
     personas_fill_agent_columns,
     csv_catalog_end_to_end,
     works_without_extension_columns,
+    cli_seed_creates_catalog_and_agents,
 );
 
 /// Column kinds for a generic, backend-neutral dump.
@@ -425,4 +426,56 @@ async fn works_without_extension_columns(t: TestDb) {
         assert_eq!(k.expiration_date, orig.expiration_date);
     }
     assert_eq!(back.inventory, c.inventory);
+}
+
+/// `shopsim seed --agents 12` as a child process: migrates, seeds, creates agent_001…agent_012,
+/// and a second run inserts nothing.
+async fn cli_seed_creates_catalog_and_agents(t: TestDb) {
+    let url = t.url.redacted();
+    if url.contains("***") {
+        eprintln!("note: the test database URL has a password; skipping the CLI variant");
+        return;
+    }
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+            .args([
+                "seed",
+                "--seed",
+                "11",
+                "--agents",
+                "12",
+                "--json",
+                "--database-url",
+                &url,
+            ])
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = run();
+    assert_eq!(first["catalog"]["products"]["inserted"], 360);
+    assert_eq!(first["catalog"]["stores"]["inserted"], 10);
+    assert_eq!(first["agents"]["agents_inserted"], 12);
+    let names: Vec<String> = list_agents(&t.db, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.agent_id)
+        .collect();
+    assert_eq!(names, (1..=12).map(agent_name).collect::<Vec<_>>());
+    let second = run();
+    assert_eq!(second["catalog"]["products"]["inserted"], 0);
+    assert_eq!(second["catalog"]["products"]["existing"], 360);
+    assert_eq!(second["agents"]["agents_inserted"], 0);
+    assert_eq!(second["agents"]["agents_existing"], 12);
+    // The catalog in the database is the one the library generates for that seed.
+    let tx = t.db.read().await.unwrap();
+    assert_eq!(load_catalog(&tx).await.unwrap(), generate(11));
+    tx.commit().await.unwrap();
 }
