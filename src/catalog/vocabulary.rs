@@ -18,8 +18,8 @@ pub enum Department {
     Grocery,
 }
 
-/// One category of the vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One category of the vocabulary (serialisable, so it can be handed to behaviour scripts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CategoryInfo {
     /// Canonical name, as stored in `products.category`.
     pub name: &'static str,
@@ -574,6 +574,20 @@ mod tests {
         assert!(spanning >= 5, "{spanning} brands span several categories");
         assert!(brands().contains(&STORE_BRAND_PHARMACY));
         assert!(brands().contains(&STORE_BRAND_GROCERY));
+    }
+
+    #[test]
+    fn serialises_for_scripts() {
+        let v = serde_json::to_value(categories()).unwrap();
+        let produce = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Produce")
+            .unwrap();
+        assert_eq!(produce["department"], "grocery");
+        assert_eq!(produce["price_min"], 0.99);
+        assert!(produce["brands"].as_array().unwrap().len() >= 3);
     }
 
     #[test]
