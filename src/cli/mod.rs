@@ -4,6 +4,7 @@
 
 pub mod common;
 mod migrate;
+mod seed;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Create missing tables (never drops or alters existing ones), or check compatibility.
     Migrate(migrate::MigrateArgs),
+    /// Write the catalog (generated from --seed, or products from a CSV file) and agent users;
+    /// creates missing tables first. Idempotent.
+    Seed(seed::SeedArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -36,6 +40,7 @@ pub async fn main() -> ExitCode {
     common::init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Seed(args) => seed::run(args).await,
     };
     match result {
         Ok(code) => code,

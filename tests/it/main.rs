@@ -10,3 +10,4 @@ mod support;
 
 mod migrate;
 mod pooler;
+mod seed;
