@@ -22,6 +22,7 @@ backend_tests!(
     offer_exclusion_window_holds_across_cycles,
     holdout_users_get_no_offers,
     refresh_that_is_not_due_changes_nothing,
+    lapsed_offers_stop_counting_and_refused_writes_leave_nothing,
 );
 
 // ---- fixture ---------------------------------------------------------------------------
@@ -1003,4 +1004,60 @@ async fn refresh_that_is_not_due_changes_nothing(t: TestDb) {
     let r = refresh(db, &shop, U1, t0() + Duration::days(7)).await;
     assert!(r.refreshed);
     assert_ne!(offer_tables(db).await, before);
+}
+
+// ---- validity at `now`, and refusals that write nothing ---------------------------------
+
+async fn lapsed_offers_stop_counting_and_refused_writes_leave_nothing(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    give_offers(db, U1, &[(C1, t0() + Duration::hours(2))]).await;
+    let tx = db.write().await.unwrap();
+    let c = |hours: i64| ctx(U1, t0() + Duration::hours(hours), None);
+    shop.select_store(&tx, &c(0), S1).await.unwrap();
+    shop.add_to_cart(&tx, &c(0), P1, 1).await.unwrap();
+    let applied = shop.apply_coupon(&tx, &c(1), C1).await.unwrap();
+    assert_eq!(applied.summary.discount_total, Money(200));
+    // Once the offer's window has closed, the cart no longer gets its discount.
+    let later = shop.cart_summary(&tx, &c(3)).await.unwrap();
+    assert_eq!(
+        (later.discount_total, later.final_total),
+        (Money::ZERO, Money(1000))
+    );
+    assert!(shop.get_cart(&tx, &c(3)).await.unwrap().coupons.is_empty());
+    let order = shop.checkout(&tx, &c(3)).await.unwrap().order;
+    assert_eq!(order.totals.final_total, Money(1000));
+    assert_eq!(order.frontstore_coupon_id, None);
+
+    // A session owned by U1 refuses U2's writes before anything is written.
+    let session = Some(Uuid::from_u128(0x5e57));
+    shop.get_product(&tx, &ctx(U1, t0(), session), P1)
+        .await
+        .unwrap();
+    shop.select_store(&tx, &ctx(U2, t0(), None), S1)
+        .await
+        .unwrap();
+    let e = shop
+        .add_to_cart(&tx, &ctx(U2, t0(), session), P2, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_code(&e), Some("session_user_mismatch"));
+    assert!(
+        shop.get_cart(&tx, &ctx(U2, t0(), None))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let e = shop
+        .clear_cart(&tx, &ctx(U2, t0(), session))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_code(&e), Some("session_user_mismatch"));
+    assert_eq!(
+        count_in(&tx, "SELECT COUNT(*) AS n FROM shopping_session_events").await,
+        1
+    );
+    tx.commit().await.unwrap();
 }
