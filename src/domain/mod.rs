@@ -4,14 +4,40 @@
 //! time in its [`Ctx`]; nothing here reads the wall clock for business timestamps or knows about
 //! HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
 //! in-process actions call them directly (a whole session may be one transaction).
+//!
+//! When a method returns `Err` it has left no partial change in the caller's transaction:
+//! validation comes before writing, and checkout works inside a savepoint.
+//!
+//! ## Layout
+//! - [`pricing`]: pure pricing of a cart ([`price_cart`]); summary and checkout both use it.
+//! - `catalog_reads`: stores, products, product detail, agent → user.
+//! - `cart`: store selection, cart lines, applied coupons, eligibility, summary.
+//! - `checkout`: cart → order (stock decremented under a savepoint), order history.
+//! - `sessions`: shopping sessions and their events (deterministic event ids).
+//! - `offers`: global offer cycles, per-user refresh and draw, holdout, wallet.
+//! - `restock`: once-per-simulated-day restocking.
+//! - `rows`: shared row decoding and multi-row statement helpers.
 
+mod cart;
+mod catalog_reads;
+mod checkout;
 pub mod error;
+mod offers;
+pub mod pricing;
+mod restock;
+mod rows;
+mod sessions;
 pub mod views;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use cart::{MAX_ADD_QUANTITY, ineligibility};
+pub use catalog_reads::MAX_PAGE;
+pub use checkout::order_id;
 pub use error::{DomainError, RejectCode};
+pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
+pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
 pub use views::*;
 
 /// Result of a domain operation.
