@@ -4,6 +4,7 @@
 
 pub mod common;
 mod migrate;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Create missing tables (never drops or alters existing ones), or check compatibility.
     Migrate(migrate::MigrateArgs),
+    /// Serve the VoiceOffers API (the reference server) until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -36,6 +39,7 @@ pub async fn main() -> ExitCode {
     common::init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     };
     match result {
         Ok(code) => code,
