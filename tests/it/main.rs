@@ -9,3 +9,6 @@
 mod support;
 
 mod migrate;
+
+mod api;
+mod app;
