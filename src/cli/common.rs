@@ -72,10 +72,11 @@ impl DbArgs {
 /// Parses `30s`, `500ms`, `2m` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = t.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(t)
         .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30s, 500ms or 2m"))

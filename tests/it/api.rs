@@ -69,10 +69,13 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
         .map(|m| format!("2026-03-02T10:{:02}:00Z", m * 3))
         .collect();
     let step = |method: Method, path: &str, i: usize| {
-        sim(app.req(method, path, A1), &times[i]).header("X-Shopping-Session-Id", session.to_string())
+        sim(app.req(method, path, A1), &times[i])
+            .header("X-Shopping-Session-Id", session.to_string())
     };
 
-    let (s, _, b) = app.send(app.client.get(format!("{}/health", app.base))).await;
+    let (s, _, b) = app
+        .send(app.client.get(format!("{}/health", app.base)))
+        .await;
     assert_eq!((s, b), (StatusCode::OK, json!({ "status": "ok" })));
 
     let (s, _, b) = app.send(step(Method::GET, "/api/stores", 0)).await;
@@ -86,10 +89,20 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(b["assigned_count"].as_u64().unwrap() >= 3, "{b}");
     let (s, _, w) = app
-        .send(step(Method::GET, &format!("/api/offers/wallet/{}", fx.user1), 0))
+        .send(step(
+            Method::GET,
+            &format!("/api/offers/wallet/{}", fx.user1),
+            0,
+        ))
         .await;
     assert_eq!(s, StatusCode::OK, "{w}");
-    assert!(w["offers"].as_array().unwrap().iter().any(|o| o["id"] == json!(fx.snacks_coupon)));
+    assert!(
+        w["offers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == json!(fx.snacks_coupon))
+    );
 
     let (s, _, b) = app
         .send(step(Method::PUT, "/api/user/store", 1).json(&json!({ "store_id": fx.store_a })))
@@ -97,7 +110,11 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     assert_eq!(s, StatusCode::OK, "{b}");
 
     let (s, _, b) = app
-        .send(step(Method::GET, "/api/products?category=snacks&limit=10", 2))
+        .send(step(
+            Method::GET,
+            "/api/products?category=snacks&limit=10",
+            2,
+        ))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["total"], 1, "{b}");
@@ -112,7 +129,10 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     assert_eq!(b["inventory"]["available"], before);
 
     let (s, _, b) = app
-        .send(step(Method::POST, "/api/cart/add", 4).json(&json!({ "product_id": fx.chips, "quantity": 2 })))
+        .send(
+            step(Method::POST, "/api/cart/add", 4)
+                .json(&json!({ "product_id": fx.chips, "quantity": 2 })),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["cart_item"]["quantity"], 2);
@@ -123,15 +143,28 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     assert_eq!(cart["item_count"], 2);
     assert_eq!(cart["store"]["id"], json!(fx.store_a));
 
-    let (s, _, b) = app.send(step(Method::GET, "/api/coupons/eligible", 5)).await;
+    let (s, _, b) = app
+        .send(step(Method::GET, "/api/coupons/eligible", 5))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["cart_subtotal"], json!(8.0));
-    let eligible: Vec<Value> = b["eligible"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect();
+    let eligible: Vec<Value> = b["eligible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
     assert!(eligible.contains(&json!(fx.snacks_coupon)), "{b}");
-    assert!(!eligible.contains(&json!(fx.fizz_coupon)), "no Fizz item in the cart: {b}");
+    assert!(
+        !eligible.contains(&json!(fx.fizz_coupon)),
+        "no Fizz item in the cart: {b}"
+    );
 
     let (s, _, b) = app
-        .send(step(Method::POST, "/api/cart/coupons", 6).json(&json!({ "coupon_id": fx.snacks_coupon })))
+        .send(
+            step(Method::POST, "/api/cart/coupons", 6)
+                .json(&json!({ "coupon_id": fx.snacks_coupon })),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["coupon"]["id"], json!(fx.snacks_coupon));
@@ -139,9 +172,14 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     let (s, _, summary) = app.send(step(Method::GET, "/api/cart/summary", 7)).await;
     assert_eq!(s, StatusCode::OK, "{summary}");
     assert_eq!(summary["subtotal"], json!(8.0));
-    assert!(summary["discount_total"].as_f64().unwrap() >= 1.6, "{summary}");
+    assert!(
+        summary["discount_total"].as_f64().unwrap() >= 1.6,
+        "{summary}"
+    );
 
-    let (s, _, b) = app.send(step(Method::POST, "/api/orders/checkout", 8)).await;
+    let (s, _, b) = app
+        .send(step(Method::POST, "/api/orders/checkout", 8))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let order = &b["order"];
     assert_eq!(order["totals"]["subtotal"], summary["subtotal"]);
@@ -162,20 +200,29 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
     let c = app.t.db.codec();
     let tx = app.t.db.read().await.unwrap();
     let row = tx
-        .query_one("SELECT created_at, is_simulated, shopping_session_id FROM orders WHERE id = $1", vec![c.uuid(order_id)])
+        .query_one(
+            "SELECT created_at, is_simulated, shopping_session_id FROM orders WHERE id = $1",
+            vec![c.uuid(order_id)],
+        )
         .await
         .unwrap();
     assert_eq!(row.ts("created_at").unwrap(), at(&times[8]));
     assert!(row.bool("is_simulated").unwrap());
     assert_eq!(row.opt_uuid("shopping_session_id").unwrap(), Some(session));
     let row = tx
-        .query_one("SELECT status, started_at, is_simulated FROM shopping_sessions WHERE id = $1", vec![c.uuid(session)])
+        .query_one(
+            "SELECT status, started_at, is_simulated FROM shopping_sessions WHERE id = $1",
+            vec![c.uuid(session)],
+        )
         .await
         .unwrap();
     assert_eq!(row.string("status").unwrap(), "completed");
     assert!(row.bool("is_simulated").unwrap());
     let started = row.ts("started_at").unwrap();
-    assert!(started >= at(&times[0]) && started <= at(&times[3]), "{started}");
+    assert!(
+        started >= at(&times[0]) && started <= at(&times[3]),
+        "{started}"
+    );
     let events = tx
         .query(
             "SELECT event_type, created_at FROM shopping_session_events WHERE session_id = $1 ORDER BY created_at",
@@ -202,7 +249,9 @@ async fn whole_flow_records_events_at_simulated_time(t: TestDb) {
         );
     }
     assert!(
-        events.iter().all(|(_, t)| *t >= at(&times[0]) && *t <= at(&times[9])),
+        events
+            .iter()
+            .all(|(_, t)| *t >= at(&times[0]) && *t <= at(&times[9])),
         "an event carries a non-simulated time: {events:?}"
     );
 }
@@ -214,7 +263,10 @@ async fn concurrent_checkouts_with_one_key_make_one_order(t: TestDb) {
     add(&app, A1, fx.cola, 1).await;
     let before = app.stock(fx.store_a, fx.cola).await;
     let answers = join_all((0..50).map(|_| {
-        app.send(app.req(Method::POST, "/api/orders", A1).header("Idempotency-Key", "checkout-once"))
+        app.send(
+            app.req(Method::POST, "/api/orders", A1)
+                .header("Idempotency-Key", "checkout-once"),
+        )
     }))
     .await;
     let mut order_ids = std::collections::HashSet::new();
@@ -233,12 +285,19 @@ async fn concurrent_checkouts_with_one_key_make_one_order(t: TestDb) {
     assert_eq!(order_ids.len(), 1, "{order_ids:?}");
     let c = app.t.db.codec();
     let orders = app
-        .count("SELECT count(*) AS n FROM orders WHERE user_id = $1", vec![c.uuid(fx.user1)])
+        .count(
+            "SELECT count(*) AS n FROM orders WHERE user_id = $1",
+            vec![c.uuid(fx.user1)],
+        )
         .await;
     assert_eq!(orders, 1);
     assert_eq!(app.stock(fx.store_a, fx.cola).await, before - 1);
     let counters = app.server.faults().counters();
-    assert_eq!(counters.replays + counters.conflicts_409, 49, "{counters:?}");
+    assert_eq!(
+        counters.replays + counters.conflicts_409,
+        49,
+        "{counters:?}"
+    );
 }
 
 async fn retried_cart_add_replays_and_other_body_is_422(t: TestDb) {
@@ -257,10 +316,18 @@ async fn retried_cart_add_replays_and_other_body_is_422(t: TestDb) {
     assert_eq!((s2, r2), (StatusCode::OK, true));
     assert_eq!(b1, b2);
     let (_, _, cart) = app.send(app.req(Method::GET, "/api/cart", A1)).await;
-    assert_eq!(cart["item_count"], 2, "the retry must not add again: {cart}");
+    assert_eq!(
+        cart["item_count"], 2,
+        "the retry must not add again: {cart}"
+    );
 
     // The same key with another body is refused and changes nothing.
-    let (s, _, b) = app.send(post("add-1", &json!({ "product_id": fx.cola, "quantity": 3 }))).await;
+    let (s, _, b) = app
+        .send(post(
+            "add-1",
+            &json!({ "product_id": fx.cola, "quantity": 3 }),
+        ))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["error"]["code"], "idempotency_key_mismatch");
     // Keys are per user: agent_002 may use the same key for its own request.
@@ -300,8 +367,12 @@ async fn last_unit_is_never_oversold(t: TestDb) {
             select_store(&app, agent, fx.store_a).await;
             add(&app, agent, fx.lotion, 1).await;
         }
-        let answers = join_all([A1, A2].map(|a| app.send(app.req(Method::POST, "/api/orders", a)))).await;
-        let created = answers.iter().filter(|(s, _, _)| *s == StatusCode::CREATED).count();
+        let answers =
+            join_all([A1, A2].map(|a| app.send(app.req(Method::POST, "/api/orders", a)))).await;
+        let created = answers
+            .iter()
+            .filter(|(s, _, _)| *s == StatusCode::CREATED)
+            .count();
         assert_eq!(created, 1, "round {round}: {answers:?}");
         for (s, _, b) in &answers {
             if *s != StatusCode::CREATED {
@@ -336,10 +407,18 @@ async fn restocks_at_simulated_midnight(t: TestDb) {
     app.set_stock(fx.store_a, fx.chips, 3).await;
     let (s, _, _) = app.send(stores("2026-03-02T23:59:59Z")).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(app.stock(fx.store_a, fx.chips).await, 3, "no restock within a day");
+    assert_eq!(
+        app.stock(fx.store_a, fx.chips).await,
+        3,
+        "no restock within a day"
+    );
     let (s, _, _) = app.send(stores("2026-03-03T00:00:01Z")).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(app.stock(fx.store_a, fx.chips).await, 50, "the next simulated day restocks");
+    assert_eq!(
+        app.stock(fx.store_a, fx.chips).await,
+        50,
+        "the next simulated day restocks"
+    );
     assert_eq!(app.stock(fx.store_b, fx.lotion).await, 50);
     let c = app.t.db.codec();
     let days = app
@@ -362,10 +441,18 @@ async fn rate_limit_answers_429_with_retry_after(t: TestDb) {
     let app = spawn_app(t, config).await;
     let mut limited = 0;
     for _ in 0..10 {
-        let resp = app.req(Method::GET, "/api/stores", A1).send().await.unwrap();
+        let resp = app
+            .req(Method::GET, "/api/stores", A1)
+            .send()
+            .await
+            .unwrap();
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             limited += 1;
-            let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!(retry >= 1);
             let b: Value = resp.json().await.unwrap();
             assert_eq!(b["error"]["code"], "rate_limited");
@@ -375,13 +462,19 @@ async fn rate_limit_answers_429_with_retry_after(t: TestDb) {
     }
     assert!(limited >= 5, "{limited}");
     for _ in 0..10 {
-        let (s, _, _) = app.send(app.client.get(format!("{}/health", app.base))).await;
+        let (s, _, _) = app
+            .send(app.client.get(format!("{}/health", app.base)))
+            .await;
         assert_eq!(s, StatusCode::OK, "/health is exempt");
     }
     assert_eq!(app.server.faults().counters().rate_limited, limited);
     // Lifting the limit at runtime.
     let (s, _, b) = app
-        .send(app.client.put(format!("{}/admin/faults", app.base)).json(&json!({ "rate_limit": null })))
+        .send(
+            app.client
+                .put(format!("{}/admin/faults", app.base))
+                .json(&json!({ "rate_limit": null })),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["rate_limit"], Value::Null);
@@ -404,7 +497,9 @@ async fn fault_modes_counters_and_runtime_switching(t: TestDb) {
     };
 
     // before: nothing happens.
-    let (s, _, b) = app.send(put(json!({ "fail_rate": 1.0, "fail_mode": "before" }))).await;
+    let (s, _, b) = app
+        .send(put(json!({ "fail_rate": 1.0, "fail_mode": "before" })))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["fail_mode"], "before");
     let (s, _, b) = app.send(post("k-before")).await;
@@ -415,7 +510,11 @@ async fn fault_modes_counters_and_runtime_switching(t: TestDb) {
     let (s, _, _) = app.send(post("k-after")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     app.send(put(json!({ "fail_rate": 0.0 }))).await;
-    assert_eq!(item_count(&app, A1).await, 1, "before did nothing, after committed");
+    assert_eq!(
+        item_count(&app, A1).await,
+        1,
+        "before did nothing, after committed"
+    );
     // Retrying with the same keys: the lost answer is replayed, the failed-before one runs.
     let (s, r, b) = app.send(post("k-after")).await;
     assert_eq!((s, r), (StatusCode::OK, true), "{b}");
@@ -423,10 +522,17 @@ async fn fault_modes_counters_and_runtime_switching(t: TestDb) {
     assert_eq!((s, r), (StatusCode::OK, false));
     assert_eq!(item_count(&app, A1).await, 2);
     let c = app.server.faults().counters();
-    assert_eq!((c.injected_before, c.injected_after, c.replays), (1, 1, 1), "{c:?}");
+    assert_eq!(
+        (c.injected_before, c.injected_after, c.replays),
+        (1, 1, 1),
+        "{c:?}"
+    );
 
     // mixed with latency, seen through the admin endpoint.
-    app.send(put(json!({ "fail_rate": 1.0, "fail_mode": "mixed", "latency_ms": "1..3" }))).await;
+    app.send(put(
+        json!({ "fail_rate": 1.0, "fail_mode": "mixed", "latency_ms": "1..3" }),
+    ))
+    .await;
     let before = app.server.faults().counters();
     for _ in 0..20 {
         let (s, _, _) = app.send(app.req(Method::GET, "/api/stores", A1)).await;
@@ -441,11 +547,19 @@ async fn fault_modes_counters_and_runtime_switching(t: TestDb) {
     let na = k["injected_after"].as_u64().unwrap() - before.injected_after;
     assert_eq!(nb + na, 20);
     assert!(nb > 0 && na > 0, "mixed must give both: {k}");
-    assert_eq!(k["latency_injected"].as_u64().unwrap() - before.latency_injected, 20);
+    assert_eq!(
+        k["latency_injected"].as_u64().unwrap() - before.latency_injected,
+        20
+    );
     assert!(k["requests"].as_u64().unwrap() >= 27);
 
     // Bad settings are refused and change nothing.
-    for bad in [json!({ "fail_rate": 2.0 }), json!({ "fail_mode": "sometimes" }), json!({ "latency_ms": "9..1" }), json!({ "bogus": 1 })] {
+    for bad in [
+        json!({ "fail_rate": 2.0 }),
+        json!({ "fail_mode": "sometimes" }),
+        json!({ "latency_ms": "9..1" }),
+        json!({ "bogus": 1 }),
+    ] {
         let (s, _, b) = app.send(put(bad.clone())).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
         assert!(b["error"]["code"].is_string());
@@ -464,9 +578,14 @@ async fn fault_modes_counters_and_runtime_switching(t: TestDb) {
 
     // Without a known loopback peer, admin is forbidden.
     use tower::ServiceExt;
-    let (router, _) = shopsim::server::build_router(app.t.db.clone(), ServerConfig::default()).unwrap();
+    let (router, _) =
+        shopsim::server::build_router(app.t.db.clone(), ServerConfig::default()).unwrap();
     let resp = router
-        .oneshot(axum::http::Request::get("/admin/faults").body(axum::body::Body::empty()).unwrap())
+        .oneshot(
+            axum::http::Request::get("/admin/faults")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
@@ -476,12 +595,24 @@ async fn unknown_or_missing_agent_is_401_json(t: TestDb) {
     let app = spawn_app(t, test_config()).await;
     let (s, _, b) = app.send(app.req(Method::GET, "/api/cart", "")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(b, json!({ "error": { "code": "unauthorized", "message": "missing bearer token" } }));
-    let (s, _, b) = app.send(app.req(Method::GET, "/api/cart", "agent_999")).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(b, json!({ "error": { "code": "unauthorized", "message": "Unknown agent" } }));
+    assert_eq!(
+        b,
+        json!({ "error": { "code": "unauthorized", "message": "missing bearer token" } })
+    );
     let (s, _, b) = app
-        .send(app.client.get(format!("{}/api/cart", app.base)).header("Authorization", "Basic Zm9vOmJhcg=="))
+        .send(app.req(Method::GET, "/api/cart", "agent_999"))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        b,
+        json!({ "error": { "code": "unauthorized", "message": "Unknown agent" } })
+    );
+    let (s, _, b) = app
+        .send(
+            app.client
+                .get(format!("{}/api/cart", app.base))
+                .header("Authorization", "Basic Zm9vOmJhcg=="),
+        )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(b["error"]["message"], "Unknown agent");
@@ -501,32 +632,154 @@ async fn bad_input_gets_4xx_json_never_500(t: TestDb) {
             .body(body)
     };
     let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
-        (post_raw("/api/cart/items", "{bad"), StatusCode::BAD_REQUEST, "invalid_json"),
-        (post_raw("/api/cart/items", ""), StatusCode::BAD_REQUEST, "invalid_json"),
-        (post_raw("/api/cart/items", "{}"), StatusCode::BAD_REQUEST, "invalid_request"),
-        (post_raw("/api/cart/items", r#"{"product_id":"nope","quantity":1}"#), StatusCode::BAD_REQUEST, "invalid_request"),
-        (post_raw("/api/cart/items", r#"{"product_id":"7b0b6c1e-0000-4000-8000-000000000000","quantity":"two"}"#), StatusCode::BAD_REQUEST, "invalid_request"),
-        (app.req(Method::POST, "/api/cart/items", A1).json(&json!({ "product_id": fx.cola, "quantity": 0 })), StatusCode::BAD_REQUEST, "invalid_quantity"),
-        (app.req(Method::POST, "/api/cart/items", A1).json(&json!({ "product_id": fx.cola, "quantity": -3 })), StatusCode::BAD_REQUEST, "invalid_quantity"),
-        (app.req(Method::POST, "/api/cart/items", A1).json(&json!({ "product_id": fx.cola, "quantity": 1 })), StatusCode::BAD_REQUEST, "no_store_selected"),
-        (app.req(Method::POST, "/api/orders", A1), StatusCode::BAD_REQUEST, ""),
-        (app.req(Method::PUT, "/api/user/store", A1).json(&json!({ "store_id": Uuid::new_v4() })), StatusCode::NOT_FOUND, ""),
-        (app.req(Method::GET, "/api/products/not-a-uuid", A1), StatusCode::BAD_REQUEST, "invalid_request"),
-        (app.req(Method::GET, &format!("/api/products/{}", Uuid::new_v4()), A1), StatusCode::NOT_FOUND, ""),
-        (app.req(Method::GET, "/api/products?limit=0", A1), StatusCode::BAD_REQUEST, "invalid_limit"),
-        (app.req(Method::GET, "/api/products?limit=abc", A1), StatusCode::BAD_REQUEST, "invalid_request"),
-        (app.req(Method::GET, "/api/products?offset=-1", A1), StatusCode::BAD_REQUEST, "invalid_offset"),
-        (app.req(Method::GET, "/api/orders?limit=100000", A1), StatusCode::BAD_REQUEST, "invalid_limit"),
-        (app.req(Method::GET, "/api/offers/wallet/xyz", A1), StatusCode::BAD_REQUEST, "invalid_request"),
-        (app.req(Method::GET, &format!("/api/offers/wallet/{}", Uuid::new_v4()), A1), StatusCode::NOT_FOUND, "user_not_found"),
-        (app.req(Method::POST, "/api/offers/assign", A1).json(&json!({ "user_id": Uuid::new_v4() })), StatusCode::NOT_FOUND, "user_not_found"),
-        (app.req(Method::GET, "/api/nope", A1), StatusCode::NOT_FOUND, "not_found"),
-        (app.req(Method::GET, "/", ""), StatusCode::NOT_FOUND, "not_found"),
-        (app.req(Method::DELETE, "/api/products", A1), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        (app.req(Method::PATCH, "/api/orders", A1), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        (sim(app.req(Method::GET, "/api/cart", A1), "yesterday noon"), StatusCode::BAD_REQUEST, "invalid_sim_time"),
-        (app.req(Method::GET, "/api/cart", A1).header("X-Shopping-Session-Id", "s-1"), StatusCode::BAD_REQUEST, "invalid_session_id"),
-        (app.req(Method::DELETE, "/api/cart", A1).header("Idempotency-Key", ""), StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+        (
+            post_raw("/api/cart/items", "{bad"),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            post_raw("/api/cart/items", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            post_raw("/api/cart/items", "{}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            post_raw("/api/cart/items", r#"{"product_id":"nope","quantity":1}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            post_raw(
+                "/api/cart/items",
+                r#"{"product_id":"7b0b6c1e-0000-4000-8000-000000000000","quantity":"two"}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            app.req(Method::POST, "/api/cart/items", A1)
+                .json(&json!({ "product_id": fx.cola, "quantity": 0 })),
+            StatusCode::BAD_REQUEST,
+            "invalid_quantity",
+        ),
+        (
+            app.req(Method::POST, "/api/cart/items", A1)
+                .json(&json!({ "product_id": fx.cola, "quantity": -3 })),
+            StatusCode::BAD_REQUEST,
+            "invalid_quantity",
+        ),
+        (
+            app.req(Method::POST, "/api/cart/items", A1)
+                .json(&json!({ "product_id": fx.cola, "quantity": 1 })),
+            StatusCode::BAD_REQUEST,
+            "no_store_selected",
+        ),
+        (
+            app.req(Method::POST, "/api/orders", A1),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            app.req(Method::PUT, "/api/user/store", A1)
+                .json(&json!({ "store_id": Uuid::new_v4() })),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            app.req(Method::GET, "/api/products/not-a-uuid", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            app.req(
+                Method::GET,
+                &format!("/api/products/{}", Uuid::new_v4()),
+                A1,
+            ),
+            StatusCode::NOT_FOUND,
+            "",
+        ),
+        (
+            app.req(Method::GET, "/api/products?limit=0", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            app.req(Method::GET, "/api/products?limit=abc", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            app.req(Method::GET, "/api/products?offset=-1", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_offset",
+        ),
+        (
+            app.req(Method::GET, "/api/orders?limit=100000", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            app.req(Method::GET, "/api/offers/wallet/xyz", A1),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            app.req(
+                Method::GET,
+                &format!("/api/offers/wallet/{}", Uuid::new_v4()),
+                A1,
+            ),
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (
+            app.req(Method::POST, "/api/offers/assign", A1)
+                .json(&json!({ "user_id": Uuid::new_v4() })),
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (
+            app.req(Method::GET, "/api/nope", A1),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.req(Method::GET, "/", ""),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            app.req(Method::DELETE, "/api/products", A1),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            app.req(Method::PATCH, "/api/orders", A1),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            sim(app.req(Method::GET, "/api/cart", A1), "yesterday noon"),
+            StatusCode::BAD_REQUEST,
+            "invalid_sim_time",
+        ),
+        (
+            app.req(Method::GET, "/api/cart", A1)
+                .header("X-Shopping-Session-Id", "s-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid_session_id",
+        ),
+        (
+            app.req(Method::DELETE, "/api/cart", A1)
+                .header("Idempotency-Key", ""),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+        ),
     ];
     for (i, (rb, want, code)) in cases.into_iter().enumerate() {
         let (s, _, b) = app.send(rb).await;
@@ -543,14 +796,20 @@ async fn bad_input_gets_4xx_json_never_500(t: TestDb) {
     assert_eq!(b["error"]["code"], "empty_cart");
     add(&app, A1, fx.chips, 1).await;
     let (s, _, b) = app
-        .send(app.req(Method::POST, "/api/cart/coupons", A1).json(&json!({ "coupon_id": fx.inactive_coupon })))
+        .send(
+            app.req(Method::POST, "/api/cart/coupons", A1)
+                .json(&json!({ "coupon_id": fx.inactive_coupon })),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     assert_eq!(b["error"]["code"], "offer_not_in_wallet");
     let (s, _, _) = app.send(app.req(Method::DELETE, "/api/cart", A1)).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _, b) = app
-        .send(app.req(Method::POST, "/api/cart/items", A1).json(&json!({ "product_id": Uuid::new_v4(), "quantity": 1 })))
+        .send(
+            app.req(Method::POST, "/api/cart/items", A1)
+                .json(&json!({ "product_id": Uuid::new_v4(), "quantity": 1 })),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (_, _, cart) = app.send(app.req(Method::GET, "/api/cart", A1)).await;

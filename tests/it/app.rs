@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder, StatusCode};
+use sea_orm::Value as DbValue;
 use serde_json::Value;
 use shopsim::money::Money;
 use shopsim::server::{self, RunningServer, ServerConfig};
-use sea_orm::Value as DbValue;
 use shopsim::store::Db;
 use uuid::Uuid;
 
@@ -65,7 +65,9 @@ pub fn test_config() -> ServerConfig {
 /// Seeds the catalog and starts a server on 127.0.0.1:0.
 pub async fn spawn_app(t: TestDb, config: ServerConfig) -> TestApp {
     let fx = seed(&t.db).await;
-    let server = server::start(t.db.clone(), config).await.expect("start server");
+    let server = server::start(t.db.clone(), config)
+        .await
+        .expect("start server");
     let base = server.base_url();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -84,7 +86,9 @@ pub async fn spawn_app(t: TestDb, config: ServerConfig) -> TestApp {
 impl TestApp {
     /// A request as `agent` (no auth header when `agent` is empty).
     pub fn req(&self, method: Method, path: &str, agent: &str) -> RequestBuilder {
-        let rb = self.client.request(method, format!("{}{}", self.base, path));
+        let rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if agent.is_empty() {
             rb
         } else {
@@ -168,10 +172,46 @@ pub async fn seed(db: &Db) -> Fixture {
         .unwrap();
     }
     let products = [
-        (fx.chips, "SKU-CHIPS", "Apple Chips", 400, "Snacks", "Crunchy", 10, 10),
-        (fx.cola, "SKU-COLA", "Cola", 250, "Beverages", "Fizz", 10, 10),
-        (fx.vitamins, "SKU-VITC", "Vitamin C", 1200, "Health", "Vita", 10, 10),
-        (fx.lotion, "SKU-LOTN", "Last Unit Lotion", 999, "Beauty", "Glow", 1, 0),
+        (
+            fx.chips,
+            "SKU-CHIPS",
+            "Apple Chips",
+            400,
+            "Snacks",
+            "Crunchy",
+            10,
+            10,
+        ),
+        (
+            fx.cola,
+            "SKU-COLA",
+            "Cola",
+            250,
+            "Beverages",
+            "Fizz",
+            10,
+            10,
+        ),
+        (
+            fx.vitamins,
+            "SKU-VITC",
+            "Vitamin C",
+            1200,
+            "Health",
+            "Vita",
+            10,
+            10,
+        ),
+        (
+            fx.lotion,
+            "SKU-LOTN",
+            "Last Unit Lotion",
+            999,
+            "Beauty",
+            "Glow",
+            1,
+            0,
+        ),
     ];
     for (id, sku, name, cents, category, brand, qa, qb) in products {
         tx.exec(
@@ -201,15 +241,70 @@ pub async fn seed(db: &Db) -> Fixture {
             .unwrap();
         }
     }
-    let coupons: [(Uuid, &str, Option<&str>, &str, i64, Option<i64>, Option<i64>, bool); 5] = [
-        (fx.snacks_coupon, "category", Some("Snacks"), "percent", 2000, None, None, true),
-        (fx.fizz_coupon, "brand", Some("Fizz"), "fixed", 100, None, None, true),
-        (fx.front_coupon, "frontstore", None, "percent", 1000, Some(500), Some(500), true),
-        (fx.front_big_coupon, "frontstore", None, "fixed", 200, Some(5000), None, true),
-        (fx.inactive_coupon, "category", Some("Health"), "percent", 5000, None, None, false),
+    /// id, type, target, discount type, value (cents), min purchase, max discount, active.
+    type CouponRow = (
+        Uuid,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        bool,
+    );
+    let coupons: [CouponRow; 5] = [
+        (
+            fx.snacks_coupon,
+            "category",
+            Some("Snacks"),
+            "percent",
+            2000,
+            None,
+            None,
+            true,
+        ),
+        (
+            fx.fizz_coupon,
+            "brand",
+            Some("Fizz"),
+            "fixed",
+            100,
+            None,
+            None,
+            true,
+        ),
+        (
+            fx.front_coupon,
+            "frontstore",
+            None,
+            "percent",
+            1000,
+            Some(500),
+            Some(500),
+            true,
+        ),
+        (
+            fx.front_big_coupon,
+            "frontstore",
+            None,
+            "fixed",
+            200,
+            Some(5000),
+            None,
+            true,
+        ),
+        (
+            fx.inactive_coupon,
+            "category",
+            Some("Health"),
+            "percent",
+            5000,
+            None,
+            None,
+            false,
+        ),
     ];
-    for (i, (id, kind, target, dtype, value, min, max, active)) in coupons.into_iter().enumerate()
-    {
+    for (i, (id, kind, target, dtype, value, min, max, active)) in coupons.into_iter().enumerate() {
         tx.exec(
             "INSERT INTO coupons (id, type, discount_details, category_or_brand, discount_type, \
              discount_value, min_purchase_amount, max_discount, expiration_date, is_active, code) \

@@ -12,3 +12,4 @@ mod migrate;
 
 mod api;
 mod app;
+mod pooler;

@@ -1,0 +1,94 @@
+//! Many concurrent transactions with parameterised statements: through a transaction-mode
+//! pooler (CI's second pass runs this through PgBouncer 1.18 on 6543) this fails unless every
+//! unit of work is pooler-safe.
+
+use sea_orm::Value;
+use shopsim::store::{Db, DbConfig, PoolerMode, StoreError};
+
+use crate::backend_tests;
+use crate::support::TestDb;
+
+backend_tests!(concurrent_parameterised_transactions);
+
+async fn concurrent_parameterised_transactions(t: TestDb) {
+    let mut cfg = DbConfig::new(t.url.clone());
+    cfg.max_connections = 8;
+    let db = Db::connect(&cfg).await.unwrap();
+    run_load(&db).await.unwrap();
+    let tx = db.read().await.unwrap();
+    let n = tx
+        .query_one("SELECT count(*) AS n FROM stores", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n.i64("n").unwrap(), 16 * 25);
+    tx.commit().await.unwrap();
+}
+
+async fn run_load(db: &Db) -> Result<(), StoreError> {
+    let mut tasks = Vec::new();
+    for task in 0..16i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25i64 {
+                let tx = db.write().await?;
+                let c = tx.codec();
+                let id = uuid::Uuid::new_v4();
+                tx.exec(
+                    "INSERT INTO stores (id, name) VALUES ($1, $2)",
+                    vec![c.uuid(id), Value::from(format!("store {task}-{i}"))],
+                )
+                .await?;
+                let row = tx
+                    .query_one("SELECT name FROM stores WHERE id = $1", vec![c.uuid(id)])
+                    .await?;
+                if row.string("name")? != format!("store {task}-{i}") {
+                    return Err(StoreError::NotFound(format!("store {task}-{i}")));
+                }
+                tx.commit().await?;
+                let tx = db.read().await?;
+                let n = tx
+                    .query_one(
+                        "SELECT count(*) AS n FROM stores WHERE name LIKE $1",
+                        vec![Value::from("store %")],
+                    )
+                    .await?;
+                if n.i64("n")? < 1 {
+                    return Err(StoreError::NotFound("stores".into()));
+                }
+                tx.commit().await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    let mut first_err = None;
+    for t in tasks {
+        if let Err(e) = t.await.expect("task panicked") {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Shows the protection is needed: the same load with pooler mode switched off fails through
+/// PgBouncer (only meaningful when the test URL points at a transaction pooler).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pooler_mode_pgbouncer_breaks_postgres() {
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    let mut cfg = DbConfig::new(t.url.clone());
+    if !cfg.transaction_pooler() {
+        return; // direct connection: nothing to show
+    }
+    cfg.pooler = PoolerMode::None;
+    cfg.max_connections = 8;
+    let db = Db::connect(&cfg).await.unwrap();
+    let err = run_load(&db)
+        .await
+        .expect_err("expected prepared-statement clashes through the pooler without pooler mode");
+    // 42P05 duplicate_prepared_statement, 26000 invalid_sql_statement_name (does not exist).
+    assert!(
+        matches!(err.code().as_deref(), Some("42P05") | Some("26000")),
+        "unexpected error: {err}"
+    );
+}
