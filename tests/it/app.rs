@@ -69,6 +69,8 @@ pub async fn spawn_app(t: TestDb, config: ServerConfig) -> TestApp {
         .await
         .expect("start server");
     let base = server.base_url();
+    // reqwest is built without a default TLS provider; it wants one even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(60))
