@@ -21,6 +21,7 @@ backend_tests!(
     fault_modes_counters_and_runtime_switching,
     unknown_or_missing_agent_is_401_json,
     bad_input_gets_4xx_json_never_500,
+    key_held_by_an_unfinished_request_is_409_then_free,
 );
 
 const A1: &str = "agent_001";
@@ -814,4 +815,53 @@ async fn bad_input_gets_4xx_json_never_500(t: TestDb) {
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (_, _, cart) = app.send(app.req(Method::GET, "/api/cart", A1)).await;
     assert_eq!(cart["item_count"], 0);
+}
+
+/// A request whose key row is still uncommitted (the first request is running, or its server
+/// died mid-request) makes a duplicate wait: PostgreSQL answers 409 after the lock timeout;
+/// SQLite serialises writers, so the duplicate waits. Once the holder rolls back (as a killed
+/// server's transaction does) the key is free and the request runs normally.
+async fn key_held_by_an_unfinished_request_is_409_then_free(t: TestDb) {
+    let mut config = test_config();
+    config.idempotency_lock_timeout = std::time::Duration::from_millis(200);
+    let app = spawn_app(t, config).await;
+    let fx = app.fx.clone();
+    select_store(&app, A1, fx.store_a).await;
+    let post = || {
+        app.req(Method::POST, "/api/cart/items", A1)
+            .header("Idempotency-Key", "held")
+            .json(&json!({ "product_id": fx.cola, "quantity": 1 }))
+    };
+    let c = app.t.db.codec();
+    let holder = app.t.db.write().await.unwrap();
+    holder
+        .exec(
+            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+             VALUES ($1, 'held', 'x', 'in_flight', $2)",
+            vec![c.uuid(fx.user1), c.ts(chrono::Utc::now())],
+        )
+        .await
+        .unwrap();
+    if app.t.backend() == shopsim::store::Backend::Postgres {
+        let (s, _, b) = app.send(post()).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["error"]["code"], "idempotency_in_flight");
+        assert_eq!(app.server.faults().counters().conflicts_409, 1);
+        holder.rollback().await.unwrap();
+        let (s, r, b) = app.send(post()).await;
+        assert_eq!((s, r), (StatusCode::OK, false), "{b}");
+    } else {
+        let pending = tokio::spawn(post().send());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !pending.is_finished(),
+            "the duplicate must wait for the holder"
+        );
+        holder.rollback().await.unwrap();
+        let resp = pending.await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(item_count(&app, A1).await, 1);
+    let (s, r, _) = app.send(post()).await;
+    assert_eq!((s, r), (StatusCode::OK, true));
 }
