@@ -12,7 +12,19 @@
 //! - [`error`]: the JSON error shape.
 //!
 //! Start it in-process with [`start`] (bind `127.0.0.1:0` and read
-//! [`RunningServer::local_addr`]), stop it with [`RunningServer::shutdown`].
+//! [`RunningServer::local_addr`]), stop it with [`RunningServer::shutdown`]:
+//!
+//! ```text
+//! let server = shopsim::server::start(db.clone(), ServerConfig::default()).await?; // 127.0.0.1:0
+//! let base = server.base_url();                    // http://127.0.0.1:<port>
+//! server.faults().update(FaultPatch { fail_rate: Some(0.05), ..Default::default() })?;
+//! let counters = server.faults().counters();       // requests, injected_*, replays, …
+//! server.shutdown().await?;                        // in-flight requests finish first
+//! ```
+//!
+//! Request headers: `Authorization: Bearer dev:<agent_id>`, `X-Sim-Time` (RFC 3339; absent =
+//! wall clock), `X-Shopping-Session-Id` (UUID), `Idempotency-Key` (writes). Answers of a
+//! replayed write carry `Idempotent-Replayed: true`.
 
 mod admin;
 mod auth;
