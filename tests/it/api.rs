@@ -22,6 +22,7 @@ backend_tests!(
     unknown_or_missing_agent_is_401_json,
     bad_input_gets_4xx_json_never_500,
     key_held_by_an_unfinished_request_is_409_then_free,
+    unreachable_database_is_503_json,
 );
 
 const A1: &str = "agent_001";
@@ -864,4 +865,32 @@ async fn key_held_by_an_unfinished_request_is_409_then_free(t: TestDb) {
     assert_eq!(item_count(&app, A1).await, 1);
     let (s, r, _) = app.send(post()).await;
     assert_eq!((s, r), (StatusCode::OK, true));
+}
+
+/// A database that cannot be reached is 503 `database_unavailable` with a generic message.
+async fn unreachable_database_is_503_json(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let (s, _, _) = app.send(app.req(Method::GET, "/api/cart", A1)).await;
+    assert_eq!(s, StatusCode::OK);
+    // Closing a clone closes the shared pool: every later checkout fails.
+    app.t.db.clone().close().await;
+    for rb in [
+        app.req(Method::GET, "/api/cart", A1),
+        app.req(Method::GET, "/api/cart", A2),
+        app.req(Method::POST, "/api/cart/items", A1)
+            .header("Idempotency-Key", "k")
+            .json(&json!({ "product_id": app.fx.cola, "quantity": 1 })),
+    ] {
+        let (s, _, b) = app.send(rb).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert_eq!(b["error"]["code"], "database_unavailable");
+        assert!(
+            !b["error"]["message"].as_str().unwrap().contains("pool"),
+            "{b}"
+        );
+    }
+    let (s, _, _) = app
+        .send(app.client.get(format!("{}/health", app.base)))
+        .await;
+    assert_eq!(s, StatusCode::OK);
 }
