@@ -8,6 +8,7 @@
 
 mod support;
 
+mod domain;
 mod migrate;
 
 mod api;
