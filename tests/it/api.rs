@@ -23,6 +23,7 @@ backend_tests!(
     bad_input_gets_4xx_json_never_500,
     key_held_by_an_unfinished_request_is_409_then_free,
     unreachable_database_is_503_json,
+    clearing_the_cart_abandons_the_session,
 );
 
 const A1: &str = "agent_001";
@@ -893,4 +894,57 @@ async fn unreachable_database_is_503_json(t: TestDb) {
         .send(app.client.get(format!("{}/health", app.base)))
         .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// `DELETE /api/cart` with a session header marks the session abandoned (at simulated time).
+async fn clearing_the_cart_abandons_the_session(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let fx = app.fx.clone();
+    let session = Uuid::new_v4();
+    select_store(&app, A1, fx.store_a).await;
+    let with_session = |rb: reqwest::RequestBuilder, time: &str| {
+        sim(rb, time).header("X-Shopping-Session-Id", session.to_string())
+    };
+    let (s, _, b) = app
+        .send(with_session(
+            app.req(Method::POST, "/api/cart/items", A1)
+                .json(&json!({ "product_id": fx.vitamins, "quantity": 1 })),
+            "2026-04-01T18:00:00Z",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _, b) = app
+        .send(with_session(
+            app.req(Method::DELETE, "/api/cart", A1),
+            "2026-04-01T18:05:00Z",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["items_removed"], 1);
+    let c = app.t.db.codec();
+    let tx = app.t.db.read().await.unwrap();
+    let row = tx
+        .query_one(
+            "SELECT status, ended_at FROM shopping_sessions WHERE id = $1",
+            vec![c.uuid(session)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.string("status").unwrap(), "abandoned");
+    assert_eq!(
+        row.opt_ts("ended_at").unwrap(),
+        Some(at("2026-04-01T18:05:00Z"))
+    );
+    let n = tx
+        .query_one(
+            "SELECT count(*) AS n FROM shopping_session_events WHERE session_id = $1 \
+             AND event_type = 'cart_abandon' AND created_at = $2",
+            vec![c.uuid(session), c.ts(at("2026-04-01T18:05:00Z"))],
+        )
+        .await
+        .unwrap()
+        .i64("n")
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 1);
 }
