@@ -5,6 +5,7 @@
 pub mod common;
 mod migrate;
 mod seed;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ pub enum Command {
     /// Write the catalog (generated from --seed, or products from a CSV file) and agent users;
     /// creates missing tables first. Idempotent.
     Seed(seed::SeedArgs),
+    /// Serve the VoiceOffers API (the reference server) until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -41,6 +44,7 @@ pub async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Seed(args) => seed::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     };
     match result {
         Ok(code) => code,

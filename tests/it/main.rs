@@ -10,5 +10,8 @@ mod support;
 
 mod domain;
 mod migrate;
+
+mod api;
+mod app;
 mod pooler;
 mod seed;

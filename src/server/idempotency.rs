@@ -1,0 +1,147 @@
+//! Idempotent writes: one transaction per write request that claims the key, does the work and
+//! stores the answer.
+//!
+//! The key row (`sim_idempotency`, state `in_flight`) is inserted first; it becomes visible
+//! only when the transaction commits, together with the work and the stored answer (`done`).
+//! A concurrent duplicate therefore waits on the uncommitted row: on PostgreSQL a short
+//! `lock_timeout` turns that wait into 409 `idempotency_in_flight`; on SQLite writers are
+//! serialised (`BEGIN IMMEDIATE`) and the duplicate simply replays once the first commits.
+//! A server killed mid-request commits nothing, so no key is ever stuck at 409.
+
+use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::WriteMeta;
+use super::faults::bump;
+use super::routes::{WriteOp, perform};
+use super::state::AppState;
+use crate::domain::Ctx;
+use crate::store::Backend;
+
+/// Header added to replayed answers.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Runs a write request, honouring its `Idempotency-Key` if it has one.
+pub(crate) async fn run_write(
+    state: &AppState,
+    ctx: &Ctx,
+    meta: &WriteMeta,
+    op: WriteOp,
+) -> Result<Response, ApiError> {
+    let tx = state.db.write().await?;
+    let Some(key) = meta.key.as_deref() else {
+        // No key: the work commits on success; any error drops (rolls back) the transaction.
+        let (status, body) = perform(&state.shop, &tx, ctx, op).await?;
+        tx.commit().await?;
+        return Ok(json_response(status, body.to_string()));
+    };
+    let codec = tx.codec();
+    let postgres = tx.backend() == Backend::Postgres;
+    if postgres {
+        let ms = state.config.idempotency_lock_timeout.as_millis().max(1);
+        tx.exec_unprepared(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
+            .await?;
+    }
+    let claimed = tx
+        .exec(
+            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+             VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT (user_id, idem_key) DO NOTHING",
+            vec![
+                codec.uuid(ctx.user_id),
+                key.into(),
+                meta.hash.as_str().into(),
+                codec.ts(ctx.now),
+            ],
+        )
+        .await;
+    let claimed = match claimed {
+        Ok(n) => n == 1,
+        Err(e) if e.is_lock_timeout() => return Err(in_flight(state)),
+        Err(e) => return Err(e.into()),
+    };
+    if postgres {
+        // The short timeout is only for the key; the work itself waits for locks as usual.
+        tx.exec_unprepared("SET LOCAL lock_timeout TO DEFAULT")
+            .await?;
+    }
+    if !claimed {
+        let row = tx
+            .query_one(
+                "SELECT request_hash, state, status_code, response FROM sim_idempotency \
+                 WHERE user_id = $1 AND idem_key = $2",
+                vec![codec.uuid(ctx.user_id), key.into()],
+            )
+            .await?;
+        tx.rollback().await?;
+        if row.string("request_hash")? != meta.hash {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_mismatch",
+                "this Idempotency-Key was already used for a different request; use a new key",
+            ));
+        }
+        let (Some(code), Some(body), "done") = (
+            row.opt_i64("status_code")?,
+            row.opt_string("response")?,
+            row.string("state")?.as_str(),
+        ) else {
+            return Err(in_flight(state));
+        };
+        let status = u16::try_from(code)
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::OK);
+        bump(&state.faults.counters.replays);
+        let mut resp = json_response(status, body);
+        resp.headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        return Ok(resp);
+    }
+    // The operation runs in a savepoint so a rejection keeps none of its work, while the key
+    // row and the stored rejection still commit.
+    let sp = tx.savepoint().await?;
+    let (status, body) = match perform(&state.shop, &sp, ctx, op).await {
+        Ok(done) => {
+            sp.commit().await?;
+            done
+        }
+        Err(e) if !e.status().is_server_error() => {
+            sp.rollback().await?;
+            (e.status(), e.body())
+        }
+        // 5xx: nothing is kept, the key is free for a retry.
+        Err(e) => return Err(e),
+    };
+    let body = body.to_string();
+    tx.exec(
+        "UPDATE sim_idempotency SET state = 'done', status_code = $3, response = $4 \
+         WHERE user_id = $1 AND idem_key = $2",
+        vec![
+            codec.uuid(ctx.user_id),
+            key.into(),
+            i64::from(status.as_u16()).into(),
+            body.as_str().into(),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(json_response(status, body))
+}
+
+fn in_flight(state: &AppState) -> ApiError {
+    bump(&state.faults.counters.conflicts_409);
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_in_flight",
+        "a request with this Idempotency-Key is still running; retry later",
+    )
+}
+
+/// A JSON answer from an already serialised body.
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,74 @@
+//! What every handler shares.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use parking_lot::RwLock;
+use uuid::Uuid;
+
+use super::ServerConfig;
+use super::faults::Faults;
+use crate::domain::Shop;
+use crate::store::{Db, Tx};
+
+/// Shared server state (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub(crate) struct Inner {
+    /// The database.
+    pub db: Db,
+    /// The shop's rules.
+    pub shop: Shop,
+    /// Settings.
+    pub config: ServerConfig,
+    /// Agent id → user id, filled on first use.
+    pub agents: RwLock<HashMap<String, Uuid>>,
+    /// Last simulated day (days from CE) this process restocked.
+    pub restocked_day: AtomicI64,
+    /// Serialises restocks within this process.
+    pub restock_lock: tokio::sync::Mutex<()>,
+    /// Fault injection, rate limit and counters.
+    pub faults: Arc<Faults>,
+}
+
+impl AppState {
+    /// State over `db`.
+    pub fn new(db: Db, config: ServerConfig, faults: Arc<Faults>) -> Self {
+        AppState(Arc::new(Inner {
+            db,
+            shop: Shop::new(config.shop.clone()),
+            config,
+            agents: RwLock::new(HashMap::new()),
+            restocked_day: AtomicI64::new(i64::MIN),
+            restock_lock: tokio::sync::Mutex::new(()),
+            faults,
+        }))
+    }
+
+    /// A transaction for a request that only reads, unless `writes` (e.g. a product view that
+    /// records a session event): on SQLite a read transaction that starts writing could fail.
+    pub async fn begin(&self, writes: bool) -> Result<Tx, crate::store::StoreError> {
+        if writes {
+            self.db.write().await
+        } else {
+            self.db.read().await
+        }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Faults> {
+    fn from_ref(s: &AppState) -> Arc<Faults> {
+        s.faults.clone()
+    }
+}
