@@ -1,0 +1,3 @@
+//! The simulation host: simulated clock, scheduler, actions, run records.
+
+pub mod clock;
