@@ -28,7 +28,9 @@ pub enum TimeScale {
 
 /// Error parsing a time scale.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a time scale: use a positive number of simulated seconds per wall second (e.g. 48, 96, 10000) or `max`")]
+#[error(
+    "`{0}` is not a time scale: use a positive number of simulated seconds per wall second (e.g. 48, 96, 10000) or `max`"
+)]
 pub struct ParseTimeScaleError(String);
 
 impl std::str::FromStr for TimeScale {
@@ -74,15 +76,25 @@ pub struct ClockSchedule {
 }
 
 fn scaled(d: ChronoDuration, factor: f64) -> ChronoDuration {
-    let nanos = d.num_nanoseconds().map(|n| n as f64).unwrap_or_else(|| d.num_milliseconds() as f64 * 1e6);
+    let nanos = d
+        .num_nanoseconds()
+        .map(|n| n as f64)
+        .unwrap_or_else(|| d.num_milliseconds() as f64 * 1e6);
     ChronoDuration::nanoseconds((nanos * factor).round() as i64)
 }
 
 impl ClockSchedule {
     /// A clock that shows `sim` at wall instant `wall` and runs at `scale` (> 0).
     pub fn start(wall: DateTime<Utc>, sim: DateTime<Utc>, scale: f64) -> Self {
-        let scale = if scale.is_finite() && scale > 0.0 { scale } else { 1.0 };
-        Self { segments: vec![Segment { wall, sim, scale }], resume_scale: scale }
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        Self {
+            segments: vec![Segment { wall, sim, scale }],
+            resume_scale: scale,
+        }
     }
 
     /// The segments, oldest first.
@@ -166,13 +178,21 @@ impl ClockSchedule {
             self.resume_scale = scale;
         }
         let now = now.max(self.current().wall);
-        self.segments.push(Segment { wall: now, sim, scale: self.resume_scale });
+        self.segments.push(Segment {
+            wall: now,
+            sim,
+            scale: self.resume_scale,
+        });
     }
 
     fn push(&mut self, now: DateTime<Utc>, scale: f64) {
         let now = now.max(self.current().wall);
         let sim = self.sim_at(now);
-        self.segments.push(Segment { wall: now, sim, scale });
+        self.segments.push(Segment {
+            wall: now,
+            sim,
+            scale,
+        });
     }
 }
 
@@ -188,13 +208,18 @@ impl PacedClock {
     /// A paced clock following `schedule`; wall time is read from tokio's clock.
     pub fn new(schedule: ClockSchedule) -> Self {
         let (tx, _rx) = watch::channel(schedule);
-        Self { schedule: Arc::new(tx), base_instant: tokio::time::Instant::now(), base_wall: Utc::now() }
+        Self {
+            schedule: Arc::new(tx),
+            base_instant: tokio::time::Instant::now(),
+            base_wall: Utc::now(),
+        }
     }
 
     /// The wall clock as this clock sees it.
     pub fn wall_now(&self) -> DateTime<Utc> {
         let elapsed = tokio::time::Instant::now() - self.base_instant;
-        self.base_wall + ChronoDuration::from_std(elapsed).unwrap_or_else(|_| ChronoDuration::zero())
+        self.base_wall
+            + ChronoDuration::from_std(elapsed).unwrap_or_else(|_| ChronoDuration::zero())
     }
 
     /// The simulated time now.
@@ -259,7 +284,13 @@ mod tests {
         assert_eq!("MAX".parse::<TimeScale>().unwrap(), TimeScale::Max);
         assert!("0".parse::<TimeScale>().is_err());
         assert!("-3".parse::<TimeScale>().is_err());
-        assert!("fast".parse::<TimeScale>().unwrap_err().to_string().contains("max"));
+        assert!(
+            "fast"
+                .parse::<TimeScale>()
+                .unwrap_err()
+                .to_string()
+                .contains("max")
+        );
     }
 
     #[test]
@@ -306,7 +337,10 @@ mod tests {
         let lag = clock.wait_until(sim(1, 2)).await;
         assert!(lag < std::time::Duration::from_millis(5), "{lag:?}");
         let elapsed = clock.wall_now() - clock.base_wall;
-        assert!((elapsed.num_milliseconds() - 2000).abs() <= 5, "{elapsed:?}");
+        assert!(
+            (elapsed.num_milliseconds() - 2000).abs() <= 5,
+            "{elapsed:?}"
+        );
         // An event in the past is released at once with its lag.
         let lag = clock.wait_until(sim(1, 1)).await;
         assert!((lag.as_millis() as i64 - 1000).abs() <= 5, "{lag:?}");
