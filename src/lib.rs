@@ -28,4 +28,5 @@ pub mod ids;
 pub mod migrations;
 pub mod money;
 pub mod server;
+pub mod sim;
 pub mod store;

@@ -1,0 +1,4 @@
+//! The simulation host: simulated clock, scheduler, actions, run records.
+
+pub mod clock;
+pub mod metrics;
