@@ -1,0 +1,121 @@
+//! Remote actions: what an agent does to the shop, behind one interface with two
+//! implementations — HTTP against the VoiceOffers API (or the reference server), and in-process
+//! through the domain layer.
+//!
+//! The engine opens one [`SessionActions`] per shopping session and drives its steps; every step
+//! carries its simulated time and its number, from which the HTTP implementation derives the
+//! `Idempotency-Key` (run, agent, simulated day, session, step), so a retried or resumed step can
+//! never apply twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::domain::{
+    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, EligibleCoupons, ProductDetail,
+    RefreshResult, RejectCode, SelectStoreResult,
+};
+use crate::sim::metrics::Outcome;
+
+/// One shopping session as the actions see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The run.
+    pub run_id: Arc<str>,
+    /// The agent's natural key (`agent_001`).
+    pub agent_id: Arc<str>,
+    /// The agent's user.
+    pub user_id: Uuid,
+    /// The shopping session (client-supplied id, deterministic).
+    pub session_id: Uuid,
+    /// Simulated day the session belongs to (the run's calendar).
+    pub sim_date: NaiveDate,
+    /// Number of the session within the agent's day (0, 1, …).
+    pub session_seq: u32,
+}
+
+/// One step of a session: its number within the session and its simulated time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// 0, 1, … in the order the session performs them.
+    pub seq: u32,
+    /// Simulated time of the step (from the session plan, not a moving clock).
+    pub at: DateTime<Utc>,
+}
+
+impl SessionInfo {
+    /// The `Idempotency-Key` of a step: `run/agent/day/session/step`.
+    pub fn idempotency_key(&self, step: Step) -> String {
+        format!("{}/{}/{}/{}/{}", self.run_id, self.agent_id, self.sim_date, self.session_seq, step.seq)
+    }
+}
+
+/// Why an action did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActionError {
+    /// A business rejection (out of stock, offer refused, empty cart): an outcome the script
+    /// reacts to, not an error.
+    #[error("rejected ({}): {message}", code.as_str())]
+    Rejected {
+        /// The rejection.
+        code: RejectCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The step failed after the retries allowed (5xx, timeouts, 4xx that are not rejections,
+    /// an open circuit breaker): the session ends cleanly with this reason.
+    #[error("{} after {attempts} attempt(s): {reason}", class.name())]
+    Failed {
+        /// The error class (never `Ok` or a rejection).
+        class: Outcome,
+        /// What happened, for the run record.
+        reason: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The host is shutting down (Ctrl-C): the step was not sent, or its outcome is unknown and
+    /// will be reconciled on resume with the same Idempotency-Key.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// Result of an action.
+pub type ActionResult<T> = Result<T, ActionError>;
+
+/// Opens sessions. One implementation per mode; shared by all agents (no per-agent clients).
+#[async_trait]
+pub trait Actions: Send + Sync {
+    /// Starts driving one shopping session.
+    async fn open_session(&self, session: SessionInfo) -> ActionResult<Box<dyn SessionActions>>;
+
+    /// Short name for logs and records (`http`, `inprocess`).
+    fn mode(&self) -> &'static str;
+}
+
+/// The steps of one session, in order. Each returns the contract's JSON view.
+#[async_trait]
+pub trait SessionActions: Send {
+    /// Selects the store (switching store empties the cart).
+    async fn select_store(&mut self, step: Step, store_id: Uuid) -> ActionResult<SelectStoreResult>;
+    /// Refreshes the agent's offers if due (a refresh that is not due changes nothing).
+    async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult>;
+    /// Views a product (records a `view_product` event).
+    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail>;
+    /// Adds units of a product to the cart.
+    async fn add_to_cart(&mut self, step: Step, product_id: Uuid, quantity: i64) -> ActionResult<AddToCartResult>;
+    /// Lists eligible and ineligible wallet offers for the cart.
+    async fn eligible_coupons(&mut self, step: Step) -> ActionResult<EligibleCoupons>;
+    /// Applies a wallet offer to the cart.
+    async fn apply_coupon(&mut self, step: Step, coupon_id: Uuid) -> ActionResult<ApplyCouponResult>;
+    /// Prices the cart.
+    async fn cart_summary(&mut self, step: Step) -> ActionResult<CartSummary>;
+    /// Checks out (an order; completes the session).
+    async fn checkout(&mut self, step: Step) -> ActionResult<CheckoutResult>;
+    /// Abandons: empties the cart and marks the session abandoned.
+    async fn abandon(&mut self, step: Step) -> ActionResult<ClearCartResult>;
+    /// Ends the session: commits in-process work. Called once, after the last step, whatever
+    /// the outcome (a failed session is closed too).
+    async fn close(self: Box<Self>) -> ActionResult<()>;
+}
