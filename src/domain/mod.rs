@@ -5,13 +5,26 @@
 //! HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
 //! in-process actions call them directly (a whole session may be one transaction).
 
+mod cart;
+mod catalog_reads;
+mod checkout;
 pub mod error;
+mod offers;
+pub mod pricing;
+mod restock;
+mod rows;
+mod sessions;
 pub mod views;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use cart::{MAX_ADD_QUANTITY, ineligibility};
+pub use catalog_reads::MAX_PAGE;
+pub use checkout::order_id;
 pub use error::{DomainError, RejectCode};
+pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
+pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
 pub use views::*;
 
 /// Result of a domain operation.

@@ -1,0 +1,560 @@
+//! The cart: store selection, lines, applied coupons, eligibility and the priced summary.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::catalog::{Coupon, CouponKind, Store};
+use crate::ids;
+use crate::money::Money;
+use crate::store::{StoreError, Tx};
+
+use super::catalog_reads::product_not_found;
+use super::pricing::{PricedLine, meets_minimum, price_cart};
+use super::rows::{self, COUPON_COLS, active_offer_condition};
+use super::sessions::SessionEnd;
+use super::{
+    AddToCartResult, ApplyCouponResult, CartItemView, CartSummary, CartView, ClearCartResult, Ctx,
+    DomainError, DomainResult, EligibleCoupons, IneligibleCoupon, RejectCode, SelectStoreResult,
+    Shop,
+};
+
+/// Largest quantity one add may carry.
+pub const MAX_ADD_QUANTITY: i64 = 99;
+
+impl CartItemView {
+    /// The line as pricing sees it.
+    pub fn priced(&self) -> PricedLine {
+        PricedLine {
+            product_id: self.product_id,
+            category: self.category.clone(),
+            brand: self.brand.clone(),
+            unit_price: self.unit_price,
+            quantity: self.quantity,
+        }
+    }
+}
+
+/// The cart as read for pricing: the selected store, its lines and the usable coupons.
+pub(crate) struct CartState {
+    pub store: Option<Store>,
+    pub items: Vec<CartItemView>,
+    pub coupons: Vec<Coupon>,
+}
+
+impl CartState {
+    pub(crate) fn priced_lines(&self) -> Vec<PricedLine> {
+        self.items.iter().map(CartItemView::priced).collect()
+    }
+
+    pub(crate) fn summary(&self) -> CartSummary {
+        price_cart(&self.priced_lines(), &self.coupons)
+    }
+}
+
+fn item_view(row: &crate::store::Row) -> Result<CartItemView, StoreError> {
+    let unit_price = row.money("price")?;
+    let quantity = row.i64("quantity")?;
+    Ok(CartItemView {
+        id: row.uuid("id")?,
+        product_id: row.uuid("product_id")?,
+        sku: row.opt_string("sku")?,
+        product_name: row.string("name")?,
+        category: row.string("category")?,
+        brand: row.opt_string("brand")?,
+        unit_price,
+        quantity,
+        line_total: unit_price * quantity,
+    })
+}
+
+/// The deterministic id of a cart line (one line per user, store and product).
+fn cart_item_id(user_id: Uuid, store_id: Uuid, product_id: Uuid) -> Uuid {
+    ids::child_uuid(&user_id, "cart_item", &format!("{store_id}/{product_id}"))
+}
+
+impl Shop {
+    /// Lines of the user's cart in `store`, first added first.
+    pub(crate) async fn cart_lines(
+        &self,
+        tx: &Tx,
+        user_id: Uuid,
+        store_id: Uuid,
+    ) -> Result<Vec<CartItemView>, StoreError> {
+        let codec = tx.codec();
+        let rows = tx
+            .query(
+                "SELECT ci.id, ci.product_id, ci.quantity, p.sku, p.name, p.category, p.brand, \
+                   p.price \
+                 FROM cart_items ci JOIN products p ON p.id = ci.product_id \
+                 WHERE ci.user_id = $1 AND ci.store_id = $2 \
+                 ORDER BY ci.created_at, ci.id",
+                vec![codec.uuid(user_id), codec.uuid(store_id)],
+            )
+            .await?;
+        rows.iter().map(item_view).collect()
+    }
+
+    /// Coupons applied to the user's cart that are still active offers in the wallet at
+    /// `ctx.now` (an offer that expired since it was applied no longer counts).
+    pub(crate) async fn applied_coupons(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+    ) -> Result<Vec<Coupon>, StoreError> {
+        let codec = tx.codec();
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {COUPON_COLS} FROM cart_coupons cc \
+                     JOIN coupons c ON c.id = cc.coupon_id \
+                     JOIN user_coupons uc ON uc.user_id = cc.user_id AND uc.coupon_id = cc.coupon_id \
+                     WHERE cc.user_id = $1 AND {} \
+                     ORDER BY c.id",
+                    active_offer_condition("$2")
+                ),
+                vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)],
+            )
+            .await?;
+        rows.iter().map(rows::coupon).collect()
+    }
+
+    /// The user's active wallet offers at `ctx.now`, by id.
+    pub(crate) async fn active_offers(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+    ) -> Result<Vec<Coupon>, StoreError> {
+        let codec = tx.codec();
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {COUPON_COLS} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id \
+                     WHERE uc.user_id = $1 AND {} ORDER BY c.id",
+                    active_offer_condition("$2")
+                ),
+                vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)],
+            )
+            .await?;
+        rows.iter().map(rows::coupon).collect()
+    }
+
+    /// The selected store, its cart lines and the usable applied coupons.
+    pub(crate) async fn cart_state(&self, tx: &Tx, ctx: &Ctx) -> Result<CartState, StoreError> {
+        let store = rows::selected_store(tx, ctx.user_id).await?;
+        let items = match &store {
+            Some(s) => self.cart_lines(tx, ctx.user_id, s.id).await?,
+            None => Vec::new(),
+        };
+        let coupons = self.applied_coupons(tx, ctx).await?;
+        Ok(CartState {
+            store,
+            items,
+            coupons,
+        })
+    }
+
+    /// Selects the user's store. Switching to another store empties the cart (lines and
+    /// coupons); `cart_cleared` tells whether anything was removed.
+    pub async fn select_store(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        store_id: Uuid,
+    ) -> DomainResult<SelectStoreResult> {
+        let Some(store) = rows::store_by_id(tx, store_id).await? else {
+            return Err(DomainError::NotFound {
+                code: "store_not_found",
+                what: format!("store {store_id}"),
+            });
+        };
+        let codec = tx.codec();
+        let previous = tx
+            .query_opt(
+                "SELECT store_id FROM sim_user_stores WHERE user_id = $1",
+                vec![codec.uuid(ctx.user_id)],
+            )
+            .await?
+            .map(|r| r.uuid("store_id"))
+            .transpose()?;
+        let mut cart_cleared = false;
+        if previous.is_some_and(|p| p != store_id) {
+            let (items, coupons) = self.delete_cart(tx, ctx.user_id).await?;
+            cart_cleared = items + coupons > 0;
+        }
+        if previous != Some(store_id) {
+            tx.exec(
+                "INSERT INTO sim_user_stores (user_id, store_id, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET store_id = excluded.store_id, \
+                   updated_at = excluded.updated_at",
+                vec![
+                    codec.uuid(ctx.user_id),
+                    codec.uuid(store_id),
+                    codec.ts(ctx.now),
+                ],
+            )
+            .await?;
+        }
+        Ok(SelectStoreResult {
+            success: true,
+            store,
+            cart_cleared,
+        })
+    }
+
+    /// Deletes every cart line and applied coupon of the user: (lines, coupons) removed.
+    async fn delete_cart(&self, tx: &Tx, user_id: Uuid) -> Result<(u64, u64), StoreError> {
+        let codec = tx.codec();
+        let items = tx
+            .exec(
+                "DELETE FROM cart_items WHERE user_id = $1",
+                vec![codec.uuid(user_id)],
+            )
+            .await?;
+        let coupons = tx
+            .exec(
+                "DELETE FROM cart_coupons WHERE user_id = $1",
+                vec![codec.uuid(user_id)],
+            )
+            .await?;
+        Ok((items, coupons))
+    }
+
+    /// The cart: lines of the selected store, applied coupons still usable, the store.
+    pub async fn get_cart(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<CartView> {
+        let state = self.cart_state(tx, ctx).await?;
+        Ok(CartView {
+            item_count: state.items.iter().map(|i| i.quantity).sum(),
+            items: state.items,
+            coupons: state.coupons,
+            store: state.store,
+        })
+    }
+
+    /// Adds `quantity` (1–99) units of a product to the cart of the selected store; an
+    /// existing line grows. Records `cart_add_item`.
+    pub async fn add_to_cart(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> DomainResult<AddToCartResult> {
+        if !(1..=MAX_ADD_QUANTITY).contains(&quantity) {
+            return Err(DomainError::Invalid {
+                code: "invalid_quantity",
+                message: format!(
+                    "quantity must be between 1 and {MAX_ADD_QUANTITY}, got {quantity}"
+                ),
+            });
+        }
+        let codec = tx.codec();
+        // One round trip: the product, the selected store, its stock and what the cart holds.
+        let row = tx
+            .query_opt(
+                "SELECT p.sku, p.name, p.category, p.brand, p.price, us.store_id, \
+                   (SELECT i.quantity FROM store_inventory i \
+                    WHERE i.store_id = us.store_id AND i.product_id = p.id) AS stock, \
+                   (SELECT ci.quantity FROM cart_items ci WHERE ci.user_id = $2 \
+                    AND ci.store_id = us.store_id AND ci.product_id = p.id) AS in_cart \
+                 FROM products p LEFT JOIN sim_user_stores us ON us.user_id = $2 \
+                 WHERE p.id = $1",
+                vec![codec.uuid(product_id), codec.uuid(ctx.user_id)],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(product_not_found(product_id));
+        };
+        let Some(store_id) = row.opt_uuid("store_id")? else {
+            return Err(DomainError::rejected(
+                RejectCode::NoStoreSelected,
+                "select a store before adding to the cart",
+            ));
+        };
+        let stock = row.opt_i64("stock")?.unwrap_or(0);
+        let in_cart = row.opt_i64("in_cart")?.unwrap_or(0);
+        if stock < in_cart + quantity {
+            return Err(DomainError::rejected(
+                RejectCode::InsufficientInventory,
+                format!(
+                    "only {stock} units in store; the cart already has {in_cart}, {quantity} more requested"
+                ),
+            ));
+        }
+        let sku = row.opt_string("sku")?;
+        let unit_price = row.money("price")?;
+        self.record_event(
+            tx,
+            ctx,
+            "cart_add_item",
+            json!({"product_id": product_id, "sku": sku, "quantity": quantity,
+                   "unit_price": unit_price}),
+            SessionEnd::Open,
+        )
+        .await?;
+        let line = tx
+            .query_one(
+                "INSERT INTO cart_items \
+                   (id, user_id, store_id, product_id, quantity, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (user_id, store_id, product_id) DO UPDATE SET \
+                   quantity = cart_items.quantity + excluded.quantity, \
+                   updated_at = excluded.updated_at \
+                 RETURNING id, quantity",
+                vec![
+                    codec.uuid(cart_item_id(ctx.user_id, store_id, product_id)),
+                    codec.uuid(ctx.user_id),
+                    codec.uuid(store_id),
+                    codec.uuid(product_id),
+                    quantity.into(),
+                    codec.ts(ctx.now),
+                ],
+            )
+            .await?;
+        let total_quantity = line.i64("quantity")?;
+        Ok(AddToCartResult {
+            success: true,
+            cart_item: CartItemView {
+                id: line.uuid("id")?,
+                product_id,
+                sku,
+                product_name: row.string("name")?,
+                category: row.string("category")?,
+                brand: row.opt_string("brand")?,
+                unit_price,
+                quantity: total_quantity,
+                line_total: unit_price * total_quantity,
+            },
+        })
+    }
+
+    /// Empties the cart (lines and coupons). With a session, records `cart_abandon` and marks
+    /// the session abandoned.
+    pub async fn clear_cart(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<ClearCartResult> {
+        if ctx.session_id.is_some() {
+            // The event carries the count, and must be written (or refused) before deleting.
+            let codec = tx.codec();
+            let items = tx
+                .query_one(
+                    "SELECT COUNT(*) AS n FROM cart_items WHERE user_id = $1",
+                    vec![codec.uuid(ctx.user_id)],
+                )
+                .await?
+                .i64("n")?;
+            self.record_event(
+                tx,
+                ctx,
+                "cart_abandon",
+                json!({"items_removed": items}),
+                SessionEnd::Abandoned,
+            )
+            .await?;
+        }
+        let (items_removed, coupons_removed) = self.delete_cart(tx, ctx.user_id).await?;
+        Ok(ClearCartResult {
+            success: true,
+            items_removed,
+            coupons_removed,
+        })
+    }
+
+    /// The user's active offers, split into those that would discount the current cart and
+    /// those that would not (with the reason). Records `view_coupons`.
+    pub async fn eligible_coupons(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<EligibleCoupons> {
+        let store = rows::selected_store(tx, ctx.user_id).await?;
+        let items = match &store {
+            Some(s) => self.cart_lines(tx, ctx.user_id, s.id).await?,
+            None => Vec::new(),
+        };
+        let offers = self.active_offers(tx, ctx).await?;
+        let lines: Vec<PricedLine> = items.iter().map(CartItemView::priced).collect();
+        let cart_subtotal: Money = lines.iter().map(PricedLine::amount).sum();
+        let mut eligible = Vec::new();
+        let mut ineligible = Vec::new();
+        for coupon in offers {
+            match ineligibility(&lines, &coupon) {
+                None => eligible.push(coupon),
+                Some(reason) => ineligible.push(IneligibleCoupon { coupon, reason }),
+            }
+        }
+        self.record_event(
+            tx,
+            ctx,
+            "view_coupons",
+            json!({"eligible": eligible.len(), "ineligible": ineligible.len()}),
+            SessionEnd::Open,
+        )
+        .await?;
+        Ok(EligibleCoupons {
+            eligible,
+            ineligible,
+            cart_subtotal,
+        })
+    }
+
+    /// Applies a wallet offer to the cart (idempotent per user and coupon). Records
+    /// `coupon_apply`.
+    pub async fn apply_coupon(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        coupon_id: Uuid,
+    ) -> DomainResult<ApplyCouponResult> {
+        let codec = tx.codec();
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {COUPON_COLS} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id \
+                     WHERE uc.user_id = $1 AND uc.coupon_id = $2 AND {}",
+                    active_offer_condition("$3")
+                ),
+                vec![
+                    codec.uuid(ctx.user_id),
+                    codec.uuid(coupon_id),
+                    codec.ts(ctx.now),
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(DomainError::rejected(
+                RejectCode::OfferNotInWallet,
+                format!("coupon {coupon_id} is not an active offer in this user's wallet"),
+            ));
+        };
+        let coupon = rows::coupon(&row)?;
+        self.record_event(
+            tx,
+            ctx,
+            "coupon_apply",
+            json!({"coupon_id": coupon.id, "code": coupon.code}),
+            SessionEnd::Open,
+        )
+        .await?;
+        tx.exec(
+            "INSERT INTO cart_coupons (user_id, coupon_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, coupon_id) DO NOTHING",
+            vec![
+                codec.uuid(ctx.user_id),
+                codec.uuid(coupon_id),
+                codec.ts(ctx.now),
+            ],
+        )
+        .await?;
+        let summary = self.cart_state(tx, ctx).await?.summary();
+        Ok(ApplyCouponResult {
+            success: true,
+            coupon,
+            summary,
+        })
+    }
+
+    /// The priced cart, exactly as checkout would price it now.
+    pub async fn cart_summary(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<CartSummary> {
+        Ok(self.cart_state(tx, ctx).await?.summary())
+    }
+}
+
+/// Why `coupon` alone would not discount the cart `lines`, or `None` when it would.
+pub fn ineligibility(lines: &[PricedLine], coupon: &Coupon) -> Option<String> {
+    if lines.is_empty() {
+        return Some("cart is empty".to_string());
+    }
+    let alone = price_cart(lines, std::slice::from_ref(coupon));
+    if alone.discount_total > Money::ZERO {
+        return None;
+    }
+    let target = coupon
+        .category_or_brand
+        .as_deref()
+        .map(|t| t.trim().to_lowercase());
+    // The amounts the coupon would be judged on: the subtotal, or each matching line.
+    let amounts: Vec<Money> = match coupon.kind {
+        CouponKind::Frontstore => vec![alone.subtotal],
+        CouponKind::Category | CouponKind::Brand => lines
+            .iter()
+            .filter(|l| {
+                let value = match coupon.kind {
+                    CouponKind::Category => Some(l.category.trim().to_lowercase()),
+                    _ => l.brand.as_deref().map(|b| b.trim().to_lowercase()),
+                };
+                value.is_some() && value == target
+            })
+            .map(PricedLine::amount)
+            .collect(),
+    };
+    if amounts.is_empty() {
+        return Some("no matching items in cart".to_string());
+    }
+    match coupon.min_purchase_amount {
+        Some(min) if !amounts.iter().any(|a| meets_minimum(coupon, *a)) => {
+            Some(format!("minimum purchase {min} not met"))
+        }
+        _ => Some("no discount on this cart".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::DiscountType;
+
+    fn coupon(kind: CouponKind, target: Option<&str>, min: Option<i64>) -> Coupon {
+        Coupon {
+            id: Uuid::from_u128(1),
+            code: "C1".into(),
+            kind,
+            discount_details: String::new(),
+            category_or_brand: target.map(str::to_string),
+            discount_type: DiscountType::Fixed,
+            discount_value: Money(100),
+            min_purchase_amount: min.map(Money),
+            max_discount: None,
+            expiration_date: None,
+            is_active: true,
+        }
+    }
+
+    #[test]
+    fn ineligibility_reasons() {
+        let lines = vec![PricedLine {
+            product_id: Uuid::from_u128(9),
+            category: "Snacks".into(),
+            brand: Some("Crunch".into()),
+            unit_price: Money(500),
+            quantity: 2,
+        }];
+        assert_eq!(
+            ineligibility(&[], &coupon(CouponKind::Frontstore, None, None)).as_deref(),
+            Some("cart is empty")
+        );
+        assert_eq!(
+            ineligibility(&lines, &coupon(CouponKind::Frontstore, None, None)),
+            None
+        );
+        assert_eq!(
+            ineligibility(&lines, &coupon(CouponKind::Category, Some("snacks"), None)),
+            None
+        );
+        assert_eq!(
+            ineligibility(&lines, &coupon(CouponKind::Brand, Some("Other"), None)).as_deref(),
+            Some("no matching items in cart")
+        );
+        assert_eq!(
+            ineligibility(
+                &lines,
+                &coupon(CouponKind::Brand, Some("crunch"), Some(2500))
+            )
+            .as_deref(),
+            Some("minimum purchase 25.00 not met")
+        );
+        assert_eq!(
+            ineligibility(&lines, &coupon(CouponKind::Frontstore, None, Some(1001))).as_deref(),
+            Some("minimum purchase 10.01 not met")
+        );
+        let mut free = coupon(CouponKind::Frontstore, None, None);
+        free.discount_type = DiscountType::FreeShipping;
+        assert_eq!(
+            ineligibility(&lines, &free).as_deref(),
+            Some("no discount on this cart")
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Checkout (cart → order, stock decremented, offers redeemed) and order history.
+
+use std::collections::HashMap;
+
+use chrono::SecondsFormat;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::ids;
+use crate::money::Money;
+use crate::store::{Row, StoreError, Tx};
+
+use super::catalog_reads::validate_page;
+use super::rows::{in_list, placeholders, uuid_values};
+use super::sessions::SessionEnd;
+use super::{
+    CartSummary, CheckoutResult, Ctx, DomainError, DomainResult, OrderItemView, OrderView,
+    OrdersPage, RejectCode, Shop, Totals,
+};
+
+/// The deterministic id of the order a user places at `now`.
+pub fn order_id(user_id: Uuid, now: chrono::DateTime<chrono::Utc>) -> Uuid {
+    ids::child_uuid(
+        &user_id,
+        "order",
+        &now.to_rfc3339_opts(SecondsFormat::Nanos, true),
+    )
+}
+
+/// Order lines from cart lines and their pricing, in product-id order (the order stock is
+/// decremented in and order items are listed in).
+fn order_items(items: &[super::CartItemView], summary: &CartSummary) -> Vec<OrderItemView> {
+    let mut out: Vec<OrderItemView> = items
+        .iter()
+        .map(|item| {
+            let discount = summary
+                .item_discounts
+                .iter()
+                .find(|d| d.product_id == item.product_id);
+            let discount_amount = discount.map_or(Money::ZERO, |d| d.amount);
+            OrderItemView {
+                product_id: item.product_id,
+                product_name: item.product_name.clone(),
+                product_price: item.unit_price,
+                quantity: item.quantity,
+                applied_coupon_id: discount.map(|d| d.coupon_id),
+                discount_amount,
+                line_total: item.line_total - discount_amount,
+            }
+        })
+        .collect();
+    out.sort_by_key(|i| i.product_id);
+    out
+}
+
+impl Shop {
+    /// Turns the cart of the selected store into a completed order: prices it with
+    /// [`super::price_cart`], decrements stock (never below zero, even under concurrency),
+    /// records the order and its items, marks the offers that gave a discount as used, empties
+    /// the cart and completes the session. On any error nothing of this is left behind.
+    pub async fn checkout(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<CheckoutResult> {
+        let state = self.cart_state(tx, ctx).await?;
+        let (Some(store), false) = (state.store.as_ref(), state.items.is_empty()) else {
+            return Err(DomainError::rejected(
+                RejectCode::EmptyCart,
+                "the cart is empty; add products before checking out",
+            ));
+        };
+        let summary = state.summary();
+        let order = OrderView {
+            id: order_id(ctx.user_id, ctx.now),
+            store_id: Some(store.id),
+            items: order_items(&state.items, &summary),
+            totals: Totals {
+                subtotal: summary.subtotal,
+                discount_total: summary.discount_total,
+                final_total: summary.final_total,
+            },
+            status: "completed".to_string(),
+            item_count: state.items.iter().map(|i| i.quantity).sum(),
+            shopping_session_id: ctx.session_id,
+            frontstore_coupon_id: summary.frontstore_coupon_id,
+            created_at: ctx.now,
+        };
+        // A savepoint: a stock shortfall half-way (or any other failure) undoes only this
+        // checkout's writes and leaves the caller's transaction usable.
+        let sp = tx.savepoint().await?;
+        match self.write_order(&sp, ctx, store.id, &order, &summary).await {
+            Ok(()) => {
+                sp.commit().await?;
+                Ok(CheckoutResult {
+                    success: true,
+                    order,
+                })
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_order(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        store_id: Uuid,
+        order: &OrderView,
+        summary: &CartSummary,
+    ) -> DomainResult<()> {
+        let codec = tx.codec();
+        self.record_event(
+            tx,
+            ctx,
+            "checkout_complete",
+            json!({"order_id": order.id, "final_total": order.totals.final_total,
+                   "item_count": order.item_count}),
+            SessionEnd::Completed,
+        )
+        .await?;
+        // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).
+        for item in &order.items {
+            let updated = tx
+                .exec(
+                    "UPDATE store_inventory SET quantity = quantity - $1 \
+                     WHERE store_id = $2 AND product_id = $3 AND quantity >= $1",
+                    vec![
+                        item.quantity.into(),
+                        codec.uuid(store_id),
+                        codec.uuid(item.product_id),
+                    ],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(DomainError::rejected(
+                    RejectCode::InsufficientInventory,
+                    format!(
+                        "not enough units of {} ({}) left in the store for {} in the cart",
+                        item.product_name, item.product_id, item.quantity
+                    ),
+                ));
+            }
+        }
+        tx.exec(
+            "INSERT INTO orders (id, user_id, store_id, subtotal, discount_total, final_total, \
+               status, item_count, shopping_session_id, is_simulated, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            vec![
+                codec.uuid(order.id),
+                codec.uuid(ctx.user_id),
+                codec.uuid(store_id),
+                codec.money(order.totals.subtotal),
+                codec.money(order.totals.discount_total),
+                codec.money(order.totals.final_total),
+                order.status.clone().into(),
+                order.item_count.into(),
+                codec.opt_uuid(order.shopping_session_id),
+                ctx.simulated.into(),
+                codec.ts(ctx.now),
+            ],
+        )
+        .await?;
+        let mut values = Vec::with_capacity(order.items.len() * 9);
+        for (n, item) in order.items.iter().enumerate() {
+            values.extend([
+                codec.uuid(ids::child_uuid(&order.id, "item", &n.to_string())),
+                codec.uuid(order.id),
+                codec.uuid(item.product_id),
+                item.product_name.clone().into(),
+                codec.money(item.product_price),
+                item.quantity.into(),
+                codec.opt_uuid(item.applied_coupon_id),
+                codec.money(item.discount_amount),
+                codec.money(item.line_total),
+            ]);
+        }
+        tx.exec(
+            &format!(
+                "INSERT INTO order_items (id, order_id, product_id, product_name, product_price, \
+                   quantity, applied_coupon_id, discount_amount, line_total) VALUES {}",
+                placeholders(order.items.len(), 9, 1)
+            ),
+            values,
+        )
+        .await?;
+        let mut used: Vec<Uuid> = summary
+            .item_discounts
+            .iter()
+            .map(|d| d.coupon_id)
+            .chain(summary.frontstore_coupon_id)
+            .collect();
+        used.sort();
+        used.dedup();
+        if !used.is_empty() {
+            let mut values = vec![
+                codec.uuid(order.id),
+                codec.ts(ctx.now),
+                codec.uuid(ctx.user_id),
+            ];
+            values.extend(uuid_values(tx, &used));
+            tx.exec(
+                &format!(
+                    "UPDATE user_coupons SET status = 'used', order_id = $1, redeemed_at = $2 \
+                     WHERE user_id = $3 AND status = 'active' AND coupon_id IN ({})",
+                    in_list(used.len(), 4)
+                ),
+                values,
+            )
+            .await?;
+        }
+        tx.exec(
+            "DELETE FROM cart_items WHERE user_id = $1",
+            vec![codec.uuid(ctx.user_id)],
+        )
+        .await?;
+        tx.exec(
+            "DELETE FROM cart_coupons WHERE user_id = $1",
+            vec![codec.uuid(ctx.user_id)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The user's orders, newest first, with their items (three queries for any page size).
+    pub async fn list_orders(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        limit: i64,
+        offset: i64,
+    ) -> DomainResult<OrdersPage> {
+        validate_page(limit, offset)?;
+        let codec = tx.codec();
+        let total = tx
+            .query_one(
+                "SELECT COUNT(*) AS n FROM orders WHERE user_id = $1",
+                vec![codec.uuid(ctx.user_id)],
+            )
+            .await?
+            .i64("n")?;
+        let rows = tx
+            .query(
+                "SELECT id, store_id, subtotal, discount_total, final_total, status, item_count, \
+                   shopping_session_id, created_at FROM orders WHERE user_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                vec![codec.uuid(ctx.user_id), limit.into(), offset.into()],
+            )
+            .await?;
+        let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
+        if orders.is_empty() {
+            return Ok(OrdersPage { orders, total });
+        }
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+        let item_rows = tx
+            .query(
+                &format!(
+                    "SELECT order_id, product_id, product_name, product_price, quantity, \
+                       applied_coupon_id, discount_amount, line_total FROM order_items \
+                     WHERE order_id IN ({}) ORDER BY order_id, product_id",
+                    in_list(ids.len(), 1)
+                ),
+                uuid_values(tx, &ids),
+            )
+            .await?;
+        // The frontstore coupon is not an orders column: it is the redeemed frontstore offer.
+        let mut values = uuid_values(tx, &ids);
+        values.push(codec.uuid(ctx.user_id));
+        let frontstore_rows = tx
+            .query(
+                &format!(
+                    "SELECT uc.order_id, uc.coupon_id FROM user_coupons uc \
+                     JOIN coupons c ON c.id = uc.coupon_id \
+                     WHERE uc.order_id IN ({}) AND uc.user_id = ${} AND c.type = 'frontstore'",
+                    in_list(ids.len(), 1),
+                    ids.len() + 1
+                ),
+                values,
+            )
+            .await?;
+        let mut items: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
+        for r in &item_rows {
+            items
+                .entry(r.uuid("order_id")?)
+                .or_default()
+                .push(order_item_view(r)?);
+        }
+        let mut frontstore: HashMap<Uuid, Uuid> = HashMap::new();
+        for r in &frontstore_rows {
+            frontstore.insert(r.uuid("order_id")?, r.uuid("coupon_id")?);
+        }
+        for order in &mut orders {
+            order.items = items.remove(&order.id).unwrap_or_default();
+            order.frontstore_coupon_id = frontstore.get(&order.id).copied();
+        }
+        Ok(OrdersPage { orders, total })
+    }
+}
+
+fn order_view(r: &Row) -> Result<OrderView, StoreError> {
+    Ok(OrderView {
+        id: r.uuid("id")?,
+        store_id: r.opt_uuid("store_id")?,
+        items: Vec::new(),
+        totals: Totals {
+            subtotal: r.money("subtotal")?,
+            discount_total: r.money("discount_total")?,
+            final_total: r.money("final_total")?,
+        },
+        status: r.string("status")?,
+        item_count: r.i64("item_count")?,
+        shopping_session_id: r.opt_uuid("shopping_session_id")?,
+        frontstore_coupon_id: None,
+        created_at: r.ts("created_at")?,
+    })
+}
+
+fn order_item_view(r: &Row) -> Result<OrderItemView, StoreError> {
+    Ok(OrderItemView {
+        product_id: r.uuid("product_id")?,
+        product_name: r.string("product_name")?,
+        product_price: r.money("product_price")?,
+        quantity: r.i64("quantity")?,
+        applied_coupon_id: r.opt_uuid("applied_coupon_id")?,
+        discount_amount: r.money("discount_amount")?,
+        line_total: r.money("line_total")?,
+    })
+}

@@ -1,0 +1,150 @@
+//! Reading catalog rows and building multi-row statements: shared by the domain modules.
+
+use sea_orm::Value;
+use uuid::Uuid;
+
+use crate::catalog::{Coupon, CouponKind, DiscountType, Product, Store};
+use crate::store::{Row, StoreError, Tx};
+
+/// Product columns, for `FROM products p`.
+pub(crate) const PRODUCT_COLS: &str = "p.id AS p_id, p.sku AS p_sku, p.name AS p_name, \
+     p.description AS p_description, p.price AS p_price, p.rating AS p_rating, \
+     p.review_count AS p_review_count, p.category AS p_category, p.brand AS p_brand, \
+     p.in_stock AS p_in_stock";
+
+/// Coupon columns, for `FROM coupons c`.
+pub(crate) const COUPON_COLS: &str = "c.id AS c_id, c.code AS c_code, c.type AS c_type, \
+     c.discount_details AS c_details, c.category_or_brand AS c_target, \
+     c.discount_type AS c_discount_type, c.discount_value AS c_value, \
+     c.min_purchase_amount AS c_min, c.max_discount AS c_max, \
+     c.expiration_date AS c_expires, c.is_active AS c_active";
+
+/// SQL condition (on `c` and `uc`) for "an active offer in the wallet at `$now`", where `$now`
+/// is the placeholder given.
+pub(crate) fn active_offer_condition(now: &str) -> String {
+    format!(
+        "uc.status = 'active' AND (uc.eligible_until IS NULL OR uc.eligible_until > {now}) \
+         AND c.is_active AND (c.expiration_date IS NULL OR c.expiration_date > {now})"
+    )
+}
+
+fn decode(column: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Decode {
+        column: column.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A product from a row selected with [`PRODUCT_COLS`].
+pub(crate) fn product(row: &Row) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: row.uuid("p_id")?,
+        sku: row.opt_string("p_sku")?.unwrap_or_default(),
+        name: row.string("p_name")?,
+        description: row.opt_string("p_description")?.unwrap_or_default(),
+        price: row.money("p_price")?,
+        rating: row.opt_f64("p_rating")?.unwrap_or(0.0),
+        review_count: row.opt_i64("p_review_count")?.unwrap_or(0),
+        category: row.string("p_category")?,
+        brand: row.opt_string("p_brand")?.unwrap_or_default(),
+        in_stock: row.bool("p_in_stock")?,
+    })
+}
+
+/// A coupon from a row selected with [`COUPON_COLS`].
+pub(crate) fn coupon(row: &Row) -> Result<Coupon, StoreError> {
+    let kind = row.string("c_type")?;
+    let discount_type = row.string("c_discount_type")?;
+    Ok(Coupon {
+        id: row.uuid("c_id")?,
+        code: row.opt_string("c_code")?.unwrap_or_default(),
+        kind: CouponKind::parse(&kind)
+            .ok_or_else(|| decode("coupons.type", format!("unknown coupon type `{kind}`")))?,
+        discount_details: row.opt_string("c_details")?.unwrap_or_default(),
+        category_or_brand: row.opt_string("c_target")?,
+        discount_type: DiscountType::parse(&discount_type).ok_or_else(|| {
+            decode(
+                "coupons.discount_type",
+                format!("unknown discount type `{discount_type}`"),
+            )
+        })?,
+        discount_value: row.money("c_value")?,
+        min_purchase_amount: row.opt_money("c_min")?,
+        max_discount: row.opt_money("c_max")?,
+        expiration_date: row.opt_ts("c_expires")?,
+        is_active: row.bool("c_active")?,
+    })
+}
+
+/// Looks up a store by id.
+pub(crate) async fn store_by_id(tx: &Tx, store_id: Uuid) -> Result<Option<Store>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT id, name FROM stores WHERE id = $1",
+            vec![tx.codec().uuid(store_id)],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Store {
+            id: r.uuid("id")?,
+            name: r.string("name")?,
+        })
+    })
+    .transpose()
+}
+
+/// The user's selected store, if any.
+pub(crate) async fn selected_store(tx: &Tx, user_id: Uuid) -> Result<Option<Store>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT s.id, s.name FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \
+             WHERE us.user_id = $1",
+            vec![tx.codec().uuid(user_id)],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Store {
+            id: r.uuid("id")?,
+            name: r.string("name")?,
+        })
+    })
+    .transpose()
+}
+
+/// `($k, $k+1, …), (…)` placeholders for `rows` rows of `width` values, numbered from `first`.
+pub(crate) fn placeholders(rows: usize, width: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (0..width)
+                .map(|c| format!("${}", first + r * width + c))
+                .collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub(crate) fn in_list(n: usize, first: usize) -> String {
+    (0..n)
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Uuids as statement values.
+pub(crate) fn uuid_values(tx: &Tx, ids: &[Uuid]) -> Vec<Value> {
+    let codec = tx.codec();
+    ids.iter().map(|id| codec.uuid(*id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(placeholders(2, 3, 2), "($2, $3, $4), ($5, $6, $7)");
+        assert_eq!(in_list(3, 4), "$4, $5, $6");
+    }
+}
