@@ -2,6 +2,7 @@
 //!
 //! Precedence for every setting: flag > environment variable > default.
 
+pub mod check;
 pub mod common;
 mod migrate;
 
@@ -28,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Create missing tables (never drops or alters existing ones), or check compatibility.
     Migrate(migrate::MigrateArgs),
+    /// Compile a persona set and simulate it in memory (no server, no database): prints
+    /// sessions, baskets, abandonment, offers and timing statistics.
+    Check(check::CheckArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -36,6 +40,7 @@ pub async fn main() -> ExitCode {
     common::init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Check(args) => check::run(args),
     };
     match result {
         Ok(code) => code,
