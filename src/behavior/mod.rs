@@ -32,3 +32,6 @@ pub mod set;
 
 pub use error::BehaviorError;
 pub use set::{Agent, Decision, Outcome, PersonaSet, Vocab};
+
+#[cfg(test)]
+mod tests;

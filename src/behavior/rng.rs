@@ -154,6 +154,9 @@ impl ScriptRng {
     fn normal(&self, mean: f64, sd: f64) -> RhaiResult<f64> {
         finite("normal", "mean", mean)?;
         finite("normal", "sd", sd)?;
+        if sd < 0.0 {
+            return Err(bad(format!("rng.normal(mean, sd): sd must be >= 0, got {sd}")));
+        }
         let d = Normal::new(mean, sd)
             .map_err(|e| bad(format!("rng.normal(mean, sd): {e} (sd must be >= 0)")))?;
         Ok(d.sample(&mut *self.0.lock()))
@@ -162,6 +165,9 @@ impl ScriptRng {
     fn lognormal(&self, mu: f64, sigma: f64) -> RhaiResult<f64> {
         finite("lognormal", "mu", mu)?;
         finite("lognormal", "sigma", sigma)?;
+        if sigma < 0.0 {
+            return Err(bad(format!("rng.lognormal(mu, sigma): sigma must be >= 0, got {sigma}")));
+        }
         let d = LogNormal::new(mu, sigma)
             .map_err(|e| bad(format!("rng.lognormal(mu, sigma): {e} (sigma must be >= 0)")))?;
         Ok(d.sample(&mut *self.0.lock()))

@@ -133,6 +133,7 @@ pub struct PersonaSet {
     files: Vec<String>,
     version: Arc<str>,
     ast: AST,
+    source: String,
     schema: OnceLock<Arc<PersonaSchema>>,
     interner: Interner,
 }
@@ -266,6 +267,7 @@ impl PersonaSet {
             files,
             version: version.into(),
             ast,
+            source: source.to_string(),
             schema: OnceLock::new(),
             interner: Interner::default(),
         })
@@ -291,7 +293,28 @@ impl PersonaSet {
         let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         RUN_ENGINE
             .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, function, args)
-            .map_err(|e| BehaviorError::runtime(&self.file, function, &e))
+            .map_err(|e| {
+                let mut err = BehaviorError::runtime(&self.file, function, &e);
+                // Some limit errors (operations) carry no position: point at the function.
+                if let BehaviorError::Runtime { file, line, column, .. } = &mut err {
+                    if *line == 0 && *file == self.file {
+                        if let Some((l, c)) = self.function_line(function) {
+                            *line = l;
+                            *column = c;
+                        }
+                    }
+                }
+                err
+            })
+    }
+
+    /// Line and column of `fn name(` in the main script.
+    fn function_line(&self, name: &str) -> Option<(usize, usize)> {
+        let needle = format!("fn {name}(");
+        self.source
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(&needle).map(|c| (i + 1, c + 1)))
     }
 
     fn output<T>(&self, function: &str, r: Result<T, FieldError>) -> Result<Decision<T>, BehaviorError> {
