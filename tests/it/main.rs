@@ -10,8 +10,8 @@ mod support;
 
 mod domain;
 mod migrate;
-
 mod api;
 mod app;
+mod behavior;
 mod pooler;
 mod seed;
