@@ -26,6 +26,9 @@ fn bench(c: &mut Criterion) {
             .collect();
         let history = Arc::new(History::default());
         let wallet = world.sample_wallet(start);
+        let calendars: Vec<Calendar> = (0..7)
+            .map(|d| Calendar::new(start + chrono::Duration::days(d), d as u32, 0))
+            .collect();
         let mut i = 0usize;
         c.bench_function(&format!("{name}/plan_day"), |b| {
             b.iter(|| {
@@ -37,8 +40,8 @@ fn bench(c: &mut Criterion) {
                     history: &history,
                     wallet: &wallet,
                 };
-                let cal = Calendar::new(start, (i % 7) as u32, 0);
-                set.plan_day(&agent, &cal, world.view()).expect("plan")
+                set.plan_day(&agent, &calendars[i % 7], world.view())
+                    .expect("plan")
             })
         });
         c.bench_function(&format!("{name}/agent_day_full_10x7"), |b| {
