@@ -17,8 +17,28 @@ fn bench(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("behaviors");
     let world = World::new(shopsim::catalog::generate::generate(42));
     let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
-    for name in ["voiceoffers", "grocery"] {
-        let set = PersonaSet::load(&dir, name).expect("set loads");
+    // The host's floor: a set whose plan_day returns an empty plan without drawing.
+    let floor = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(floor.path().join("floor")).expect("dir");
+    let floor_src = std::fs::read_to_string(dir.join("voiceoffers/main.rhai"))
+        .expect("voiceoffers")
+        .replace(
+            "fn plan_day(persona, history, calendar, catalog, wallet, rng) {",
+            "fn plan_day(persona, history, calendar, catalog, wallet, rng) {\n    return #{ sessions: [] };",
+        );
+    std::fs::write(floor.path().join("floor/main.rhai"), floor_src).expect("write");
+    std::fs::create_dir_all(floor.path().join("lib")).expect("dir");
+    std::fs::copy(
+        dir.join("lib/util.rhai"),
+        floor.path().join("lib/util.rhai"),
+    )
+    .expect("copy");
+    for (root, name) in [
+        (floor.path(), "floor"),
+        (dir.as_path(), "voiceoffers"),
+        (dir.as_path(), "grocery"),
+    ] {
+        let set = PersonaSet::load(root, name).expect("set loads");
         let keys: Vec<String> = (0..64).map(agent_key).collect();
         let personas: Vec<_> = keys
             .iter()
@@ -44,12 +64,20 @@ fn bench(c: &mut Criterion) {
                     .expect("plan")
             })
         });
+        if name == "floor" {
+            continue;
+        }
         c.bench_function(&format!("{name}/agent_day_full_10x7"), |b| {
             b.iter(|| {
                 run_check(
                     &set,
                     &world,
-                    &CheckConfig { seed: 42, agents: 10, days: 7, start },
+                    &CheckConfig {
+                        seed: 42,
+                        agents: 10,
+                        days: 7,
+                        start,
+                    },
                 )
                 .expect("check")
             })

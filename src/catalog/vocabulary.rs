@@ -63,7 +63,13 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Back Pain Gel",
         ],
         sizes: &["24 ct", "50 ct", "100 ct", "200 ct", "3 oz", "5 ct"],
-        brands: &["Nuvia", "Relivex", "Calmera", "Dr. Harlow", STORE_BRAND_PHARMACY],
+        brands: &[
+            "Nuvia",
+            "Relivex",
+            "Calmera",
+            "Dr. Harlow",
+            STORE_BRAND_PHARMACY,
+        ],
     },
     CategoryInfo {
         name: "Cold & Flu",
@@ -81,7 +87,13 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Severe Cold Powder Packets",
         ],
         sizes: &["4 fl oz", "8 fl oz", "12 ct", "24 ct", "30 ct", "1 oz"],
-        brands: &["Nuvia", "Relivex", "Theraflo Labs", "Dr. Harlow", STORE_BRAND_PHARMACY],
+        brands: &[
+            "Nuvia",
+            "Relivex",
+            "Theraflo Labs",
+            "Dr. Harlow",
+            STORE_BRAND_PHARMACY,
+        ],
     },
     CategoryInfo {
         name: "Allergy",
@@ -117,7 +129,13 @@ static CATEGORIES: &[CategoryInfo] = &[
             "B-Complex Caplets",
         ],
         sizes: &["30 ct", "60 ct", "90 ct", "120 ct", "180 ct"],
-        brands: &["VitaCore", "Natura Peak", "Sunleaf", "Vitalis", STORE_BRAND_PHARMACY],
+        brands: &[
+            "VitaCore",
+            "Natura Peak",
+            "Sunleaf",
+            "Vitalis",
+            STORE_BRAND_PHARMACY,
+        ],
     },
     CategoryInfo {
         name: "First Aid",
@@ -151,8 +169,21 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Whitening Strips",
             "Kids Toothpaste",
         ],
-        sizes: &["1 ct", "2 pk", "4 pk", "4 oz", "6 oz", "16.9 fl oz", "50 yd"],
-        brands: &["Brightwell", "Smilecraft", "DentaPure", STORE_BRAND_PHARMACY],
+        sizes: &[
+            "1 ct",
+            "2 pk",
+            "4 pk",
+            "4 oz",
+            "6 oz",
+            "16.9 fl oz",
+            "50 yd",
+        ],
+        brands: &[
+            "Brightwell",
+            "Smilecraft",
+            "DentaPure",
+            STORE_BRAND_PHARMACY,
+        ],
     },
     CategoryInfo {
         name: "Skin Care",
@@ -168,7 +199,9 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Hand Cream",
             "Lip Balm",
         ],
-        sizes: &["0.15 oz", "1.7 oz", "3 oz", "6 fl oz", "8 fl oz", "16 fl oz"],
+        sizes: &[
+            "0.15 oz", "1.7 oz", "3 oz", "6 fl oz", "8 fl oz", "16 fl oz",
+        ],
         brands: &["Purelle", "Dermaline", "Sunleaf", STORE_BRAND_PHARMACY],
     },
     CategoryInfo {
@@ -255,7 +288,12 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Sponges",
         ],
         sizes: &["3 ct", "6 rolls", "24 fl oz", "32 fl oz", "75 ct", "92 oz"],
-        brands: &["CleanCrest", "Sparkhaven", "Greenleaf Home", STORE_BRAND_GROCERY],
+        brands: &[
+            "CleanCrest",
+            "Sparkhaven",
+            "Greenleaf Home",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Snacks",
@@ -273,7 +311,13 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Chocolate Chip Cookies",
         ],
         sizes: &["1.5 oz", "6 ct", "7 oz", "10 oz", "12 oz", "16 oz"],
-        brands: &["Crunchville", "Golden Hearth", "Trailside", "Happy Harvest", STORE_BRAND_GROCERY],
+        brands: &[
+            "Crunchville",
+            "Golden Hearth",
+            "Trailside",
+            "Happy Harvest",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Beverages",
@@ -290,8 +334,16 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Cola",
             "Spring Water",
         ],
-        sizes: &["12 fl oz", "20 fl oz", "52 fl oz", "12 oz", "20 ct", "12 pk", "24 pk"],
-        brands: &["Brookfield", "Sunrise Grove", "Peak Brew", "Crystal Falls", STORE_BRAND_GROCERY],
+        sizes: &[
+            "12 fl oz", "20 fl oz", "52 fl oz", "12 oz", "20 ct", "12 pk", "24 pk",
+        ],
+        brands: &[
+            "Brookfield",
+            "Sunrise Grove",
+            "Peak Brew",
+            "Crystal Falls",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Dairy & Eggs",
@@ -308,8 +360,21 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Cottage Cheese",
             "Oat Milk",
         ],
-        sizes: &["5.3 oz", "8 oz", "16 oz", "half gallon", "1 gallon", "12 ct", "18 ct"],
-        brands: &["Fieldstone Farms", "Meadowbrook", "Clover Valley", STORE_BRAND_GROCERY],
+        sizes: &[
+            "5.3 oz",
+            "8 oz",
+            "16 oz",
+            "half gallon",
+            "1 gallon",
+            "12 ct",
+            "18 ct",
+        ],
+        brands: &[
+            "Fieldstone Farms",
+            "Meadowbrook",
+            "Clover Valley",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Bakery",
@@ -326,7 +391,12 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Croissants",
         ],
         sizes: &["4 ct", "6 ct", "8 ct", "10 ct", "20 oz", "24 oz"],
-        brands: &["Golden Hearth", "Fieldstone Farms", "Old Mill", STORE_BRAND_GROCERY],
+        brands: &[
+            "Golden Hearth",
+            "Fieldstone Farms",
+            "Old Mill",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Produce",
@@ -344,7 +414,12 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Romaine Hearts",
         ],
         sizes: &["1 lb", "2 lb", "3 lb", "5 oz", "16 oz", "4 ct", "3 ct"],
-        brands: &["Fieldstone Farms", "Green Acre", "Sunrise Grove", STORE_BRAND_GROCERY],
+        brands: &[
+            "Fieldstone Farms",
+            "Green Acre",
+            "Sunrise Grove",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Frozen Foods",
@@ -361,7 +436,12 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Waffles",
         ],
         sizes: &["10 ct", "12 oz", "16 oz", "24 oz", "1.5 qt", "2 lb"],
-        brands: &["Polar Pantry", "Frostline", "Happy Harvest", STORE_BRAND_GROCERY],
+        brands: &[
+            "Polar Pantry",
+            "Frostline",
+            "Happy Harvest",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Pantry Staples",
@@ -379,8 +459,22 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Chicken Broth",
             "Rolled Oats",
         ],
-        sizes: &["15 oz", "16 oz", "24 oz", "32 oz", "2 lb", "5 lb", "16.9 fl oz"],
-        brands: &["Golden Hearth", "Old Mill", "Casa Bella", "Happy Harvest", STORE_BRAND_GROCERY],
+        sizes: &[
+            "15 oz",
+            "16 oz",
+            "24 oz",
+            "32 oz",
+            "2 lb",
+            "5 lb",
+            "16.9 fl oz",
+        ],
+        brands: &[
+            "Golden Hearth",
+            "Old Mill",
+            "Casa Bella",
+            "Happy Harvest",
+            STORE_BRAND_GROCERY,
+        ],
     },
     CategoryInfo {
         name: "Pet Care",
@@ -396,7 +490,12 @@ static CATEGORIES: &[CategoryInfo] = &[
             "Flea & Tick Shampoo",
         ],
         sizes: &["3 oz", "6 oz", "12 ct", "5 lb", "14 lb", "20 lb"],
-        brands: &["Pawsome", "Whisker & Tail", "TrueBreed", STORE_BRAND_GROCERY],
+        brands: &[
+            "Pawsome",
+            "Whisker & Tail",
+            "TrueBreed",
+            STORE_BRAND_GROCERY,
+        ],
     },
 ];
 
@@ -414,7 +513,9 @@ pub fn category_names() -> Vec<&'static str> {
 /// categories case-insensitively, so the vocabulary does too).
 pub fn category(name: &str) -> Option<&'static CategoryInfo> {
     let name = name.trim();
-    CATEGORIES.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    CATEGORIES
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
 }
 
 /// True when `name` is a category of the vocabulary (ignoring case).
@@ -457,7 +558,11 @@ mod tests {
             assert!(c.nouns.len() >= 5, "{}", c.name);
             assert!(c.sizes.len() >= 4, "{}", c.name);
             assert!(c.brands.len() >= 3, "{}", c.name);
-            assert!(!c.name.contains(','), "{} (persona lists are comma-separated)", c.name);
+            assert!(
+                !c.name.contains(','),
+                "{} (persona lists are comma-separated)",
+                c.name
+            );
         }
         assert!(cats.iter().any(|c| c.department == Department::Pharmacy));
         assert!(cats.iter().any(|c| c.department == Department::Grocery));
@@ -476,7 +581,10 @@ mod tests {
         assert!(is_category("Pain Relief"));
         assert!(is_category("pain relief"));
         assert!(is_category(" Cold & Flu "));
-        assert_eq!(category("DAIRY & EGGS").map(|c| c.name), Some("Dairy & Eggs"));
+        assert_eq!(
+            category("DAIRY & EGGS").map(|c| c.name),
+            Some("Dairy & Eggs")
+        );
         assert!(!is_category("Electronics"));
         assert!(!is_category(""));
     }

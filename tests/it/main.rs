@@ -8,5 +8,5 @@
 
 mod support;
 
-mod migrate;
 mod behavior;
+mod migrate;
