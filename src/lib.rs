@@ -17,6 +17,8 @@
 //!   server and the simulation's in-process actions run the same code.
 //! - [`server`]: the reference VoiceOffers HTTP server (`shopsim serve`): auth, idempotency,
 //!   simulated time, rate limiting and fault injection around the domain.
+//! - [`behavior`]: the behaviour host: persona sets and decisions in sandboxed, hot-reloaded
+//!   Rhai scripts (`behaviors/`), and `shopsim check`'s in-memory simulation.
 //! - [`cli`]: the command line.
 
 pub mod behavior;
