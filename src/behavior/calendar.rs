@@ -5,7 +5,7 @@
 //! Friday), because grocery demand peaks before them.
 
 use chrono::{Datelike, NaiveDate, Weekday};
-use rhai::{Engine, ImmutableString, INT};
+use rhai::{Engine, INT, ImmutableString};
 
 /// One decision's moment on the simulated calendar.
 #[derive(Debug, Clone)]
@@ -72,7 +72,9 @@ pub fn holidays(year: i32) -> Vec<(NaiveDate, &'static str)> {
         (ymd(12, 31), "new_years_eve"),
     ];
     v.sort_by_key(|(d, _)| *d);
-    v.into_iter().filter_map(|(d, n)| d.map(|d| (d, n))).collect()
+    v.into_iter()
+        .filter_map(|(d, n)| d.map(|d| (d, n)))
+        .collect()
 }
 
 fn holiday_info(date: NaiveDate) -> (Option<&'static str>, (&'static str, i64)) {
@@ -123,7 +125,13 @@ impl Calendar {
 }
 
 const WEEKDAYS: [&str; 7] = [
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
 ];
 
 /// Registers the read-only `Calendar` type (properties documented in `behaviors/README.md`).
@@ -152,7 +160,9 @@ pub fn register(engine: &mut Engine) {
         .register_get("next_holiday", |c: &mut Calendar| -> ImmutableString {
             c.next_holiday.0.into()
         })
-        .register_get("days_to_holiday", |c: &mut Calendar| c.next_holiday.1 as INT);
+        .register_get("days_to_holiday", |c: &mut Calendar| {
+            c.next_holiday.1 as INT
+        });
 }
 
 #[cfg(test)]
@@ -162,13 +172,25 @@ mod tests {
     #[test]
     fn holidays_fall_on_known_dates() {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
-        assert_eq!(Calendar::new(d(2024, 11, 28), 0, 0).holiday(), Some("thanksgiving"));
-        assert_eq!(Calendar::new(d(2024, 3, 31), 0, 0).holiday(), Some("easter"));
-        assert_eq!(Calendar::new(d(2024, 5, 27), 0, 0).holiday(), Some("memorial_day"));
+        assert_eq!(
+            Calendar::new(d(2024, 11, 28), 0, 0).holiday(),
+            Some("thanksgiving")
+        );
+        assert_eq!(
+            Calendar::new(d(2024, 3, 31), 0, 0).holiday(),
+            Some("easter")
+        );
+        assert_eq!(
+            Calendar::new(d(2024, 5, 27), 0, 0).holiday(),
+            Some("memorial_day")
+        );
         let c = Calendar::new(d(2024, 12, 20), 0, 600);
         assert_eq!(c.holiday(), None);
         assert_eq!(c.next_holiday, ("christmas_eve", 4));
-        assert_eq!(Calendar::new(d(2024, 12, 31), 0, 0).next_holiday, ("new_year", 1));
+        assert_eq!(
+            Calendar::new(d(2024, 12, 31), 0, 0).next_holiday,
+            ("new_year", 1)
+        );
         assert_eq!(Calendar::new(d(2024, 1, 1), 0, 0).weekday(), 0);
     }
 }

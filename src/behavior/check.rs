@@ -126,15 +126,46 @@ impl World {
             .filter(|c| c.is_active && c.kind != CouponKind::Frontstore)
             .map(|c| c.id)
             .collect();
-        let coupon_index = catalog.coupons.iter().enumerate().map(|(i, c)| (c.id, i as u32)).collect();
-        let store_pos: HashMap<uuid::Uuid, u32> = catalog.stores.iter().enumerate().map(|(i, s)| (s.id, i as u32)).collect();
-        let product_pos: HashMap<uuid::Uuid, u32> = catalog.products.iter().enumerate().map(|(i, p)| (p.id, i as u32)).collect();
+        let coupon_index = catalog
+            .coupons
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i as u32))
+            .collect();
+        let store_pos: HashMap<uuid::Uuid, u32> = catalog
+            .stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i as u32))
+            .collect();
+        let product_pos: HashMap<uuid::Uuid, u32> = catalog
+            .products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id, i as u32))
+            .collect();
         let stock = catalog
             .inventory
             .iter()
-            .filter_map(|r| Some(((*store_pos.get(&r.store_id)?, *product_pos.get(&r.product_id)?), r.quantity)))
+            .filter_map(|r| {
+                Some((
+                    (
+                        *store_pos.get(&r.store_id)?,
+                        *product_pos.get(&r.product_id)?,
+                    ),
+                    r.quantity,
+                ))
+            })
             .collect();
-        World { catalog: Arc::new(catalog), view, vocab, frontstore, targeted, coupon_index, stock }
+        World {
+            catalog: Arc::new(catalog),
+            view,
+            vocab,
+            frontstore,
+            targeted,
+            coupon_index,
+            stock,
+        }
     }
 
     /// The script-facing catalog.
@@ -198,7 +229,11 @@ fn median(v: &mut [u64]) -> f64 {
     }
     v.sort_unstable();
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] as f64 } else { (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    }
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -231,14 +266,22 @@ impl Tally {
 }
 
 /// Runs the check: `agents` agents for `days` days from `start`.
-pub fn run_check(set: &PersonaSet, world: &World, cfg: &CheckConfig) -> Result<CheckReport, BehaviorError> {
-    let shop = ShopConfig { seed: cfg.seed, ..ShopConfig::default() };
+pub fn run_check(
+    set: &PersonaSet,
+    world: &World,
+    cfg: &CheckConfig,
+) -> Result<CheckReport, BehaviorError> {
+    let shop = ShopConfig {
+        seed: cfg.seed,
+        ..ShopConfig::default()
+    };
     let mut agents = Vec::with_capacity(cfg.agents);
     for i in 0..cfg.agents {
         let key = agent_key(i);
         let persona = set.make_persona(cfg.seed, &key, &world.vocab)?;
         let user = ids::stable_uuid(cfg.seed, "user", &key);
-        let holdout = ids::unit(shop.seed, &["holdout".into(), (&user).into()]) < shop.holdout_share;
+        let holdout =
+            ids::unit(shop.seed, &["holdout".into(), (&user).into()]) < shop.holdout_share;
         agents.push(AgentState {
             key,
             user,
@@ -304,11 +347,21 @@ pub fn run_check(set: &PersonaSet, world: &World, cfg: &CheckConfig) -> Result<C
     r.offers_per_session = r6(ratio(r.offers_applied, r.sessions));
     r.mean_basket_items = r6(ratio(t.baskets.iter().sum(), t.baskets.len() as u64));
     r.median_basket_items = median(&mut t.baskets);
-    r.mean_order_total = r6(if r.orders == 0 { 0.0 } else { t.order_total.to_f64() / r.orders as f64 });
+    r.mean_order_total = r6(if r.orders == 0 {
+        0.0
+    } else {
+        t.order_total.to_f64() / r.orders as f64
+    });
     Ok(t.report)
 }
 
-fn refresh_wallet(world: &World, shop: &ShopConfig, a: &mut AgentState, cycle: u32, date: NaiveDate) {
+fn refresh_wallet(
+    world: &World,
+    shop: &ShopConfig,
+    a: &mut AgentState,
+    cycle: u32,
+    date: NaiveDate,
+) {
     if a.holdout {
         a.wallet = Arc::from(Vec::new());
         return;
@@ -317,7 +370,10 @@ fn refresh_wallet(world: &World, shop: &ShopConfig, a: &mut AgentState, cycle: u
     let keep = (shop.exclusion_days / shop.cycle_days.max(1)).max(0) as usize;
     let excluded: Vec<u32> = a.recent_draws.iter().flatten().copied().collect();
     let free = |pool: &[uuid::Uuid]| -> Vec<uuid::Uuid> {
-        pool.iter().copied().filter(|id| !excluded.contains(&world.coupon_index[id])).collect()
+        pool.iter()
+            .copied()
+            .filter(|id| !excluded.contains(&world.coupon_index[id]))
+            .collect()
     };
     let drawn = draw_offers(
         shop.seed,
@@ -347,7 +403,13 @@ fn simulate_day(
     t: &mut Tally,
 ) {
     let plan = {
-        let agent = Agent { seed, key: &a.key, persona: &a.persona, history: &a.history, wallet: &a.wallet };
+        let agent = Agent {
+            seed,
+            key: &a.key,
+            persona: &a.persona,
+            history: &a.history,
+            wallet: &a.wallet,
+        };
         match set.plan_day(&agent, cal, &world.view) {
             Ok(p) => p.value,
             Err(e) => return t.error(e),
@@ -373,7 +435,13 @@ fn simulate_session(
     let scal = cal.at_minute(planned.minute);
     // Simulated seconds since midnight of the session's day: every step adds its think time.
     let mut clock = u64::from(planned.minute) * 60;
-    let agent = Agent { seed, key: &a.key, persona: &a.persona, history: &a.history, wallet: &a.wallet };
+    let agent = Agent {
+        seed,
+        key: &a.key,
+        persona: &a.persona,
+        history: &a.history,
+        wallet: &a.wallet,
+    };
     let plan = match set.plan_session(&agent, cal, &world.view, number, planned) {
         Ok(p) => p.value,
         Err(e) => return t.error(e),
@@ -392,13 +460,24 @@ fn simulate_session(
                 let mut attempt_qty = qty;
                 let mut retries = 0;
                 loop {
-                    let in_cart: u32 = cart.lines.iter().filter(|l| l.product == attempt_product).map(|l| l.qty).sum();
-                    let available = stock.get(&(store, attempt_product)).copied().unwrap_or(i64::MAX);
+                    let in_cart: u32 = cart
+                        .lines
+                        .iter()
+                        .filter(|l| l.product == attempt_product)
+                        .map(|l| l.qty)
+                        .sum();
+                    let available = stock
+                        .get(&(store, attempt_product))
+                        .copied()
+                        .unwrap_or(i64::MAX);
                     if i64::from(in_cart + attempt_qty) <= available {
                         t.report.events += 1;
                         match cart.lines.iter_mut().find(|l| l.product == attempt_product) {
                             Some(l) => l.qty += attempt_qty,
-                            None => cart.lines.push(CartLine { product: attempt_product, qty: attempt_qty }),
+                            None => cart.lines.push(CartLine {
+                                product: attempt_product,
+                                qty: attempt_qty,
+                            }),
                         }
                         break;
                     }
@@ -408,7 +487,14 @@ fn simulate_session(
                         requested: attempt_qty,
                         available: (available - i64::from(in_cart)).max(0) as u32,
                     };
-                    let r = match set.on_outcome(&agent, &scal, &world.view, number, &outcome, outcomes) {
+                    let r = match set.on_outcome(
+                        &agent,
+                        &scal,
+                        &world.view,
+                        number,
+                        &outcome,
+                        outcomes,
+                    ) {
                         Ok(r) => r.value,
                         Err(e) => {
                             t.error(e);
@@ -470,7 +556,11 @@ fn simulate_session(
                 Err(e) => t.error(e),
             }
         }
-        let coupons: Vec<Coupon> = cart.applied.iter().map(|o| world.coupon(o.coupon).clone()).collect();
+        let coupons: Vec<Coupon> = cart
+            .applied
+            .iter()
+            .map(|o| world.coupon(o.coupon).clone())
+            .collect();
         let summary = price_cart(&lines, &coupons);
         cart.discount = summary.discount_total;
         match set.decide_checkout(&agent, &scal, &world.view, number, &cart) {
@@ -500,7 +590,11 @@ fn simulate_session(
                     }
                     a.last_order = Some(when);
                     let products: Vec<u32> = cart.lines.iter().map(|l| l.product).collect();
-                    Arc::make_mut(&mut a.history).record_order(when, &products, summary.final_total);
+                    Arc::make_mut(&mut a.history).record_order(
+                        when,
+                        &products,
+                        summary.final_total,
+                    );
                 }
             }
             Err(e) => t.error(e),

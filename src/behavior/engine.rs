@@ -131,15 +131,20 @@ impl LibResolver {
         let needle = format!("\"{path}\"");
         for (file, src) in self.sources.lock().iter() {
             for (i, line) in src.lines().enumerate() {
-                if let Some(c) = line.find(&needle) {
-                    if line[..c].contains("import") {
-                        let col = line.find("import").unwrap_or(c);
-                        return (file.clone(), i + 1, col + 1);
-                    }
+                if let Some(c) = line.find(&needle)
+                    && line[..c].contains("import")
+                {
+                    let col = line.find("import").unwrap_or(c);
+                    return (file.clone(), i + 1, col + 1);
                 }
             }
         }
-        let first = self.sources.lock().first().map(|s| s.0.clone()).unwrap_or_default();
+        let first = self
+            .sources
+            .lock()
+            .first()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
         (first, 0, 0)
     }
 
@@ -154,7 +159,12 @@ impl LibResolver {
 
     fn import_error(&self, path: &str, message: String) -> Box<EvalAltResult> {
         let (file, line, column) = self.locate(path);
-        self.fail(BehaviorError::Compile { file, line, column, message })
+        self.fail(BehaviorError::Compile {
+            file,
+            line,
+            column,
+            message,
+        })
     }
 
     fn load_ast(&self, engine: &Engine, path: &str) -> Result<rhai::AST, Box<EvalAltResult>> {
@@ -180,11 +190,17 @@ impl LibResolver {
         if !inside {
             return Err(self.import_error(
                 path,
-                format!("import \"{path}\": {display} does not exist (helpers live in {})", self.lib_display),
+                format!(
+                    "import \"{path}\": {display} does not exist (helpers live in {})",
+                    self.lib_display
+                ),
             ));
         }
         let source = std::fs::read_to_string(&file).map_err(|e| {
-            self.import_error(path, format!("import \"{path}\": cannot read {display}: {e}"))
+            self.import_error(
+                path,
+                format!("import \"{path}\": cannot read {display}: {e}"),
+            )
         })?;
         let mut ast = engine.compile(&source).map_err(|e| {
             self.fail(BehaviorError::Compile {
@@ -198,7 +214,10 @@ impl LibResolver {
         {
             let mut imported = self.imported.lock();
             if !imported.iter().any(|f| f.display == display) {
-                imported.push(ImportedFile { display: display.clone(), source: source.clone() });
+                imported.push(ImportedFile {
+                    display: display.clone(),
+                    source: source.clone(),
+                });
             }
         }
         self.sources.lock().push((display, source));
@@ -219,7 +238,13 @@ impl ModuleResolver for LibResolver {
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| {
             let err = BehaviorError::runtime(&display, "(module top level)", &e);
             self.fail(match err {
-                BehaviorError::Runtime { file, line, column, message, .. } => BehaviorError::Compile {
+                BehaviorError::Runtime {
+                    file,
+                    line,
+                    column,
+                    message,
+                    ..
+                } => BehaviorError::Compile {
                     file,
                     line,
                     column,

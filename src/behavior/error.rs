@@ -7,7 +7,9 @@ use rhai::{EvalAltResult, Position};
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum BehaviorError {
     /// The set's folder or script does not exist.
-    #[error("persona set `{name}` not found: {path} does not exist (sets found in {dir}: {available})")]
+    #[error(
+        "persona set `{name}` not found: {path} does not exist (sets found in {dir}: {available})"
+    )]
     UnknownSet {
         /// Set name.
         name: String,
@@ -19,7 +21,9 @@ pub enum BehaviorError {
         available: String,
     },
     /// The set name is not a plain folder name.
-    #[error("persona set name `{0}` is not valid: use letters, digits, `_` or `-` (a folder in the behaviours directory)")]
+    #[error(
+        "persona set name `{0}` is not valid: use letters, digits, `_` or `-` (a folder in the behaviours directory)"
+    )]
     BadSetName(String),
     /// A file could not be read.
     #[error("cannot read {path}: {message}")]

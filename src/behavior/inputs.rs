@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, INT, Map, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, INT, ImmutableString, Map, Position};
 
 use crate::catalog::{Catalog, CouponKind, DiscountType};
 use crate::money::Money;
@@ -75,7 +75,10 @@ impl CatalogIndex {
                 }
             })
             .collect();
-        let categories = by_category.keys().map(|c| Dynamic::from(c.clone())).collect();
+        let categories = by_category
+            .keys()
+            .map(|c| Dynamic::from(c.clone()))
+            .collect();
         let brands_by_category = brands
             .into_iter()
             .map(|(c, mut v)| {
@@ -88,7 +91,11 @@ impl CatalogIndex {
             categories,
             by_category,
             brands_by_category,
-            stores: catalog.stores.iter().map(|s| s.name.as_str().into()).collect(),
+            stores: catalog
+                .stores
+                .iter()
+                .map(|s| s.name.as_str().into())
+                .collect(),
         }
     }
 
@@ -322,8 +329,14 @@ impl CartState {
         m.insert("lines".into(), Dynamic::from_int(items.len() as INT));
         m.insert("items".into(), Dynamic::from_array(items));
         m.insert("units".into(), Dynamic::from_int(units));
-        m.insert("subtotal".into(), Dynamic::from_float(self.subtotal.to_f64()));
-        m.insert("discount".into(), Dynamic::from_float(self.discount.to_f64()));
+        m.insert(
+            "subtotal".into(),
+            Dynamic::from_float(self.subtotal.to_f64()),
+        );
+        m.insert(
+            "discount".into(),
+            Dynamic::from_float(self.discount.to_f64()),
+        );
         let total = if self.subtotal > self.discount {
             self.subtotal - self.discount
         } else {
@@ -336,7 +349,10 @@ impl CartState {
                 .map(|(i, o)| Dynamic::from_map(o.to_map(i, today)))
                 .collect()
         };
-        m.insert("eligible".into(), Dynamic::from_array(offers(&self.eligible)));
+        m.insert(
+            "eligible".into(),
+            Dynamic::from_array(offers(&self.eligible)),
+        );
         m.insert("applied".into(), Dynamic::from_array(offers(&self.applied)));
         m
     }
@@ -347,7 +363,9 @@ pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<CatalogView>("Catalog")
         .register_get("categories", |c: &mut CatalogView| c.0.categories.clone())
-        .register_get("product_count", |c: &mut CatalogView| c.0.products.len() as INT)
+        .register_get("product_count", |c: &mut CatalogView| {
+            c.0.products.len() as INT
+        })
         .register_get("store_count", |c: &mut CatalogView| c.0.stores.len() as INT)
         .register_fn("products", |c: &mut CatalogView, cat: &str| {
             c.0.by_category.get(cat).cloned().unwrap_or_default()
@@ -357,7 +375,9 @@ pub fn register(engine: &mut Engine) {
         })
         .register_fn("product", |c: &mut CatalogView, cat: &str, k: INT| {
             let list = c.0.by_category.get(cat).ok_or_else(|| {
-                rt_err(format!("catalog.product(\"{cat}\", {k}): no category `{cat}`"))
+                rt_err(format!(
+                    "catalog.product(\"{cat}\", {k}): no category `{cat}`"
+                ))
             })?;
             usize::try_from(k)
                 .ok()
@@ -402,12 +422,15 @@ pub fn register(engine: &mut Engine) {
         .register_get("days_since_last_session", |h: &mut HistoryView| {
             days_since(h.history.last_session, h.today)
         })
-        .register_get("last_order_date", |h: &mut HistoryView| -> ImmutableString {
-            h.history
-                .last_order
-                .map_or(String::new(), |d| d.format("%Y-%m-%d").to_string())
-                .into()
-        })
+        .register_get(
+            "last_order_date",
+            |h: &mut HistoryView| -> ImmutableString {
+                h.history
+                    .last_order
+                    .map_or(String::new(), |d| d.format("%Y-%m-%d").to_string())
+                    .into()
+            },
+        )
         .register_get("spend_week", |h: &mut HistoryView| {
             h.history.spend_week(h.today).to_f64()
         })
@@ -422,7 +445,10 @@ pub fn register(engine: &mut Engine) {
                 .collect()
         })
         .register_get("last_basket", |h: &mut HistoryView| -> Array {
-            h.history.recent.front().map_or_else(Array::new, |b| basket_array(b))
+            h.history
+                .recent
+                .front()
+                .map_or_else(Array::new, |b| basket_array(b))
         });
 
     engine

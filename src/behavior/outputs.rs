@@ -34,13 +34,16 @@ fn ferr(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 
 fn as_map(v: Dynamic, what: &str) -> Result<Map, FieldError> {
     let t = v.type_name();
-    v.try_cast::<Map>()
-        .ok_or_else(|| ferr("(return value)", format!("must be a map like {what}, got {t}")))
+    v.try_cast::<Map>().ok_or_else(|| {
+        ferr(
+            "(return value)",
+            format!("must be a map like {what}, got {t}"),
+        )
+    })
 }
 
 fn get<'a>(m: &'a Map, field: &str, path: &str) -> Result<&'a Dynamic, FieldError> {
-    m.get(field)
-        .ok_or_else(|| ferr(path, "is missing"))
+    m.get(field).ok_or_else(|| ferr(path, "is missing"))
 }
 
 fn int_in(m: &Map, field: &str, path: &str, lo: i64, hi: i64) -> Result<i64, FieldError> {
@@ -61,9 +64,17 @@ fn think(m: &Map, path: &str) -> Result<u32, FieldError> {
     let x = v
         .as_float()
         .or_else(|_| v.as_int().map(|i| i as f64))
-        .map_err(|t| ferr(&p, format!("must be a number of simulated seconds, got {t}")))?;
+        .map_err(|t| {
+            ferr(
+                &p,
+                format!("must be a number of simulated seconds, got {t}"),
+            )
+        })?;
     if !x.is_finite() || x.round() < 1.0 || x.round() > f64::from(MAX_THINK) {
-        return Err(ferr(&p, format!("must be 1..={MAX_THINK} simulated seconds, got {x}")));
+        return Err(ferr(
+            &p,
+            format!("must be 1..={MAX_THINK} simulated seconds, got {x}"),
+        ));
     }
     Ok(x.round() as u32)
 }
@@ -195,7 +206,10 @@ fn product_field(m: &Map, path: &str, products: usize) -> Result<u32, FieldError
 impl SessionPlan {
     /// Parses `#{ steps: [#{ view: p, think: s } | #{ add: p, qty: q, think: s }] }`.
     pub fn parse(v: Dynamic, products: usize) -> Result<Self, FieldError> {
-        let m = as_map(v, "#{ steps: [#{ action: \"view\", product: 3, think: 20 }] }")?;
+        let m = as_map(
+            v,
+            "#{ steps: [#{ action: \"view\", product: 3, think: 20 }] }",
+        )?;
         no_extra(&m, &["steps"], "")?;
         let arr = array_field(&m, "steps", "steps")?;
         if arr.len() > MAX_STEPS {
@@ -209,12 +223,20 @@ impl SessionPlan {
             let p = format!("steps[{i}]");
             let t = s.type_name();
             let s = s.try_cast::<Map>().ok_or_else(|| {
-                ferr(&p, format!("must be a map #{{ action, product, think }}, got {t}"))
+                ferr(
+                    &p,
+                    format!("must be a map #{{ action, product, think }}, got {t}"),
+                )
             })?;
             let action = get(&s, "action", &format!("{p}.action"))?
                 .clone()
                 .into_immutable_string()
-                .map_err(|t| ferr(format!("{p}.action"), format!("must be \"view\" or \"add\", got {t}")))?;
+                .map_err(|t| {
+                    ferr(
+                        format!("{p}.action"),
+                        format!("must be \"view\" or \"add\", got {t}"),
+                    )
+                })?;
             let product = product_field(&s, &format!("{p}.product"), products)?;
             let action = match action.as_str() {
                 "view" => {
@@ -358,7 +380,9 @@ impl Reaction {
             other => {
                 return Err(ferr(
                     "action",
-                    format!("must be \"skip\", \"retry\", \"substitute\" or \"abandon\", got \"{other}\""),
+                    format!(
+                        "must be \"skip\", \"retry\", \"substitute\" or \"abandon\", got \"{other}\""
+                    ),
                 ));
             }
         };
@@ -386,7 +410,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.sessions[0].minute, 60);
-        let e = DayPlan::parse(eval("#{ sessions: [#{ minute: 1440, store: 0 }] }"), 1).unwrap_err();
+        let e =
+            DayPlan::parse(eval("#{ sessions: [#{ minute: 1440, store: 0 }] }"), 1).unwrap_err();
         assert_eq!(e.field, "sessions[0].minute");
         let e = DayPlan::parse(eval("#{ sessions: [#{ minute: 1, store: 2 }] }"), 2).unwrap_err();
         assert_eq!(e.field, "sessions[0].store");
@@ -405,15 +430,27 @@ mod tests {
         .unwrap();
         assert_eq!(p.steps[0].think, 12);
         assert_eq!(p.steps[1].action, StepAction::Add { product: 2, qty: 3 });
-        let e = SessionPlan::parse(eval(r#"#{ steps: [#{ action: "view", product: 2, think: 0 }] }"#), 3).unwrap_err();
+        let e = SessionPlan::parse(
+            eval(r#"#{ steps: [#{ action: "view", product: 2, think: 0 }] }"#),
+            3,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "steps[0].think");
-        let e = SessionPlan::parse(eval(r#"#{ steps: [#{ action: "add", product: 2, think: 3 }] }"#), 3).unwrap_err();
+        let e = SessionPlan::parse(
+            eval(r#"#{ steps: [#{ action: "add", product: 2, think: 3 }] }"#),
+            3,
+        )
+        .unwrap_err();
         assert_eq!(e.field, "steps[0].qty");
         let e = OfferChoice::parse(eval("#{ apply: [0, 0], think: 3 }"), 2).unwrap_err();
         assert_eq!(e.field, "apply[1]");
         let e = CheckoutDecision::parse(eval("#{ checkout: 1, think: 3 }")).unwrap_err();
         assert_eq!(e.field, "checkout");
-        let r = Reaction::parse(eval(r#"#{ action: "substitute", product: 1, qty: 1, think: 3 }"#), 2).unwrap();
+        let r = Reaction::parse(
+            eval(r#"#{ action: "substitute", product: 1, qty: 1, think: 3 }"#),
+            2,
+        )
+        .unwrap();
         assert_eq!(r.action, ReactionAction::Substitute { product: 1, qty: 1 });
     }
 }

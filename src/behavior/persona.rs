@@ -32,7 +32,11 @@ impl PersonaSchema {
     /// The schema of a generated attribute map.
     pub fn from_map(map: &Map) -> Self {
         let names: Vec<ImmutableString> = map.keys().map(|k| k.as_str().into()).collect();
-        let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         PersonaSchema { names, index }
     }
 
@@ -88,33 +92,45 @@ fn field_err(field: &str, message: impl Into<String>) -> PersonaFieldError {
     }
 }
 
-fn compact(field: &str, v: &Dynamic, interner: &Interner, nested: bool) -> Result<Dynamic, PersonaFieldError> {
+fn compact(
+    field: &str,
+    v: &Dynamic,
+    interner: &Interner,
+    nested: bool,
+) -> Result<Dynamic, PersonaFieldError> {
     if v.is_bool() || v.is_int() {
         return Ok(v.clone());
     }
     if let Ok(f) = v.as_float() {
         if !f.is_finite() {
-            return Err(field_err(field, format!("must be a finite number, got {f}")));
+            return Err(field_err(
+                field,
+                format!("must be a finite number, got {f}"),
+            ));
         }
         return Ok(v.clone());
     }
     if let Some(s) = v.read_lock::<ImmutableString>() {
         if s.len() > MAX_STRING {
-            return Err(field_err(field, format!("string longer than {MAX_STRING} characters")));
+            return Err(field_err(
+                field,
+                format!("string longer than {MAX_STRING} characters"),
+            ));
         }
         return Ok(Dynamic::from(interner.intern(&s)));
     }
-    if !nested {
-        if let Some(a) = v.read_lock::<rhai::Array>() {
-            if a.len() > MAX_ARRAY {
-                return Err(field_err(field, format!("array longer than {MAX_ARRAY} elements")));
-            }
-            let items = a
-                .iter()
-                .map(|x| compact(field, x, interner, true))
-                .collect::<Result<rhai::Array, _>>()?;
-            return Ok(Dynamic::from_array(items));
+    if !nested && let Some(a) = v.read_lock::<rhai::Array>() {
+        if a.len() > MAX_ARRAY {
+            return Err(field_err(
+                field,
+                format!("array longer than {MAX_ARRAY} elements"),
+            ));
         }
+        let items = a
+            .iter()
+            .map(|x| compact(field, x, interner, true))
+            .collect::<Result<rhai::Array, _>>()?;
+        return Ok(Dynamic::from_array(items));
     }
     Err(field_err(
         field,
@@ -134,7 +150,10 @@ impl Persona {
         interner: &Interner,
     ) -> Result<Self, PersonaFieldError> {
         if map.len() > MAX_ATTRIBUTES {
-            return Err(field_err("(persona)", format!("more than {MAX_ATTRIBUTES} attributes")));
+            return Err(field_err(
+                "(persona)",
+                format!("more than {MAX_ATTRIBUTES} attributes"),
+            ));
         }
         for k in map.keys() {
             if schema.position(k).is_none() {
@@ -147,7 +166,10 @@ impl Persona {
         let mut values = Vec::with_capacity(schema.names.len());
         for name in &schema.names {
             let v = map.get(name.as_str()).ok_or_else(|| {
-                field_err(name, "is missing (a set's personas must all have the same attributes)")
+                field_err(
+                    name,
+                    "is missing (a set's personas must all have the same attributes)",
+                )
             })?;
             values.push(compact(name, v, interner, false)?);
         }
@@ -165,7 +187,9 @@ impl Persona {
     /// A numeric attribute as `f64` (ints widen).
     pub fn get_f64(&self, name: &str) -> Option<f64> {
         let v = self.get(name)?;
-        v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
+        v.as_float()
+            .ok()
+            .or_else(|| v.as_int().ok().map(|i| i as f64))
     }
 
     /// The schema.
@@ -184,14 +208,15 @@ impl Persona {
 
     /// Approximate heap bytes held by this persona alone (strings may be shared).
     pub fn approx_bytes(&self) -> usize {
-        let mut n = std::mem::size_of::<Self>() + 16 + self.values.len() * std::mem::size_of::<Dynamic>();
+        let mut n =
+            std::mem::size_of::<Self>() + 16 + self.values.len() * std::mem::size_of::<Dynamic>();
         for v in self.values.iter() {
             if let Some(a) = v.read_lock::<rhai::Array>() {
                 n += 24 + a.len() * std::mem::size_of::<Dynamic>();
-            } else if let Some(s) = v.read_lock::<ImmutableString>() {
-                if s.len() > INTERN_MAX {
-                    n += s.len() + 16;
-                }
+            } else if let Some(s) = v.read_lock::<ImmutableString>()
+                && s.len() > INTERN_MAX
+            {
+                n += s.len() + 16;
             }
         }
         n
@@ -279,12 +304,23 @@ mod tests {
 
         let mut bad = m.clone();
         bad.insert("a".into(), Dynamic::from_float(f64::NAN));
-        assert_eq!(Persona::from_map(&schema, &bad, &int).unwrap_err().field, "a");
+        assert_eq!(
+            Persona::from_map(&schema, &bad, &int).unwrap_err().field,
+            "a"
+        );
         let mut extra = m.clone();
         extra.insert("zzz".into(), Dynamic::from_int(1));
-        assert_eq!(Persona::from_map(&schema, &extra, &int).unwrap_err().field, "zzz");
+        assert_eq!(
+            Persona::from_map(&schema, &extra, &int).unwrap_err().field,
+            "zzz"
+        );
         let mut missing = m;
         missing.remove("freq");
-        assert_eq!(Persona::from_map(&schema, &missing, &int).unwrap_err().field, "freq");
+        assert_eq!(
+            Persona::from_map(&schema, &missing, &int)
+                .unwrap_err()
+                .field,
+            "freq"
+        );
     }
 }

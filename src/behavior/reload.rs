@@ -42,19 +42,31 @@ pub fn dry_run(set: &PersonaSet, world: &World) -> Result<(), BehaviorError> {
     for i in 0..DRY_AGENTS {
         let key = agent_key(i);
         let persona = set.make_persona(seed, &key, world.vocab())?;
-        let agent = Agent { seed, key: &key, persona: &persona, history: &history, wallet: &wallet };
+        let agent = Agent {
+            seed,
+            key: &key,
+            persona: &persona,
+            history: &history,
+            wallet: &wallet,
+        };
         for day in 0..DRY_DAYS {
             let cal = Calendar::new(start + chrono::Duration::days(i64::from(day)), day, 0);
             let plan = set.plan_day(&agent, &cal, view)?.value;
             // Every function runs at least once per agent, even on a day without sessions.
             let sessions = if plan.sessions.is_empty() {
-                vec![super::outputs::PlannedSession { minute: 600, store: 0 }]
+                vec![super::outputs::PlannedSession {
+                    minute: 600,
+                    store: 0,
+                }]
             } else {
                 plan.sessions
             };
             for (n, planned) in sessions.into_iter().enumerate() {
                 let n = n as u32;
-                let steps = set.plan_session(&agent, &cal, view, n, planned)?.value.steps;
+                let steps = set
+                    .plan_session(&agent, &cal, view, n, planned)?
+                    .value
+                    .steps;
                 let mut cart = CartState::default();
                 for s in &steps {
                     if let StepAction::Add { product, qty } = s.action {
@@ -67,17 +79,33 @@ pub fn dry_run(set: &PersonaSet, world: &World) -> Result<(), BehaviorError> {
                 cart.eligible = wallet.iter().take(4).cloned().collect();
                 let cal = cal.at_minute(planned.minute);
                 let choice = set.choose_offers(&agent, &cal, view, n, &cart)?.value;
-                cart.applied = choice.apply.iter().map(|i| cart.eligible[*i].clone()).collect();
+                cart.applied = choice
+                    .apply
+                    .iter()
+                    .map(|i| cart.eligible[*i].clone())
+                    .collect();
                 set.decide_checkout(&agent, &cal, view, n, &cart)?;
                 let outcomes = [
-                    Outcome::OutOfStock { product: cart.lines[0].product, requested: 2, available: 1 },
-                    Outcome::RequestFailed { step: "add".into(), status: 503, message: "service unavailable".into() },
+                    Outcome::OutOfStock {
+                        product: cart.lines[0].product,
+                        requested: 2,
+                        available: 1,
+                    },
+                    Outcome::RequestFailed {
+                        step: "add".into(),
+                        status: 503,
+                        message: "service unavailable".into(),
+                    },
                 ];
                 for (k, o) in outcomes.iter().enumerate() {
                     set.on_outcome(&agent, &cal, view, n, o, k as u32)?;
                 }
                 if let Some(offer) = cart.eligible.first() {
-                    let o = Outcome::OfferRejected { offer: offer.clone(), index: 0, reason: "expired".into() };
+                    let o = Outcome::OfferRejected {
+                        offer: offer.clone(),
+                        index: 0,
+                        reason: "expired".into(),
+                    };
                     set.on_outcome(&agent, &cal, view, n, &o, 2)?;
                 }
             }
@@ -190,9 +218,18 @@ pub fn watch(live: Arc<LiveSet>) -> Result<Watcher, BehaviorError> {
             let _ = tx.send(target.reload());
         }
     })
-    .map_err(|e| BehaviorError::Io { path: dir.display().to_string(), message: e.to_string() })?;
+    .map_err(|e| BehaviorError::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     debouncer
         .watch(&dir, RecursiveMode::Recursive)
-        .map_err(|e| BehaviorError::Io { path: dir.display().to_string(), message: e.to_string() })?;
-    Ok(Watcher { _debouncer: debouncer, events: rx })
+        .map_err(|e| BehaviorError::Io {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Watcher {
+        _debouncer: debouncer,
+        events: rx,
+    })
 }

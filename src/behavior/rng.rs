@@ -100,7 +100,9 @@ fn finite(name: &str, what: &str, x: f64) -> RhaiResult<()> {
     if x.is_finite() {
         Ok(())
     } else {
-        Err(bad(format!("rng.{name}: {what} must be a finite number, got {x}")))
+        Err(bad(format!(
+            "rng.{name}: {what} must be a finite number, got {x}"
+        )))
     }
 }
 
@@ -119,14 +121,18 @@ impl ScriptRng {
         finite("uniform", "lo", lo)?;
         finite("uniform", "hi", hi)?;
         if hi < lo {
-            return Err(bad(format!("rng.uniform(lo, hi): hi ({hi}) is below lo ({lo})")));
+            return Err(bad(format!(
+                "rng.uniform(lo, hi): hi ({hi}) is below lo ({lo})"
+            )));
         }
         Ok(lo + (hi - lo) * self.uniform())
     }
 
     fn int(&self, lo: INT, hi: INT) -> RhaiResult<INT> {
         if hi < lo {
-            return Err(bad(format!("rng.int(lo, hi): hi ({hi}) is below lo ({lo})")));
+            return Err(bad(format!(
+                "rng.int(lo, hi): hi ({hi}) is below lo ({lo})"
+            )));
         }
         Ok(self.0.lock().random_range(lo..=hi))
     }
@@ -141,7 +147,9 @@ impl ScriptRng {
     fn trials(&self, n: INT, p: f64) -> RhaiResult<Array> {
         finite("trials", "p", p)?;
         if !(0..=10_000).contains(&n) {
-            return Err(bad(format!("rng.trials(n, p): n must be 0..=10000, got {n}")));
+            return Err(bad(format!(
+                "rng.trials(n, p): n must be 0..=10000, got {n}"
+            )));
         }
         let p = p.clamp(0.0, 1.0);
         let mut g = self.0.lock();
@@ -155,7 +163,9 @@ impl ScriptRng {
         finite("normal", "mean", mean)?;
         finite("normal", "sd", sd)?;
         if sd < 0.0 {
-            return Err(bad(format!("rng.normal(mean, sd): sd must be >= 0, got {sd}")));
+            return Err(bad(format!(
+                "rng.normal(mean, sd): sd must be >= 0, got {sd}"
+            )));
         }
         let d = Normal::new(mean, sd)
             .map_err(|e| bad(format!("rng.normal(mean, sd): {e} (sd must be >= 0)")))?;
@@ -166,10 +176,15 @@ impl ScriptRng {
         finite("lognormal", "mu", mu)?;
         finite("lognormal", "sigma", sigma)?;
         if sigma < 0.0 {
-            return Err(bad(format!("rng.lognormal(mu, sigma): sigma must be >= 0, got {sigma}")));
+            return Err(bad(format!(
+                "rng.lognormal(mu, sigma): sigma must be >= 0, got {sigma}"
+            )));
         }
-        let d = LogNormal::new(mu, sigma)
-            .map_err(|e| bad(format!("rng.lognormal(mu, sigma): {e} (sigma must be >= 0)")))?;
+        let d = LogNormal::new(mu, sigma).map_err(|e| {
+            bad(format!(
+                "rng.lognormal(mu, sigma): {e} (sigma must be >= 0)"
+            ))
+        })?;
         Ok(d.sample(&mut *self.0.lock()))
     }
 
@@ -190,11 +205,8 @@ impl ScriptRng {
     fn gamma(&self, shape: f64, scale: f64) -> RhaiResult<f64> {
         finite("gamma", "shape", shape)?;
         finite("gamma", "scale", scale)?;
-        let d = Gamma::new(shape, scale).map_err(|e| {
-            bad(format!(
-                "rng.gamma(shape, scale): {e} (both must be > 0)"
-            ))
-        })?;
+        let d = Gamma::new(shape, scale)
+            .map_err(|e| bad(format!("rng.gamma(shape, scale): {e} (both must be > 0)")))?;
         Ok(d.sample(&mut *self.0.lock()))
     }
 
@@ -204,7 +216,11 @@ impl ScriptRng {
             let x = w
                 .as_float()
                 .or_else(|_| w.as_int().map(|v| v as f64))
-                .map_err(|t| bad(format!("rng.weighted(weights): weight {i} is a {t}, not a number")))?;
+                .map_err(|t| {
+                    bad(format!(
+                        "rng.weighted(weights): weight {i} is a {t}, not a number"
+                    ))
+                })?;
             if !x.is_finite() || x < 0.0 {
                 return Err(bad(format!(
                     "rng.weighted(weights): weight {i} must be a finite number >= 0, got {x}"
@@ -249,7 +265,9 @@ impl ScriptRng {
 
     fn sample(&self, items: Array, k: INT) -> RhaiResult<Array> {
         if k < 0 {
-            return Err(bad(format!("rng.sample(array, k): k must be >= 0, got {k}")));
+            return Err(bad(format!(
+                "rng.sample(array, k): k must be >= 0, got {k}"
+            )));
         }
         let k = (k as usize).min(items.len());
         let mut items = items;
@@ -284,7 +302,9 @@ pub fn register(engine: &mut Engine) {
         .register_fn("weighted", |r: &mut ScriptRng, w: Array| r.weighted(w))
         .register_fn("choice", |r: &mut ScriptRng, a: Array| r.choice(a))
         .register_fn("shuffle", |r: &mut ScriptRng, a: Array| r.shuffle(a))
-        .register_fn("sample", |r: &mut ScriptRng, a: Array, k: INT| r.sample(a, k));
+        .register_fn("sample", |r: &mut ScriptRng, a: Array, k: INT| {
+            r.sample(a, k)
+        });
 }
 
 #[cfg(test)]
@@ -292,7 +312,14 @@ mod tests {
     use super::*;
 
     fn key(purpose: Purpose) -> StreamKey<'static> {
-        StreamKey { seed: 7, agent: "agent_001", day: 3, session: 0, purpose, step: 0 }
+        StreamKey {
+            seed: 7,
+            agent: "agent_001",
+            day: 3,
+            session: 0,
+            purpose,
+            step: 0,
+        }
     }
 
     #[test]
@@ -328,7 +355,9 @@ mod tests {
         let n: Vec<INT> = (0..2000).map(|_| r.poisson(3.0).unwrap()).collect();
         let mean = n.iter().sum::<INT>() as f64 / n.len() as f64;
         assert!((mean - 3.0).abs() < 0.2, "poisson mean {mean}");
-        let s = r.sample((0..10).map(Dynamic::from_int).collect(), 4).unwrap();
+        let s = r
+            .sample((0..10).map(Dynamic::from_int).collect(), 4)
+            .unwrap();
         assert_eq!(s.len(), 4);
     }
 }

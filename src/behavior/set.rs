@@ -23,11 +23,26 @@ use super::rng::{Purpose, StreamKey};
 /// The decision functions every set defines, with their parameters.
 pub const FUNCTIONS: [(&str, &str); 6] = [
     ("make_persona", "vocab, rng"),
-    ("plan_day", "persona, history, calendar, catalog, wallet, rng"),
-    ("plan_session", "persona, history, calendar, catalog, session, rng"),
-    ("choose_offers", "persona, history, calendar, catalog, cart, rng"),
-    ("decide_checkout", "persona, history, calendar, catalog, cart, rng"),
-    ("on_outcome", "persona, history, calendar, catalog, outcome, rng"),
+    (
+        "plan_day",
+        "persona, history, calendar, catalog, wallet, rng",
+    ),
+    (
+        "plan_session",
+        "persona, history, calendar, catalog, session, rng",
+    ),
+    (
+        "choose_offers",
+        "persona, history, calendar, catalog, cart, rng",
+    ),
+    (
+        "decide_checkout",
+        "persona, history, calendar, catalog, cart, rng",
+    ),
+    (
+        "on_outcome",
+        "persona, history, calendar, catalog, outcome, rng",
+    ),
 ];
 
 /// The engine that runs compiled sets (no resolver: compiled sets carry their imports).
@@ -104,18 +119,33 @@ impl Outcome {
         let mut m = Map::new();
         m.insert("attempt".into(), Dynamic::from_int(i64::from(attempt)));
         match self {
-            Outcome::OutOfStock { product, requested, available } => {
+            Outcome::OutOfStock {
+                product,
+                requested,
+                available,
+            } => {
                 m.insert("kind".into(), "out_of_stock".into());
                 m.insert("product".into(), Dynamic::from_int(i64::from(*product)));
                 m.insert("requested".into(), Dynamic::from_int(i64::from(*requested)));
                 m.insert("available".into(), Dynamic::from_int(i64::from(*available)));
             }
-            Outcome::OfferRejected { offer, index, reason } => {
+            Outcome::OfferRejected {
+                offer,
+                index,
+                reason,
+            } => {
                 m.insert("kind".into(), "offer_rejected".into());
-                m.insert("offer".into(), Dynamic::from_map(offer.to_map(*index, today)));
+                m.insert(
+                    "offer".into(),
+                    Dynamic::from_map(offer.to_map(*index, today)),
+                );
                 m.insert("reason".into(), reason.as_str().into());
             }
-            Outcome::RequestFailed { step, status, message } => {
+            Outcome::RequestFailed {
+                step,
+                status,
+                message,
+            } => {
                 m.insert("kind".into(), "request_failed".into());
                 m.insert("step".into(), step.as_str().into());
                 m.insert("status".into(), Dynamic::from_int(i64::from(*status)));
@@ -152,7 +182,9 @@ fn valid_set_name(name: &str) -> bool {
     !name.is_empty()
         && name != "lib"
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Sets present in a behaviours folder (folders with a `main.rhai`), sorted.
@@ -198,7 +230,12 @@ impl PersonaSet {
     }
 
     /// Compiles a set from its main source (`file` is the name used in messages).
-    pub fn compile(dir: &Path, name: &str, file: &str, source: &str) -> Result<Self, BehaviorError> {
+    pub fn compile(
+        dir: &Path,
+        name: &str,
+        file: &str,
+        source: &str,
+    ) -> Result<Self, BehaviorError> {
         let resolver = LibResolver::new(dir, file, source);
         let imported = resolver.imported.clone();
         let resolver_error = resolver.error.clone();
@@ -296,13 +333,15 @@ impl PersonaSet {
             .map_err(|e| {
                 let mut err = BehaviorError::runtime(&self.file, function, &e);
                 // Some limit errors (operations) carry no position: point at the function.
-                if let BehaviorError::Runtime { file, line, column, .. } = &mut err {
-                    if *line == 0 && *file == self.file {
-                        if let Some((l, c)) = self.function_line(function) {
-                            *line = l;
-                            *column = c;
-                        }
-                    }
+                if let BehaviorError::Runtime {
+                    file, line, column, ..
+                } = &mut err
+                    && *line == 0
+                    && *file == self.file
+                    && let Some((l, c)) = self.function_line(function)
+                {
+                    *line = l;
+                    *column = c;
                 }
                 err
             })
@@ -317,26 +356,55 @@ impl PersonaSet {
             .find_map(|(i, l)| l.find(&needle).map(|c| (i + 1, c + 1)))
     }
 
-    fn output<T>(&self, function: &str, r: Result<T, FieldError>) -> Result<Decision<T>, BehaviorError> {
-        r.map(|value| Decision { value, version: self.version.clone() })
-            .map_err(|e| BehaviorError::Output {
-                file: self.file.clone(),
-                function: function.to_string(),
-                field: e.field,
-                message: e.message,
-            })
+    fn output<T>(
+        &self,
+        function: &str,
+        r: Result<T, FieldError>,
+    ) -> Result<Decision<T>, BehaviorError> {
+        r.map(|value| Decision {
+            value,
+            version: self.version.clone(),
+        })
+        .map_err(|e| BehaviorError::Output {
+            file: self.file.clone(),
+            function: function.to_string(),
+            field: e.field,
+            message: e.message,
+        })
     }
 
     /// Generates the persona of agent `key` (stream: seed, key, day 0, session 0, "persona").
-    pub fn make_persona(&self, seed: u64, key: &str, vocab: &Vocab) -> Result<Persona, BehaviorError> {
-        let rng = StreamKey { seed, agent: key, day: 0, session: 0, purpose: Purpose::Persona, step: 0 }.rng();
+    pub fn make_persona(
+        &self,
+        seed: u64,
+        key: &str,
+        vocab: &Vocab,
+    ) -> Result<Persona, BehaviorError> {
+        let rng = StreamKey {
+            seed,
+            agent: key,
+            day: 0,
+            session: 0,
+            purpose: Purpose::Persona,
+            step: 0,
+        }
+        .rng();
         let mut v = Map::new();
         v.insert(
             "categories".into(),
-            Dynamic::from_array(vocab.categories.iter().map(|c| Dynamic::from(c.clone())).collect()),
+            Dynamic::from_array(
+                vocab
+                    .categories
+                    .iter()
+                    .map(|c| Dynamic::from(c.clone()))
+                    .collect(),
+            ),
         );
         v.insert("stores".into(), Dynamic::from_int(vocab.stores as i64));
-        let out = self.call("make_persona", vec![Dynamic::from_map(v), Dynamic::from(rng)])?;
+        let out = self.call(
+            "make_persona",
+            vec![Dynamic::from_map(v), Dynamic::from(rng)],
+        )?;
         let t = out.type_name();
         let map = out.try_cast::<Map>().ok_or_else(|| BehaviorError::Output {
             file: self.file.clone(),
@@ -344,22 +412,26 @@ impl PersonaSet {
             field: "(return value)".into(),
             message: format!("must be a map of attributes, got {t}"),
         })?;
-        let schema = self.schema.get_or_init(|| Arc::new(PersonaSchema::from_map(&map)));
-        let persona = Persona::from_map(schema, &map, &self.interner).map_err(|e| BehaviorError::Output {
-            file: self.file.clone(),
-            function: "make_persona".into(),
-            field: e.field,
-            message: e.message,
-        })?;
+        let schema = self
+            .schema
+            .get_or_init(|| Arc::new(PersonaSchema::from_map(&map)));
+        let persona =
+            Persona::from_map(schema, &map, &self.interner).map_err(|e| BehaviorError::Output {
+                file: self.file.clone(),
+                function: "make_persona".into(),
+                field: e.field,
+                message: e.message,
+            })?;
         // One vocabulary: category attributes must name catalog categories.
         for attr in schema.names() {
             if !(attr.ends_with("categories") || attr.as_str() == "category") {
                 continue;
             }
             let names: Vec<String> = match persona.get(attr).map(super::persona::dynamic_to_json) {
-                Some(serde_json::Value::Array(a)) => {
-                    a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()
-                }
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 Some(serde_json::Value::String(s)) => vec![s],
                 _ => vec![],
             };
@@ -380,20 +452,44 @@ impl PersonaSet {
     fn base_args(&self, a: &Agent<'_>, cal: &Calendar, catalog: &CatalogView) -> Vec<Dynamic> {
         vec![
             Dynamic::from(a.persona.clone()),
-            Dynamic::from(HistoryView { history: a.history.clone(), today: cal.date }),
+            Dynamic::from(HistoryView {
+                history: a.history.clone(),
+                today: cal.date,
+            }),
             Dynamic::from(cal.clone()),
             Dynamic::from(catalog.clone()),
         ]
     }
 
-    fn key<'a>(a: &Agent<'a>, cal: &Calendar, session: u32, purpose: Purpose, step: u32) -> StreamKey<'a> {
-        StreamKey { seed: a.seed, agent: a.key, day: cal.day, session, purpose, step }
+    fn key<'a>(
+        a: &Agent<'a>,
+        cal: &Calendar,
+        session: u32,
+        purpose: Purpose,
+        step: u32,
+    ) -> StreamKey<'a> {
+        StreamKey {
+            seed: a.seed,
+            agent: a.key,
+            day: cal.day,
+            session,
+            purpose,
+            step,
+        }
     }
 
     /// The day plan for `cal`'s day.
-    pub fn plan_day(&self, a: &Agent<'_>, cal: &Calendar, catalog: &CatalogView) -> Result<Decision<DayPlan>, BehaviorError> {
+    pub fn plan_day(
+        &self,
+        a: &Agent<'_>,
+        cal: &Calendar,
+        catalog: &CatalogView,
+    ) -> Result<Decision<DayPlan>, BehaviorError> {
         let mut args = self.base_args(a, cal, catalog);
-        args.push(Dynamic::from(WalletView { offers: a.wallet.clone(), today: cal.date }));
+        args.push(Dynamic::from(WalletView {
+            offers: a.wallet.clone(),
+            today: cal.date,
+        }));
         args.push(Dynamic::from(Self::key(a, cal, 0, Purpose::Day, 0).rng()));
         let out = self.call("plan_day", args)?;
         self.output("plan_day", DayPlan::parse(out, catalog.0.store_count()))
@@ -411,15 +507,23 @@ impl PersonaSet {
         let cal = cal.at_minute(planned.minute);
         let mut s = Map::new();
         s.insert("number".into(), Dynamic::from_int(i64::from(number)));
-        s.insert("minute".into(), Dynamic::from_int(i64::from(planned.minute)));
+        s.insert(
+            "minute".into(),
+            Dynamic::from_int(i64::from(planned.minute)),
+        );
         s.insert("store".into(), Dynamic::from_int(i64::from(planned.store)));
         s.insert(
             "wallet".into(),
-            Dynamic::from(WalletView { offers: a.wallet.clone(), today: cal.date }),
+            Dynamic::from(WalletView {
+                offers: a.wallet.clone(),
+                today: cal.date,
+            }),
         );
         let mut args = self.base_args(a, &cal, catalog);
         args.push(Dynamic::from_map(s));
-        args.push(Dynamic::from(Self::key(a, &cal, number, Purpose::Session, 0).rng()));
+        args.push(Dynamic::from(
+            Self::key(a, &cal, number, Purpose::Session, 0).rng(),
+        ));
         let out = self.call("plan_session", args)?;
         self.output("plan_session", SessionPlan::parse(out, catalog.0.len()))
     }
@@ -435,9 +539,14 @@ impl PersonaSet {
     ) -> Result<Decision<OfferChoice>, BehaviorError> {
         let mut args = self.base_args(a, cal, catalog);
         args.push(Dynamic::from_map(cart.to_map(&catalog.0, cal.date)));
-        args.push(Dynamic::from(Self::key(a, cal, number, Purpose::Offers, 0).rng()));
+        args.push(Dynamic::from(
+            Self::key(a, cal, number, Purpose::Offers, 0).rng(),
+        ));
         let out = self.call("choose_offers", args)?;
-        self.output("choose_offers", OfferChoice::parse(out, cart.eligible.len()))
+        self.output(
+            "choose_offers",
+            OfferChoice::parse(out, cart.eligible.len()),
+        )
     }
 
     /// Check out or abandon.
@@ -451,7 +560,9 @@ impl PersonaSet {
     ) -> Result<Decision<CheckoutDecision>, BehaviorError> {
         let mut args = self.base_args(a, cal, catalog);
         args.push(Dynamic::from_map(cart.to_map(&catalog.0, cal.date)));
-        args.push(Dynamic::from(Self::key(a, cal, number, Purpose::Checkout, 0).rng()));
+        args.push(Dynamic::from(
+            Self::key(a, cal, number, Purpose::Checkout, 0).rng(),
+        ));
         let out = self.call("decide_checkout", args)?;
         self.output("decide_checkout", CheckoutDecision::parse(out))
     }
@@ -468,7 +579,9 @@ impl PersonaSet {
     ) -> Result<Decision<Reaction>, BehaviorError> {
         let mut args = self.base_args(a, cal, catalog);
         args.push(Dynamic::from_map(outcome.to_map(attempt, cal.date)));
-        args.push(Dynamic::from(Self::key(a, cal, number, Purpose::Outcome, attempt).rng()));
+        args.push(Dynamic::from(
+            Self::key(a, cal, number, Purpose::Outcome, attempt).rng(),
+        ));
         let out = self.call("on_outcome", args)?;
         self.output("on_outcome", Reaction::parse(out, catalog.0.len()))
     }

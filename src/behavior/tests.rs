@@ -62,7 +62,9 @@ fn bad_script(bad: &str) -> BehaviorError {
     let live = load(dir.path()).unwrap();
     let good_version = live.current().version().clone();
     std::fs::write(dir.path().join("t/main.rhai"), bad).unwrap();
-    let err = load(dir.path()).err().expect("bad script must fail to load");
+    let err = load(dir.path())
+        .err()
+        .expect("bad script must fail to load");
     match live.reload() {
         ReloadEvent::Failed { error, kept } => {
             assert_eq!(error, err);
@@ -102,7 +104,10 @@ fn syntax_error_names_file_line_column() {
 #[test]
 fn runtime_error_names_file_line_and_function() {
     let err = bad_script(&with_plan_day("    let a = [1];\n    a[5] + 1"));
-    assert!(matches!(&err, BehaviorError::Runtime { function, .. } if function == "plan_day"), "{err}");
+    assert!(
+        matches!(&err, BehaviorError::Runtime { function, .. } if function == "plan_day"),
+        "{err}"
+    );
     assert_eq!(location(&err).1, 6, "{err}");
     let err = bad_script(&with_plan_day("    persona.no_such_attribute"));
     assert!(err.to_string().contains("no_such_attribute"), "{err}");
@@ -115,7 +120,10 @@ fn missing_function_is_named() {
         "",
     );
     let err = bad_script(&src);
-    assert!(matches!(&err, BehaviorError::MissingFunction { function, .. } if function == "on_outcome"), "{err}");
+    assert!(
+        matches!(&err, BehaviorError::MissingFunction { function, .. } if function == "on_outcome"),
+        "{err}"
+    );
     assert!(err.to_string().contains("t/main.rhai"), "{err}");
 }
 
@@ -126,11 +134,22 @@ fn wrong_return_type_and_out_of_range_values_name_the_field() {
         matches!(&err, BehaviorError::Output { function, field, .. } if function == "plan_day" && field == "(return value)"),
         "{err}"
     );
-    let err = bad_script(&with_plan_day("    #{ sessions: [#{ minute: 2000, store: 0 }] }"));
-    assert!(matches!(&err, BehaviorError::Output { field, .. } if field == "sessions[0].minute"), "{err}");
-    assert!(err.to_string().contains("t/main.rhai") && err.to_string().contains("0..=1439"), "{err}");
+    let err = bad_script(&with_plan_day(
+        "    #{ sessions: [#{ minute: 2000, store: 0 }] }",
+    ));
+    assert!(
+        matches!(&err, BehaviorError::Output { field, .. } if field == "sessions[0].minute"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("t/main.rhai") && err.to_string().contains("0..=1439"),
+        "{err}"
+    );
     let err = bad_script(&GOOD.replace("[vocab.categories[0]]", "[\"Not A Category\"]"));
-    assert!(matches!(&err, BehaviorError::Output { field, .. } if field == "preferred_categories"), "{err}");
+    assert!(
+        matches!(&err, BehaviorError::Output { field, .. } if field == "preferred_categories"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,15 +157,24 @@ fn infinite_loop_fails_fast() {
     let t = Instant::now();
     let err = bad_script(&with_plan_day("    let n = 0;\n    loop { n += 1; }"));
     // Two loads and one reload, each failing on the operations limit.
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
-    assert!(err.to_string().to_lowercase().contains("operations"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.to_string().to_lowercase().contains("operations"),
+        "{err}"
+    );
     // Rhai gives no position for this limit: the error points at the function.
     assert_eq!(location(&err).1, 4, "{err}");
 }
 
 #[test]
 fn huge_array_fails() {
-    let err = bad_script(&with_plan_day("    let a = [];\n    for i in 0..1000000 { a.push(i); }\n    a"));
+    let err = bad_script(&with_plan_day(
+        "    let a = [];\n    for i in 0..1000000 { a.push(i); }\n    a",
+    ));
     assert!(err.to_string().to_lowercase().contains("array"), "{err}");
     assert!(matches!(err, BehaviorError::Runtime { .. }), "{err}");
 }
@@ -164,9 +192,18 @@ fn forbidden_imports_and_eval_are_refused() {
         assert!(err.to_string().contains(path), "{path}: {err}");
     }
     let err = bad_script(&with_plan_day("    eval(\"1\")"));
-    assert!(matches!(err, BehaviorError::Compile { line: 5, .. }), "{err}");
+    assert!(
+        matches!(err, BehaviorError::Compile { line: 5, .. }),
+        "{err}"
+    );
     let err = bad_script(&with_plan_day("    timestamp()"));
-    assert!(matches!(err, BehaviorError::Runtime { .. } | BehaviorError::Compile { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BehaviorError::Runtime { .. } | BehaviorError::Compile { .. }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,26 +218,45 @@ fn imports_from_lib_work_and_are_part_of_the_version() {
     let persona = set.make_persona(1, "agent_001", WORLD.vocab()).unwrap();
     let history = Arc::new(History::default());
     let wallet = WORLD.sample_wallet(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
-    let agent = Agent { seed: 1, key: "agent_001", persona: &persona, history: &history, wallet: &wallet };
+    let agent = Agent {
+        seed: 1,
+        key: "agent_001",
+        persona: &persona,
+        history: &history,
+        wallet: &wallet,
+    };
     let cal = Calendar::new(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(), 0, 0);
     let plan = set.plan_day(&agent, &cal, WORLD.view()).unwrap();
     assert_eq!(plan.value.sessions[0].minute, 600);
     assert_eq!(plan.version, v1);
     // Editing the helper changes the version; a broken helper names the helper file.
-    std::fs::write(dir.path().join("lib/helper.rhai"), "fn twice(x) { x * 2 + 1 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("lib/helper.rhai"),
+        "fn twice(x) { x * 2 + 1 }\n",
+    )
+    .unwrap();
     assert_ne!(PersonaSet::load(dir.path(), "t").unwrap().version(), &v1);
     std::fs::write(dir.path().join("lib/helper.rhai"), "fn twice(x) { x * }\n").unwrap();
     let err = PersonaSet::load(dir.path(), "t").unwrap_err();
-    assert!(matches!(&err, BehaviorError::Compile { file, line: 1, .. } if file.ends_with("lib/helper.rhai")), "{err}");
+    assert!(
+        matches!(&err, BehaviorError::Compile { file, line: 1, .. } if file.ends_with("lib/helper.rhai")),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_set_lists_available_ones() {
     let dir = folder(GOOD);
     let err = PersonaSet::load(dir.path(), "nope").unwrap_err();
-    assert!(err.to_string().contains("available") || err.to_string().contains("found"), "{err}");
+    assert!(
+        err.to_string().contains("available") || err.to_string().contains("found"),
+        "{err}"
+    );
     assert!(err.to_string().contains(": t"), "{err}");
-    assert!(matches!(PersonaSet::load(dir.path(), "../t"), Err(BehaviorError::BadSetName(_))));
+    assert!(matches!(
+        PersonaSet::load(dir.path(), "../t"),
+        Err(BehaviorError::BadSetName(_))
+    ));
 }
 
 #[test]
@@ -210,7 +266,11 @@ fn shipped_sets_load_and_dry_run() {
         let live = LiveSet::load(&dir, name, WORLD.clone()).unwrap();
         let set = live.current();
         let p = set.make_persona(3, &agent_key(0), WORLD.vocab()).unwrap();
-        assert!(p.approx_bytes() < 1024, "{name} persona is {} bytes", p.approx_bytes());
+        assert!(
+            p.approx_bytes() < 1024,
+            "{name} persona is {} bytes",
+            p.approx_bytes()
+        );
     }
 }
 
@@ -219,13 +279,27 @@ async fn watcher_picks_up_in_place_and_rename_edits() {
     let dir = folder(GOOD);
     let live = load(dir.path()).unwrap();
     let mut w = super::reload::watch(live.clone()).unwrap();
-    let persona = live.current().make_persona(1, "agent_001", WORLD.vocab()).unwrap();
+    let persona = live
+        .current()
+        .make_persona(1, "agent_001", WORLD.vocab())
+        .unwrap();
     let history = Arc::new(History::default());
     let wallet = WORLD.sample_wallet(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap());
     let cal = Calendar::new(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(), 0, 0);
     let minute = |live: &LiveSet| {
-        let agent = Agent { seed: 1, key: "agent_001", persona: &persona, history: &history, wallet: &wallet };
-        live.current().plan_day(&agent, &cal, WORLD.view()).unwrap().value.sessions[0].minute
+        let agent = Agent {
+            seed: 1,
+            key: "agent_001",
+            persona: &persona,
+            history: &history,
+            wallet: &wallet,
+        };
+        live.current()
+            .plan_day(&agent, &cal, WORLD.view())
+            .unwrap()
+            .value
+            .sessions[0]
+            .minute
     };
     assert_eq!(minute(&live), 600);
     let main = dir.path().join("t/main.rhai");
@@ -244,20 +318,28 @@ async fn watcher_picks_up_in_place_and_rename_edits() {
 
     // In place.
     std::fs::write(&main, GOOD.replace("minute: 600", "minute: 700")).unwrap();
-    assert!(matches!(next_reload(&mut w).await, ReloadEvent::Reloaded { .. }));
+    assert!(matches!(
+        next_reload(&mut w).await,
+        ReloadEvent::Reloaded { .. }
+    ));
     assert_eq!(minute(&live), 700);
 
     // Temp file, then rename over the script (how many editors save).
     let tmp = dir.path().join("t/.main.rhai.swp");
     std::fs::write(&tmp, GOOD.replace("minute: 600", "minute: 800")).unwrap();
     std::fs::rename(&tmp, &main).unwrap();
-    assert!(matches!(next_reload(&mut w).await, ReloadEvent::Reloaded { .. }));
+    assert!(matches!(
+        next_reload(&mut w).await,
+        ReloadEvent::Reloaded { .. }
+    ));
     assert_eq!(minute(&live), 800);
 
     // A broken save is reported and the last good version keeps deciding.
     std::fs::write(&main, with_plan_day("    loop {}")).unwrap();
     match next_reload(&mut w).await {
-        ReloadEvent::Failed { error, .. } => assert!(error.to_string().contains("main.rhai:4:"), "{error}"),
+        ReloadEvent::Failed { error, .. } => {
+            assert!(error.to_string().contains("main.rhai:4:"), "{error}")
+        }
         other => panic!("expected a failed reload, got {other:?}"),
     }
     assert_eq!(minute(&live), 800);

@@ -7,8 +7,8 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
 
-use crate::behavior::check::{CheckConfig, CheckReport, World, run_check};
 use crate::behavior::PersonaSet;
+use crate::behavior::check::{CheckConfig, CheckReport, World, run_check};
 
 /// Flags of `shopsim check`.
 #[derive(Debug, Clone, Args)]
@@ -61,22 +61,55 @@ pub fn to_json(r: &CheckReport) -> anyhow::Result<String> {
 pub fn to_text(r: &CheckReport) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<28} {v}\n"));
-    line("persona set", format!("{} (version {})", r.persona_set, r.script_version));
-    line("agents × days", format!("{} × {} from {} (seed {})", r.agents, r.days, r.start, r.seed));
+    line(
+        "persona set",
+        format!("{} (version {})", r.persona_set, r.script_version),
+    );
+    line(
+        "agents × days",
+        format!(
+            "{} × {} from {} (seed {})",
+            r.agents, r.days, r.start, r.seed
+        ),
+    );
     line("agent-days", r.agent_days.to_string());
     line("sessions", r.sessions.to_string());
-    line("sessions per agent-day", format!("{:.4}", r.sessions_per_agent_day));
-    line("sessions per agent-hour", format!("{:.4}%", 100.0 * r.sessions_per_agent_hour));
+    line(
+        "sessions per agent-day",
+        format!("{:.4}", r.sessions_per_agent_day),
+    );
+    line(
+        "sessions per agent-hour",
+        format!("{:.4}%", 100.0 * r.sessions_per_agent_hour),
+    );
     line("orders", r.orders.to_string());
-    line("abandoned", format!("{} ({:.1}%)", r.abandoned, 100.0 * r.abandon_rate));
+    line(
+        "abandoned",
+        format!("{} ({:.1}%)", r.abandoned, 100.0 * r.abandon_rate),
+    );
     line("events per session", format!("{:.2}", r.events_per_session));
-    line("products per basket", format!("mean {:.2}, median {}", r.mean_basket_items, r.median_basket_items));
+    line(
+        "products per basket",
+        format!(
+            "mean {:.2}, median {}",
+            r.mean_basket_items, r.median_basket_items
+        ),
+    );
     line("mean order total", format!("${:.2}", r.mean_order_total));
-    line("offers applied per session", format!("{:.3}", r.offers_per_session));
+    line(
+        "offers applied per session",
+        format!("{:.3}", r.offers_per_session),
+    );
     line("out-of-stock adds", r.out_of_stock.to_string());
     line("orders by hour", format!("{:?}", r.orders_by_hour));
-    line("orders by weekday (Mon..)", format!("{:?}", r.orders_by_weekday));
-    line("days between orders", format!("{:?}", r.days_between_orders));
+    line(
+        "orders by weekday (Mon..)",
+        format!("{:?}", r.orders_by_weekday),
+    );
+    line(
+        "days between orders",
+        format!("{:?}", r.days_between_orders),
+    );
     line("decision errors", r.decision_errors.to_string());
     for e in &r.errors {
         line("  error", e.clone());
@@ -93,5 +126,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         print!("{}", to_text(&report));
     }
     // A set whose decisions fail is broken even if it compiles.
-    Ok(if report.decision_errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if report.decision_errors > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -3,3 +3,6 @@
 pub mod actions;
 pub mod clock;
 pub mod metrics;
+pub mod engine;
+pub mod session;
+pub mod world;

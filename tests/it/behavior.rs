@@ -28,8 +28,15 @@ fn check_json_is_byte_identical_for_a_seed_and_differs_across_seeds() {
         assert_ne!(a, c, "{set}: another seed must give other output");
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         for key in [
-            "agent_days", "sessions", "orders", "abandon_rate", "mean_basket_items",
-            "orders_by_hour", "orders_by_weekday", "days_between_orders", "script_version",
+            "agent_days",
+            "sessions",
+            "orders",
+            "abandon_rate",
+            "mean_basket_items",
+            "orders_by_hour",
+            "orders_by_weekday",
+            "days_between_orders",
+            "script_version",
         ] {
             assert!(v.get(key).is_some(), "{set}: missing {key}");
         }
@@ -45,9 +52,20 @@ fn voiceoffers_lands_near_the_original() {
     // session, 43% of sessions abandoned.
     let r = check_report(&args("voiceoffers", 371, 28, 42)).unwrap();
     let hourly = 100.0 * r.sessions_per_agent_hour;
-    assert!((0.75..=1.0).contains(&hourly), "shop share of agent-hours {hourly:.3}%");
-    assert!((6.2..=7.2).contains(&r.events_per_session), "events/session {}", r.events_per_session);
-    assert!((0.38..=0.50).contains(&r.abandon_rate), "abandon rate {}", r.abandon_rate);
+    assert!(
+        (0.75..=1.0).contains(&hourly),
+        "shop share of agent-hours {hourly:.3}%"
+    );
+    assert!(
+        (6.2..=7.2).contains(&r.events_per_session),
+        "events/session {}",
+        r.events_per_session
+    );
+    assert!(
+        (0.38..=0.50).contains(&r.abandon_rate),
+        "abandon rate {}",
+        r.abandon_rate
+    );
     assert_eq!(r.decision_errors, 0, "{:?}", r.errors);
 }
 
@@ -55,9 +73,20 @@ fn voiceoffers_lands_near_the_original() {
 fn grocery_lands_near_its_targets() {
     let r = check_report(&args("grocery", 150, 28, 42)).unwrap();
     let orders_per_week = r.orders as f64 / (r.agent_days as f64 / 7.0);
-    assert!((1.3..=1.9).contains(&orders_per_week), "orders/week {orders_per_week}");
-    assert!((0.6..=0.76).contains(&r.abandon_rate), "abandon rate {}", r.abandon_rate);
-    assert!((5.0..=12.0).contains(&r.mean_basket_items), "basket {}", r.mean_basket_items);
+    assert!(
+        (1.3..=1.9).contains(&orders_per_week),
+        "orders/week {orders_per_week}"
+    );
+    assert!(
+        (0.6..=0.76).contains(&r.abandon_rate),
+        "abandon rate {}",
+        r.abandon_rate
+    );
+    assert!(
+        (5.0..=12.0).contains(&r.mean_basket_items),
+        "basket {}",
+        r.mean_basket_items
+    );
     let weekend = r.orders_by_weekday[5] + r.orders_by_weekday[6];
     let tue_wed = r.orders_by_weekday[1] + r.orders_by_weekday[2];
     assert!(weekend > tue_wed, "weekend {weekend} vs Tue+Wed {tue_wed}");
@@ -70,7 +99,11 @@ fn grocery_lands_near_its_targets() {
 fn broken_set_fails_with_location() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("x")).unwrap();
-    std::fs::write(dir.path().join("x/main.rhai"), "fn make_persona(vocab, rng) {\n  #{ a: }\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("x/main.rhai"),
+        "fn make_persona(vocab, rng) {\n  #{ a: }\n}\n",
+    )
+    .unwrap();
     let mut a = args("x", 2, 1, 1);
     a.behaviors = dir.path().to_path_buf();
     let err = check_report(&a).unwrap_err().to_string();

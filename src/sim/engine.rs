@@ -1,0 +1,323 @@
+//! The scheduler: simulated days, hourly cycles, bounded concurrency.
+//!
+//! At each simulated day's start every active agent's day plan is made (and handed to the
+//! recorder before anything acts on it). Sessions start at their planned simulated times; each
+//! step happens at the time the session plan gives. At most `concurrency` sessions are in flight
+//! (a semaphore, not batches, so a slow agent never blocks the others); an agent's sessions run
+//! one after another in one task, so its next session never starts before the previous ends.
+//!
+//! - `max`: time advances in cycles of one simulated hour: the sessions starting in hour *h*
+//!   all finish before hour *h + 1* starts, so the dataset never depends on wall-clock order.
+//! - paced: each agent's day is one task that waits for the release of every step; the hour
+//!   cycle is only a progress mark.
+//!
+//! Agents live as compact state in a `Vec`; a task takes an agent's state and gives it back.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::behavior::PersonaSet;
+use crate::behavior::calendar::Calendar;
+use crate::behavior::outputs::{DayPlan, PlannedSession};
+use crate::behavior::Agent;
+use crate::ids;
+use crate::sim::actions::{Actions, SessionInfo};
+use crate::sim::clock::PacedClock;
+use crate::sim::metrics::{Counter, Metrics};
+use crate::sim::session::{AgentState, SessionContext, SessionEnd, SessionReport, run_session};
+use crate::sim::world::World;
+
+/// What the engine needs to know about the run.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Run id (part of session ids and idempotency keys).
+    pub run_id: Arc<str>,
+    /// Run seed.
+    pub seed: u64,
+    /// First simulated day (run calendar).
+    pub start: NaiveDate,
+    /// Number of simulated days.
+    pub days: u32,
+    /// The run's time zone: the calendar scripts see and the hours reported.
+    pub tz: Tz,
+    /// Sessions in flight at most.
+    pub concurrency: usize,
+    /// Agents are activated gradually over this many simulated hours (0 = all at once).
+    pub ramp_up_hours: u32,
+}
+
+/// One agent-day decision, as recorded before anything acts on it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayDecision {
+    /// Agent natural key.
+    pub agent_id: Arc<str>,
+    /// Simulated date.
+    pub date: NaiveDate,
+    /// The plan (empty when the agent does not shop, or is not active yet).
+    pub plan: DayPlan,
+    /// Version of the scripts that decided.
+    pub script_version: Arc<str>,
+    /// Sessions planned: (session id, seq, simulated start).
+    pub sessions: Vec<(uuid::Uuid, u32, DateTime<Utc>)>,
+}
+
+/// One finished (or failed, or interrupted) session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionRecord {
+    /// Agent natural key.
+    pub agent_id: Arc<str>,
+    /// The session.
+    pub session_id: uuid::Uuid,
+    /// Simulated date of the plan.
+    pub date: NaiveDate,
+    /// Number within the day.
+    pub seq: u32,
+    /// What happened.
+    pub report: SessionReport,
+}
+
+/// Where the engine reports what it decides and does (run records, checkpoints).
+#[async_trait::async_trait]
+pub trait Recorder: Send + Sync {
+    /// Day plans, recorded before any of them is acted on. An error stops the run (nothing may
+    /// act on an unrecorded decision).
+    async fn day_planned(&self, decisions: &[DayDecision]) -> anyhow::Result<()>;
+    /// A session ended.
+    async fn session_ended(&self, record: &SessionRecord) -> anyhow::Result<()>;
+    /// A simulated hour (the batch) finished: `end` is its end.
+    async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()>;
+}
+
+/// A recorder that keeps nothing (for `check` and tests).
+pub struct NoRecorder;
+
+#[async_trait::async_trait]
+impl Recorder for NoRecorder {
+    async fn day_planned(&self, _: &[DayDecision]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn session_ended(&self, _: &SessionRecord) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn hour_done(&self, _: DateTime<Utc>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// How a run of the engine ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineEnd {
+    /// Every simulated day was run.
+    Finished,
+    /// Stopped by request (Ctrl-C, `q`) at a cycle boundary.
+    Stopped,
+}
+
+/// The engine.
+pub struct Engine {
+    /// Configuration.
+    pub config: EngineConfig,
+    /// The persona set.
+    pub set: Arc<PersonaSet>,
+    /// The catalog cache.
+    pub world: Arc<World>,
+    /// The actions.
+    pub actions: Arc<dyn Actions>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The paced clock (`None` = `max`).
+    pub pacer: Option<PacedClock>,
+    /// Graceful stop.
+    pub cancel: CancellationToken,
+}
+
+/// The UTC instant of local `date` at `minute` in `tz` (DST gaps move forward, folds take the
+/// earlier instant).
+pub fn local_instant(tz: Tz, date: NaiveDate, minute: u32) -> DateTime<Utc> {
+    let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default() + Duration::minutes(i64::from(minute));
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+        LocalResult::None => {
+            let later = naive + Duration::hours(1);
+            tz.from_local_datetime(&later).earliest().map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
+        }
+    }
+}
+
+/// The deterministic id of a planned session.
+pub fn session_id(seed: u64, run_id: &str, agent: &str, date: NaiveDate, seq: u32) -> uuid::Uuid {
+    ids::stable_uuid(seed, "session", &format!("{run_id}/{agent}/{date}/{seq}"))
+}
+
+struct Job {
+    agent: usize,
+    sessions: Vec<(u32, PlannedSession, DateTime<Utc>)>,
+}
+
+impl Engine {
+    fn activation(&self, index: usize, agents: usize) -> DateTime<Utc> {
+        let start = local_instant(self.config.tz, self.config.start, 0);
+        if self.config.ramp_up_hours == 0 || agents == 0 {
+            return start;
+        }
+        let secs = i64::from(self.config.ramp_up_hours) * 3600 * index as i64 / agents as i64;
+        start + Duration::seconds(secs)
+    }
+
+    /// Plans day `day` for every agent.
+    fn plan_day(&self, agents: &[Option<AgentState>], day: u32) -> Vec<DayDecision> {
+        let date = self.config.start + Duration::days(i64::from(day));
+        let cal = Calendar::new(date, day, 0);
+        let day_end = local_instant(self.config.tz, date + Duration::days(1), 0);
+        let mut out = Vec::with_capacity(agents.len());
+        for (i, a) in agents.iter().enumerate() {
+            let Some(a) = a else { continue };
+            let active_from = self.activation(i, agents.len());
+            let mut plan = DayPlan::default();
+            let mut version = self.set.version().clone();
+            if active_from < day_end {
+                let agent = Agent { seed: self.config.seed, key: &a.key, persona: &a.persona, history: &a.history, wallet: &a.wallet };
+                match self.set.plan_day(&agent, &cal, self.world.view()) {
+                    Ok(d) => {
+                        version = d.version;
+                        plan = d.value;
+                    }
+                    Err(e) => {
+                        self.metrics.add(Counter::ScriptErrors, 1);
+                        tracing::warn!(agent = %a.key, %date, error = %e, "plan_day failed; the agent does not shop today");
+                    }
+                }
+            }
+            let sessions = plan
+                .sessions
+                .iter()
+                .enumerate()
+                .map(|(seq, s)| {
+                    let seq = seq as u32;
+                    let at = local_instant(self.config.tz, date, u32::from(s.minute));
+                    (session_id(self.config.seed, &self.config.run_id, &a.key, date, seq), seq, at)
+                })
+                .filter(|(_, _, at)| *at >= active_from)
+                .collect();
+            out.push(DayDecision { agent_id: a.key.clone(), date, plan, script_version: version, sessions });
+        }
+        self.metrics.add(Counter::AgentDays, out.len() as u64);
+        out
+    }
+
+    /// Runs every simulated day (or until stopped). Agents are given back in `agents`.
+    pub async fn run(&self, agents: &mut Vec<Option<AgentState>>, recorder: &dyn Recorder) -> anyhow::Result<EngineEnd> {
+        let index: std::collections::HashMap<Arc<str>, usize> =
+            agents.iter().enumerate().filter_map(|(i, a)| a.as_ref().map(|a| (a.key.clone(), i))).collect();
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        for day in 0..self.config.days {
+            if self.cancel.is_cancelled() {
+                return Ok(EngineEnd::Stopped);
+            }
+            let date = self.config.start + Duration::days(i64::from(day));
+            let decisions = self.plan_day(agents, day);
+            recorder.day_planned(&decisions).await?;
+            // Jobs per hour: the sessions of one agent in one hour (max) or one day (paced).
+            let mut by_hour: Vec<Vec<Job>> = (0..24).map(|_| Vec::new()).collect();
+            for d in &decisions {
+                let Some(&agent) = index.get(&d.agent_id) else { continue };
+                for (planned, (_, seq, at)) in d.plan.sessions.iter().zip(d.sessions.iter()) {
+                    let hour = if self.pacer.is_some() { 0 } else { usize::from(planned.minute / 60) };
+                    let jobs = &mut by_hour[hour];
+                    match jobs.last_mut() {
+                        Some(j) if j.agent == agent => j.sessions.push((*seq, *planned, *at)),
+                        _ => jobs.push(Job { agent, sessions: vec![(*seq, *planned, *at)] }),
+                    }
+                }
+            }
+            for (hour, jobs) in by_hour.into_iter().enumerate() {
+                if self.cancel.is_cancelled() {
+                    return Ok(EngineEnd::Stopped);
+                }
+                self.run_jobs(agents, jobs, date, day, &permits, recorder).await?;
+                if self.pacer.is_none() {
+                    let end = local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
+                    recorder.hour_done(end).await?;
+                }
+            }
+            if self.pacer.is_some() {
+                recorder.hour_done(local_instant(self.config.tz, date + Duration::days(1), 0)).await?;
+            }
+        }
+        Ok(if self.cancel.is_cancelled() { EngineEnd::Stopped } else { EngineEnd::Finished })
+    }
+
+    async fn run_jobs(
+        &self,
+        agents: &mut [Option<AgentState>],
+        jobs: Vec<Job>,
+        date: NaiveDate,
+        day: u32,
+        permits: &Arc<Semaphore>,
+        recorder: &dyn Recorder,
+    ) -> anyhow::Result<()> {
+        let mut tasks = JoinSet::new();
+        for job in jobs {
+            let Some(mut state) = agents[job.agent].take() else { continue };
+            let (set, world, metrics, actions) = (self.set.clone(), self.world.clone(), self.metrics.clone(), self.actions.clone());
+            let (pacer, cancel, permits) = (self.pacer.clone(), self.cancel.clone(), permits.clone());
+            let (run_id, seed) = (self.config.run_id.clone(), self.config.seed);
+            tasks.spawn(async move {
+                let mut records = Vec::with_capacity(job.sessions.len());
+                for (seq, planned, at) in job.sessions {
+                    if let Some(p) = &pacer {
+                        tokio::select! {
+                            lag = p.wait_until(at) => metrics.record_lag(lag),
+                            _ = cancel.cancelled() => break,
+                        }
+                    }
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    let Ok(_permit) = permits.acquire().await else { break };
+                    let session_id = session_id(seed, &run_id, &state.key, date, seq);
+                    let info = SessionInfo {
+                        run_id: run_id.clone(),
+                        agent_id: state.key.clone(),
+                        user_id: state.user_id,
+                        session_id,
+                        sim_date: date,
+                        session_seq: seq,
+                    };
+                    let cx = SessionContext { set: &set, world: &world, metrics: &metrics, seed, pacer: pacer.as_ref(), cancel: &cancel };
+                    let cal = Calendar::new(date, day, 0);
+                    let report = run_session(&cx, actions.as_ref(), &mut state, info, &cal, seq, planned, at).await;
+                    let interrupted = matches!(report.end, SessionEnd::Interrupted);
+                    records.push(SessionRecord { agent_id: state.key.clone(), session_id, date, seq, report });
+                    if interrupted {
+                        break;
+                    }
+                }
+                (job.agent, state, records)
+            });
+        }
+        let mut first_err = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (agent, state, records) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    // A panicking session must not take the run down; its agent sits out.
+                    tracing::error!(error = %e, "a session task failed; its agent is dropped from the run");
+                    continue;
+                }
+            };
+            agents[agent] = Some(state);
+            for r in &records {
+                if let Err(e) = recorder.session_ended(r).await {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
