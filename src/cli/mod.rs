@@ -3,7 +3,9 @@
 //! Precedence for every setting: flag > environment variable > default.
 
 pub mod common;
+mod export;
 mod migrate;
+mod runs;
 mod seed;
 mod serve;
 
@@ -35,6 +37,11 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Serve the VoiceOffers API (the reference server) until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Write a run's dataset (agents with personas, sessions, events, orders, order items,
+    /// offers) as CSV or JSON lines, byte-identical for the same dataset on any backend.
+    Export(export::ExportArgs),
+    /// List, show or purge the runs recorded in the database.
+    Runs(runs::RunsArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -45,6 +52,8 @@ pub async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Export(args) => export::run(args).await,
+        Command::Runs(args) => runs::run(args).await,
     };
     match result {
         Ok(code) => code,

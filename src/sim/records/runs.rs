@@ -660,3 +660,19 @@ pub async fn stored_snapshot(db: &Db, run_id: &str) -> Result<Snapshot, RecordsE
         lag: LatencySummary::from_histogram(&metrics::merge(lag.iter().map(String::as_str))?),
     })
 }
+
+/// Orders placed in each run's sessions (runs without orders are absent).
+pub async fn orders_by_run(db: &Db) -> Result<BTreeMap<String, u64>, RecordsError> {
+    let tx = db.read().await?;
+    let rows = tx
+        .query(
+            "SELECT s.run_id, COUNT(*) AS n FROM orders o \
+             JOIN sim_sessions s ON s.session_id = o.shopping_session_id GROUP BY s.run_id",
+            vec![],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| Ok((r.string("run_id")?, r.i64("n")?.max(0) as u64)))
+        .collect()
+}
