@@ -14,4 +14,5 @@ mod migrate;
 mod api;
 mod app;
 mod pooler;
+mod records;
 mod seed;
