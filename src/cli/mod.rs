@@ -4,7 +4,9 @@
 
 pub mod check;
 pub mod common;
+mod export;
 mod migrate;
+mod runs;
 mod seed;
 mod serve;
 
@@ -39,6 +41,11 @@ pub enum Command {
     /// Compile a persona set and simulate it in memory (no server, no database): prints
     /// sessions, baskets, abandonment, offers and timing statistics.
     Check(check::CheckArgs),
+    /// Write a run's dataset (agents with personas, sessions, events, orders, order items,
+    /// offers) as CSV or JSON lines, byte-identical for the same dataset on any backend.
+    Export(export::ExportArgs),
+    /// List, show or purge the runs recorded in the database.
+    Runs(runs::RunsArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -50,6 +57,8 @@ pub async fn main() -> ExitCode {
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Check(args) => check::run(args),
+        Command::Export(args) => export::run(args).await,
+        Command::Runs(args) => runs::run(args).await,
     };
     match result {
         Ok(code) => code,

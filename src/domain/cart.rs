@@ -358,7 +358,8 @@ impl Shop {
     }
 
     /// The user's active offers, split into those that would discount the current cart and
-    /// those that would not (with the reason). Records `view_coupons`.
+    /// those that would not (with the reason). Records `view_coupons` with both counts and the
+    /// coupon ids of each list (`eligible_ids`, `ineligible_ids`).
     pub async fn eligible_coupons(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<EligibleCoupons> {
         let store = rows::selected_store(tx, ctx.user_id).await?;
         let items = match &store {
@@ -380,7 +381,10 @@ impl Shop {
             tx,
             ctx,
             "view_coupons",
-            json!({"eligible": eligible.len(), "ineligible": ineligible.len()}),
+            // Counts for a quick look; ids so an export can tell which offers were shown.
+            json!({"eligible": eligible.len(), "ineligible": ineligible.len(),
+                   "eligible_ids": eligible.iter().map(|c| c.id).collect::<Vec<_>>(),
+                   "ineligible_ids": ineligible.iter().map(|i| i.coupon.id).collect::<Vec<_>>()}),
             SessionEnd::Open,
         )
         .await?;

@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod engine;
 pub mod session;
 pub mod world;
+pub mod records;

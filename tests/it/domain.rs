@@ -589,6 +589,21 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
             "view_coupons" => {
                 assert_eq!(payload["eligible"], 3);
                 assert_eq!(payload["ineligible"], 2);
+                let listed = |key: &str| -> Vec<Uuid> {
+                    payload[key]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().parse().unwrap())
+                        .collect()
+                };
+                // The same split as the response: which offers the shopper was shown.
+                let (mut eligible, mut ineligible) =
+                    (listed("eligible_ids"), listed("ineligible_ids"));
+                eligible.sort();
+                ineligible.sort();
+                assert_eq!(eligible, vec![C1, C2, F1]);
+                assert_eq!(ineligible, vec![B4, C4]);
             }
             "checkout_complete" => {
                 assert_eq!(payload["order_id"], order.id.to_string());

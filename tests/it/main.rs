@@ -15,4 +15,5 @@ mod api;
 mod app;
 mod behavior;
 mod pooler;
+mod records;
 mod seed;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
     EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
+    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult,
 };
 use crate::sim::metrics::Outcome;
 

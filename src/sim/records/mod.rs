@@ -1,0 +1,77 @@
+//! Run records and what is built from them: the records themselves ([`runs`]), which rows
+//! belong to a run ([`scope`]), the analysts' export ([`export`]), deleting a run
+//! ([`purge`]) and the run summary renderings ([`summary`]).
+//!
+//! ## Which rows are a run's
+//! A run's rows are its `sim_*` rows; the `shopping_sessions` whose id is one of the run's
+//! `sim_sessions`, their events, the orders placed in them and their items; the
+//! `user_coupons` and `user_offer_cycles` rows of the run's agents' users assigned (refreshed)
+//! within the run's simulated window [sim_start, sim_end]; the cart rows of those users; and
+//! the reference server's idempotency records of the run (keys `run_id/…`). The run's agents
+//! are those with a recorded day decision (`sim_agent_days`).
+
+pub mod export;
+pub mod format;
+pub mod purge;
+pub mod runs;
+pub mod scope;
+pub mod summary;
+
+pub use export::{ExportReport, export_run};
+pub use format::{Cell, Format};
+pub use purge::{PurgeReport, purge_run};
+pub use runs::{
+    AgentDayRecord, IntervalCounters, RunRecord, RunStatus, SessionRecord, SessionStatus,
+    create_run, finish_run, list_runs, load_run, orders_by_run, record_agent_days,
+    record_metrics_interval, record_sessions, require_run, stored_snapshot, update_checkpoint,
+    update_session,
+};
+pub use summary::{RunSummary, WallInfo, write_renderings};
+
+use crate::sim::metrics::MetricsError;
+use crate::store::StoreError;
+
+/// What can go wrong with run records, exports and renderings.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No run has this id.
+    #[error("no run with id `{0}` in this database (list them with `shopsim runs list`)")]
+    UnknownRun(String),
+    /// The run id is taken.
+    #[error(
+        "a run with id `{0}` already exists; choose another --run-id, or resume or purge that run"
+    )]
+    RunExists(String),
+    /// The run is still running and `--force` was not given.
+    #[error(
+        "run `{0}` is still marked running; stop it first, or pass --force if its process is gone"
+    )]
+    StillRunning(String),
+    /// A value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored metrics are corrupt.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// Writing a file failed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RecordsError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        RecordsError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
