@@ -335,13 +335,13 @@ impl Metrics {
         let mut latency = BTreeMap::new();
         for e in Endpoint::ALL {
             let mut h = self.latency[e.index()].lock();
-            if h.interval.len() > 0 {
+            if !h.interval.is_empty() {
                 latency.insert(e, encode(&h.interval)?);
                 h.interval.reset();
             }
         }
         let mut lag_h = self.lag.lock();
-        let lag = if lag_h.interval.len() > 0 {
+        let lag = if !lag_h.interval.is_empty() {
             Some(encode(&lag_h.interval)?)
         } else {
             None

@@ -1,5 +1,5 @@
 //! The simulation host: simulated clock, scheduler, actions, run records.
 
+pub mod actions;
 pub mod clock;
 pub mod metrics;
-pub mod actions;
