@@ -6,6 +6,47 @@
 //! carries its simulated time and its number, from which the HTTP implementation derives the
 //! `Idempotency-Key` (run, agent, simulated day, session, step), so a retried or resumed step can
 //! never apply twice.
+//!
+//! ## Layout
+//! - [`http`]: [`HttpActions`] — one shared client, retries within a budget, a circuit breaker
+//!   per endpoint, an outage gate.
+//! - [`inprocess`]: [`InProcessActions`] — the same steps through [`crate::domain::Shop`] on a
+//!   [`crate::store::Db`], one transaction per session (or per step).
+//! - [`config`]: settings of both (URL, auth, paths, timeouts, retry, breaker, outage).
+//! - `breaker`, `retry`, `outage`: the circuit breaker, the retry budget and backoff, the
+//!   outage gate.
+//! - [`jwt`]: HS256 tokens for `--auth jwt`.
+//!
+//! ## Driving a session
+//! ```text
+//! let actions = HttpActions::new(HttpConfig::new(base_url), metrics.clone(), cancel.clone())?;
+//! let mut s = actions.open_session(info).await?;      // Box<dyn SessionActions>
+//! s.set_scheduled(release);                            // paced mode: latency from release
+//! match s.add_to_cart(Step { seq: 2, at }, product, 1).await {
+//!     Ok(view) => …,
+//!     Err(ActionError::Rejected { code, .. }) => …,    // the script reacts
+//!     Err(ActionError::Failed { .. }) => …,            // end the session, record the reason
+//!     Err(ActionError::Interrupted(_)) => …,           // Ctrl-C
+//! }
+//! s.close().await?;                                    // always, once
+//! actions.breaker_states(); actions.outage();          // for the dashboard
+//! ```
+
+pub mod breaker;
+pub mod config;
+pub mod http;
+pub mod inprocess;
+pub mod jwt;
+mod outage;
+mod retry;
+
+pub use breaker::BreakerState;
+pub use config::{
+    ActionsSetupError, Auth, BreakerConfig, EndpointPaths, HttpConfig, OutageConfig, RetryPolicy,
+};
+pub use http::{HttpActions, HttpSession};
+pub use inprocess::{InProcessActions, InProcessConfig, InProcessSession, TxMode};
+pub use outage::OutageInfo;
 
 use std::sync::Arc;
 
@@ -16,9 +57,17 @@ use uuid::Uuid;
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
     EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
-    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult,
 };
 use crate::sim::metrics::Outcome;
+
+/// The metrics outcome of a business rejection.
+pub fn outcome_of(code: RejectCode) -> Outcome {
+    match code {
+        RejectCode::InsufficientInventory => Outcome::OutOfStock,
+        RejectCode::OfferNotInWallet => Outcome::OfferRefused,
+        RejectCode::NoStoreSelected | RejectCode::EmptyCart => Outcome::OtherRejection,
+    }
+}
 
 /// One shopping session as the actions see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +180,10 @@ pub trait SessionActions: Send {
     async fn checkout(&mut self, step: Step) -> ActionResult<CheckoutResult>;
     /// Abandons: empties the cart and marks the session abandoned.
     async fn abandon(&mut self, step: Step) -> ActionResult<ClearCartResult>;
+    /// Tells when the engine released the next step (paced mode), so its latency is measured
+    /// from then and queueing is not hidden. Applies to the next step only; without it latency
+    /// is measured from when the request is sent.
+    fn set_scheduled(&mut self, _release: tokio::time::Instant) {}
     /// Ends the session: commits in-process work. Called once, after the last step, whatever
     /// the outcome (a failed session is closed too).
     async fn close(self: Box<Self>) -> ActionResult<()>;

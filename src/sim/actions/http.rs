@@ -1,0 +1,801 @@
+//! [`HttpActions`]: the session steps as requests to the VoiceOffers API (or the reference
+//! server), through one shared `reqwest::Client`.
+//!
+//! Every request carries `Authorization`, `X-Sim-Time` (the step's simulated time) and
+//! `X-Shopping-Session-Id`; every write carries the step's `Idempotency-Key`, so a resent step
+//! never applies twice. How an answer is handled:
+//!
+//! | answer | handling | metrics outcome |
+//! |---|---|---|
+//! | 2xx | parsed into the contract view (unparseable → fails, `other_4xx`) | `ok` |
+//! | 4xx with a [`RejectCode`] | [`ActionError::Rejected`], not retried | rejection class |
+//! | 409 `idempotency_in_flight` | wait briefly, resend (same key); not a failure | not recorded |
+//! | 429 | wait `Retry-After` (default 1 s), resend; no budget spent | `rate_limited` |
+//! | other 4xx | fails at once | `other_4xx` |
+//! | 503 `database_unavailable` | database outage: gate closed, probe, resend | `api_5xx` |
+//! | other 5xx, timeout, reset | retry with full-jitter backoff within the retry budget | `api_5xx` / `timeout` / `connection` |
+//! | connect failure (refused, DNS, TCP timeout) | API outage: gate closed, probe `/health`, resend | `connection` |
+//!
+//! Retries and resends go through the endpoint's circuit breaker (see [`super::breaker`]) and
+//! are counted in `Counter::Retries`. The client itself never retries (`retry::never()`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::SecondsFormat;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::breaker::{Blocked, Breaker, BreakerState, Feedback};
+use super::config::{ActionsSetupError, Auth, HttpConfig};
+use super::jwt::Minter;
+use super::outage::{OutageGate, OutageInfo, Probe, sleep_or_cancel};
+use super::retry::{RetryBudget, backoff};
+use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
+use crate::domain::{
+    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
+    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
+};
+use crate::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
+
+/// The HTTP actions: one client, one breaker per endpoint, one retry budget, one outage gate,
+/// shared by every session. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpActions {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: reqwest::Client,
+    base: String,
+    config: HttpConfig,
+    breakers: Vec<Breaker>,
+    budget: RetryBudget,
+    outage: Arc<OutageGate>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    jwt: Option<Minter>,
+}
+
+impl std::fmt::Debug for HttpActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpActions")
+            .field("base_url", &self.shared.base)
+            .finish()
+    }
+}
+
+impl HttpActions {
+    /// Builds the client and checks `config` (a bad base URL or path is a clear error). Must be
+    /// called inside a tokio runtime. `cancel` ends waits (backoff, breaker, outage) with
+    /// [`ActionError::Interrupted`].
+    pub fn new(
+        config: HttpConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self, ActionsSetupError> {
+        let base = config.validate()?;
+        // reqwest is built without a default TLS provider (https API URLs need one).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .no_proxy()
+            .retry(reqwest::retry::never())
+            .build()
+            .map_err(|e| ActionsSetupError::Client(error_chain(&e)))?;
+        let jwt = match &config.auth {
+            Auth::Dev => None,
+            Auth::Jwt { secret, ttl } => Some(Minter::new(secret, *ttl)),
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                base,
+                breakers: Endpoint::ALL
+                    .iter()
+                    .map(|&e| Breaker::new(e, config.breaker.clone()))
+                    .collect(),
+                budget: RetryBudget::new(&config.retry),
+                outage: Arc::new(OutageGate::new(
+                    "API",
+                    config.outage.clone(),
+                    cancel.clone(),
+                )),
+                metrics,
+                cancel,
+                jwt,
+                config,
+            }),
+        })
+    }
+
+    /// The state of every endpoint's circuit breaker, in [`Endpoint::ALL`] order.
+    pub fn breaker_states(&self) -> Vec<(Endpoint, BreakerState)> {
+        Endpoint::ALL
+            .iter()
+            .map(|&e| (e, self.shared.breakers[e as usize].state()))
+            .collect()
+    }
+
+    /// The ongoing outage (API or database unreachable), if any.
+    pub fn outage(&self) -> Option<OutageInfo> {
+        self.shared.outage.current()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HttpConfig {
+        &self.shared.config
+    }
+
+    /// The base URL in use (validated, no trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.shared.base
+    }
+
+    /// A session driver (the concrete type behind [`Actions::open_session`]).
+    pub fn session(&self, info: SessionInfo) -> ActionResult<HttpSession> {
+        // Check once that the agent id can travel in a header.
+        self.shared.auth_header(&info)?;
+        Ok(HttpSession {
+            shared: self.shared.clone(),
+            session_header: HeaderValue::from_str(&info.session_id.to_string())
+                .map_err(|e| fail(Outcome::Other4xx, format!("session id header: {e}"), 0))?,
+            info,
+            scheduled: None,
+        })
+    }
+}
+
+#[async_trait]
+impl Actions for HttpActions {
+    async fn open_session(&self, session: SessionInfo) -> ActionResult<Box<dyn SessionActions>> {
+        Ok(Box::new(self.session(session)?))
+    }
+
+    fn mode(&self) -> &'static str {
+        "http"
+    }
+}
+
+fn fail(class: Outcome, reason: String, attempts: u32) -> ActionError {
+    ActionError::Failed {
+        class,
+        reason,
+        attempts,
+    }
+}
+
+impl Shared {
+    fn url(&self, endpoint: Endpoint, id: Option<Uuid>) -> String {
+        let path = self.config.paths.of(endpoint);
+        match id {
+            Some(id) => format!("{}{}", self.base, path.replace("{id}", &id.to_string())),
+            None => format!("{}{}", self.base, path),
+        }
+    }
+
+    fn auth_header(&self, info: &SessionInfo) -> ActionResult<HeaderValue> {
+        let value = match &self.jwt {
+            None => format!("Bearer dev:{}", info.agent_id),
+            Some(m) => format!(
+                "Bearer {}",
+                m.token(&info.agent_id, info.user_id, chrono::Utc::now().timestamp())
+            ),
+        };
+        HeaderValue::from_str(&value).map_err(|_| {
+            fail(
+                Outcome::Other4xx,
+                format!(
+                    "agent id `{}` cannot be sent in an Authorization header (use printable \
+                     ASCII agent ids)",
+                    info.agent_id
+                ),
+                0,
+            )
+        })
+    }
+
+    fn breaker(&self, endpoint: Endpoint) -> &Breaker {
+        &self.breakers[endpoint as usize]
+    }
+
+    /// A probe of the API itself (`GET /health`).
+    fn api_probe(&self) -> Probe {
+        let client = self.client.clone();
+        let url = format!("{}{}", self.base, self.config.paths.health);
+        Box::new(move || {
+            let (client, url) = (client.clone(), url.clone());
+            Box::pin(async move {
+                matches!(client.get(&url).send().await, Ok(r) if r.status().is_success())
+            })
+        })
+    }
+
+    /// A probe of the API's database: an authenticated read that needs it (`GET /api/stores`);
+    /// any answer but 503 means the database is back.
+    fn database_probe(&self, auth: HeaderValue) -> Probe {
+        let client = self.client.clone();
+        let url = format!("{}{}", self.base, self.config.paths.stores);
+        Box::new(move || {
+            let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+            Box::pin(async move {
+                matches!(client.get(&url).header(AUTHORIZATION, auth).send().await,
+                    Ok(r) if r.status() != StatusCode::SERVICE_UNAVAILABLE)
+            })
+        })
+    }
+}
+
+/// One request of a step.
+struct Call {
+    endpoint: Endpoint,
+    method: Method,
+    id: Option<Uuid>,
+    body: Option<Vec<u8>>,
+    write: bool,
+}
+
+/// How one attempt ended.
+enum Answer {
+    Ok(bytes::Bytes),
+    Rejected(RejectCode, String),
+    RateLimited(Duration),
+    InFlight,
+    Other4xx(String),
+    DatabaseDown(String),
+    Unreachable(String),
+    Retryable(Outcome, String),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The driver of one session over HTTP.
+pub struct HttpSession {
+    shared: Arc<Shared>,
+    info: SessionInfo,
+    session_header: HeaderValue,
+    scheduled: Option<Instant>,
+}
+
+impl std::fmt::Debug for HttpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSession")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl HttpSession {
+    /// The session.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    async fn run<T: DeserializeOwned>(&mut self, step: Step, call: Call) -> ActionResult<T> {
+        let shared = self.shared.clone();
+        let cancel = &shared.cancel;
+        let policy = &shared.config.retry;
+        let endpoint = call.endpoint;
+        let key = self.info.idempotency_key(step);
+        let scheduled = self.scheduled.take();
+        let interrupted =
+            |what: &str| ActionError::Interrupted(format!("{} {what}", endpoint.name()));
+        let mut rng = None;
+        let mut sent = 0u32;
+        let mut failures = 0u32;
+        let mut rate_limited_wait = Duration::ZERO;
+        let mut in_flight_wait = Duration::ZERO;
+        let mut in_flight_delay = policy.in_flight_wait;
+        let mut last_failure: Option<(Outcome, String)> = None;
+        shared.budget.deposit();
+        loop {
+            if shared.outage.wait_open(cancel).await.is_err() {
+                return Err(interrupted("not sent: shutting down during an outage"));
+            }
+            if cancel.is_cancelled() {
+                return Err(interrupted("not sent: shutting down"));
+            }
+            let deadline = Instant::now() + shared.config.breaker.max_wait;
+            let permit = match shared.breaker(endpoint).acquire(deadline, cancel).await {
+                Ok(p) => p,
+                Err(Blocked::Cancelled) => {
+                    return Err(interrupted("not sent: shutting down at an open circuit"));
+                }
+                Err(Blocked::TimedOut) => {
+                    let (class, last) = last_failure
+                        .map(|(c, r)| (c, format!("; last failure: {r}")))
+                        .unwrap_or((Outcome::Api5xx, String::new()));
+                    return Err(fail(
+                        class,
+                        format!(
+                            "circuit open: {} stayed unavailable for {:?}{last}",
+                            endpoint.name(),
+                            shared.config.breaker.max_wait
+                        ),
+                        sent,
+                    ));
+                }
+            };
+            let started = Instant::now();
+            let from = if sent == 0 {
+                scheduled.unwrap_or(started)
+            } else {
+                started
+            };
+            sent += 1;
+            let answer = self.attempt(&call, step, &key).await;
+            let latency = Instant::now().saturating_duration_since(from);
+            let record = |o: Outcome| shared.metrics.record_request(endpoint, latency, o);
+            tracing::debug!(endpoint = endpoint.name(), key = %key, attempt = sent, latency = ?latency, "request");
+            match answer {
+                Answer::Ok(bytes) => {
+                    permit.record(Feedback::Success);
+                    return match serde_json::from_slice::<T>(&bytes) {
+                        Ok(v) => {
+                            record(Outcome::Ok);
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            record(Outcome::Other4xx);
+                            Err(fail(
+                                Outcome::Other4xx,
+                                format!("unparseable response from {}: {e}", endpoint.name()),
+                                sent,
+                            ))
+                        }
+                    };
+                }
+                Answer::Rejected(code, message) => {
+                    permit.record(Feedback::Success);
+                    record(outcome_of(code));
+                    return Err(ActionError::Rejected { code, message });
+                }
+                Answer::Other4xx(reason) => {
+                    permit.record(Feedback::Success);
+                    record(Outcome::Other4xx);
+                    return Err(fail(Outcome::Other4xx, reason, sent));
+                }
+                Answer::RateLimited(wait) => {
+                    permit.record(Feedback::Neutral);
+                    record(Outcome::RateLimited);
+                    rate_limited_wait += wait;
+                    if rate_limited_wait > policy.max_rate_limit_wait {
+                        return Err(fail(
+                            Outcome::RateLimited,
+                            format!(
+                                "rate limited (429) for more than {:?}",
+                                policy.max_rate_limit_wait
+                            ),
+                            sent,
+                        ));
+                    }
+                    shared.metrics.add(Counter::Retries, 1);
+                    if !sleep_or_cancel(wait, cancel).await {
+                        return Err(interrupted("not resent: shutting down after a 429"));
+                    }
+                }
+                Answer::InFlight => {
+                    // The first request with this key is still running: not a failure.
+                    permit.record(Feedback::Neutral);
+                    in_flight_wait += in_flight_delay;
+                    if in_flight_wait > policy.max_in_flight_wait {
+                        return Err(fail(
+                            Outcome::Other4xx,
+                            format!(
+                                "idempotency key {key} stayed in flight for more than {:?}",
+                                policy.max_in_flight_wait
+                            ),
+                            sent,
+                        ));
+                    }
+                    shared.metrics.add(Counter::Retries, 1);
+                    if !sleep_or_cancel(in_flight_delay, cancel).await {
+                        return Err(interrupted("not resent: shutting down after a 409"));
+                    }
+                    in_flight_delay = (in_flight_delay * 2).min(Duration::from_secs(1));
+                }
+                Answer::Unreachable(reason) => {
+                    permit.record(Feedback::Neutral);
+                    record(Outcome::Connection);
+                    shared.outage.report(reason, shared.api_probe());
+                    shared.metrics.add(Counter::Retries, 1);
+                }
+                Answer::DatabaseDown(reason) => {
+                    permit.record(Feedback::Neutral);
+                    record(Outcome::Api5xx);
+                    let auth = shared.auth_header(&self.info)?;
+                    shared.outage.report(reason, shared.database_probe(auth));
+                    shared.metrics.add(Counter::Retries, 1);
+                }
+                Answer::Retryable(class, reason) => {
+                    permit.record(Feedback::Failure);
+                    record(class);
+                    failures += 1;
+                    if failures >= policy.max_attempts {
+                        return Err(fail(class, reason, sent));
+                    }
+                    if !shared.budget.withdraw() {
+                        return Err(fail(
+                            class,
+                            format!("{reason} (retry budget exhausted)"),
+                            sent,
+                        ));
+                    }
+                    last_failure = Some((class, reason));
+                    shared.metrics.add(Counter::Retries, 1);
+                    let rng = rng.get_or_insert_with(|| {
+                        crate::ids::rng(
+                            shared.config.seed,
+                            &["backoff".into(), key.as_str().into()],
+                        )
+                    });
+                    let wait = backoff(policy, failures, rng);
+                    if !sleep_or_cancel(wait, cancel).await {
+                        return Err(interrupted("not retried: shutting down"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one attempt and classifies its answer.
+    async fn attempt(&self, call: &Call, step: Step, key: &str) -> Answer {
+        let shared = &self.shared;
+        let auth = match shared.auth_header(&self.info) {
+            Ok(a) => a,
+            Err(e) => return Answer::Other4xx(e.to_string()),
+        };
+        let mut rb = shared
+            .client
+            .request(call.method.clone(), shared.url(call.endpoint, call.id))
+            .header(AUTHORIZATION, auth)
+            .header(
+                crate::server::SIM_TIME_HEADER,
+                step.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            )
+            .header(crate::server::SESSION_HEADER, self.session_header.clone());
+        if call.write {
+            rb = rb.header(crate::server::IDEMPOTENCY_HEADER, key);
+        }
+        if let Some(body) = &call.body {
+            rb = rb
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return transport_failure(&e),
+        };
+        classify(
+            status,
+            retry_after,
+            bytes,
+            &shared.config.retry,
+            call.endpoint,
+        )
+    }
+
+    fn call(endpoint: Endpoint, method: Method, body: Option<serde_json::Value>) -> Call {
+        Call {
+            endpoint,
+            write: method != Method::GET,
+            method,
+            id: None,
+            // Serialising a JSON value cannot fail.
+            body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
+        }
+    }
+}
+
+/// A failed send: connect failures (refused, DNS, TCP timeout) mean the API is unreachable.
+fn transport_failure(e: &reqwest::Error) -> Answer {
+    let reason = error_chain(e);
+    if e.is_connect() {
+        Answer::Unreachable(reason)
+    } else if e.is_timeout() {
+        Answer::Retryable(Outcome::Timeout, reason)
+    } else {
+        Answer::Retryable(Outcome::Connection, reason)
+    }
+}
+
+/// An error with its sources (reqwest's own message hides the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: bytes::Bytes,
+    policy: &super::config::RetryPolicy,
+    endpoint: Endpoint,
+) -> Answer {
+    if status.is_success() {
+        return Answer::Ok(bytes);
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let wait = retry_after
+            .unwrap_or(policy.default_retry_after)
+            .min(policy.max_retry_after);
+        return Answer::RateLimited(wait);
+    }
+    let error = serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|b| b.error);
+    let code = error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+    let describe = || match &error {
+        Some(e) => format!(
+            "{} answered {status} {}: {}",
+            endpoint.name(),
+            e.code,
+            e.message
+        ),
+        None => format!(
+            "{} answered {status}: {}",
+            endpoint.name(),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ),
+    };
+    if status.is_client_error() {
+        if status == StatusCode::CONFLICT && code == "idempotency_in_flight" {
+            return Answer::InFlight;
+        }
+        if let (Some(e), Some(rc)) = (
+            &error,
+            RejectCode::ALL.into_iter().find(|r| r.as_str() == code),
+        ) {
+            return Answer::Rejected(rc, e.message.clone());
+        }
+        return Answer::Other4xx(describe());
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE && code == "database_unavailable" {
+        return Answer::DatabaseDown(describe());
+    }
+    if status.is_server_error() {
+        return Answer::Retryable(Outcome::Api5xx, describe());
+    }
+    Answer::Other4xx(format!("unexpected status: {}", describe()))
+}
+
+/// `Retry-After`: delta seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+#[async_trait]
+impl SessionActions for HttpSession {
+    async fn select_store(
+        &mut self,
+        step: Step,
+        store_id: Uuid,
+    ) -> ActionResult<SelectStoreResult> {
+        let body = serde_json::json!({ "store_id": store_id });
+        self.run(
+            step,
+            Self::call(Endpoint::SelectStore, Method::PUT, Some(body)),
+        )
+        .await
+    }
+
+    async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult> {
+        let body = serde_json::json!({ "user_id": self.info.user_id });
+        self.run(
+            step,
+            Self::call(Endpoint::RefreshOffers, Method::POST, Some(body)),
+        )
+        .await
+    }
+
+    async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
+        let mut call = Self::call(Endpoint::Wallet, Method::GET, None);
+        call.id = Some(self.info.user_id);
+        self.run(step, call).await
+    }
+
+    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
+        let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
+        call.id = Some(product_id);
+        self.run(step, call).await
+    }
+
+    async fn add_to_cart(
+        &mut self,
+        step: Step,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> ActionResult<AddToCartResult> {
+        let body = serde_json::json!({ "product_id": product_id, "quantity": quantity });
+        self.run(
+            step,
+            Self::call(Endpoint::AddToCart, Method::POST, Some(body)),
+        )
+        .await
+    }
+
+    async fn eligible_coupons(&mut self, step: Step) -> ActionResult<EligibleCoupons> {
+        self.run(
+            step,
+            Self::call(Endpoint::EligibleCoupons, Method::GET, None),
+        )
+        .await
+    }
+
+    async fn apply_coupon(
+        &mut self,
+        step: Step,
+        coupon_id: Uuid,
+    ) -> ActionResult<ApplyCouponResult> {
+        let body = serde_json::json!({ "coupon_id": coupon_id });
+        self.run(
+            step,
+            Self::call(Endpoint::ApplyCoupon, Method::POST, Some(body)),
+        )
+        .await
+    }
+
+    async fn cart_summary(&mut self, step: Step) -> ActionResult<CartSummary> {
+        self.run(step, Self::call(Endpoint::CartSummary, Method::GET, None))
+            .await
+    }
+
+    async fn checkout(&mut self, step: Step) -> ActionResult<CheckoutResult> {
+        self.run(step, Self::call(Endpoint::Checkout, Method::POST, None))
+            .await
+    }
+
+    async fn abandon(&mut self, step: Step) -> ActionResult<ClearCartResult> {
+        self.run(step, Self::call(Endpoint::Abandon, Method::DELETE, None))
+            .await
+    }
+
+    fn set_scheduled(&mut self, release: Instant) {
+        self.scheduled = Some(release);
+    }
+
+    async fn close(self: Box<Self>) -> ActionResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> super::super::config::RetryPolicy {
+        Default::default()
+    }
+
+    fn body(code: &str) -> bytes::Bytes {
+        bytes::Bytes::from(format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#))
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        let e = Endpoint::Checkout;
+        let p = policy();
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, None, body("empty_cart"), &p, e),
+            Answer::Rejected(RejectCode::EmptyCart, _)
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::NOT_FOUND,
+                None,
+                body("offer_not_in_wallet"),
+                &p,
+                e
+            ),
+            Answer::Rejected(RejectCode::OfferNotInWallet, _)
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::NOT_FOUND,
+                None,
+                body("product_not_found"),
+                &p,
+                e
+            ),
+            Answer::Other4xx(_)
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::CONFLICT,
+                None,
+                body("idempotency_in_flight"),
+                &p,
+                e
+            ),
+            Answer::InFlight
+        ));
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, None, body("rate_limited"), &p, e),
+            Answer::RateLimited(d) if d == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(3600)), body("x"), &p, e),
+            Answer::RateLimited(d) if d == Duration::from_secs(60)
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                body("database_unavailable"),
+                &p,
+                e
+            ),
+            Answer::DatabaseDown(_)
+        ));
+        assert!(matches!(
+            classify(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                body("injected_fault"),
+                &p,
+                e
+            ),
+            Answer::Retryable(Outcome::Api5xx, _)
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, None, bytes::Bytes::from_static(b"<html>"), &p, e),
+            Answer::Retryable(Outcome::Api5xx, r) if r.contains("<html>")
+        ));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_dates() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let d = parse_retry_after(&later).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,540 @@
+//! [`InProcessActions`]: the session steps through [`Shop`] directly on a [`Db`] — no HTTP, for
+//! generating data fast. The domain writes the same rows and session events as the reference
+//! server, and restocks at the first step of a new simulated day as the server does.
+//!
+//! Transactions ([`TxMode`]):
+//! - `PerSession` (default, for `max` runs): one write transaction from
+//!   [`Actions::open_session`] to [`SessionActions::close`]. Rejections leave it usable (the
+//!   domain validates before writing); a database error rolls the whole session back and fails
+//!   it.
+//! - `PerStep` (for paced runs, where a session lasts minutes and must not hold a write lock):
+//!   one transaction per step.
+//!
+//! An unreachable database is an outage: requests wait at a gate while one task probes the
+//! database with backoff. In `PerStep` mode the step is then re-run (its transaction was rolled
+//! back, so nothing applies twice); in `PerSession` mode the session's open transaction is lost
+//! with the connection, so the step fails (`db`) after the database is back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use chrono::Datelike;
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::config::{ActionsSetupError, OutageConfig};
+use super::outage::{OutageGate, OutageInfo, Probe};
+use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
+use crate::domain::{
+    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
+    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, SelectStoreResult, WalletView,
+    Shop, ShopConfig,
+};
+use crate::sim::metrics::{Endpoint, Metrics, Outcome};
+use crate::store::{Db, StoreError, Tx};
+
+/// How in-process sessions use transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxMode {
+    /// One write transaction per session (fast; holds a write lock for the session).
+    #[default]
+    PerSession,
+    /// One transaction per step (paced runs).
+    PerStep,
+}
+
+/// Settings of [`InProcessActions`].
+#[derive(Debug, Clone, Default)]
+pub struct InProcessConfig {
+    /// The shop's rules (the same as the reference server's in an HTTP run).
+    pub shop: ShopConfig,
+    /// Transactions per session or per step.
+    pub tx_mode: TxMode,
+    /// Probing of an unreachable database.
+    pub outage: OutageConfig,
+}
+
+/// The in-process actions: shared by every session. Cheap to clone.
+#[derive(Clone)]
+pub struct InProcessActions {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: Db,
+    shop: Shop,
+    tx_mode: TxMode,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    outage: Arc<OutageGate>,
+    /// Last simulated day (days from CE) whose restock this process has committed.
+    restocked_day: AtomicI64,
+}
+
+impl std::fmt::Debug for InProcessActions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessActions")
+            .field("tx_mode", &self.shared.tx_mode)
+            .finish()
+    }
+}
+
+impl InProcessActions {
+    /// Actions on `db`. `cancel` ends outage waits with [`ActionError::Interrupted`].
+    pub fn new(
+        db: Db,
+        config: InProcessConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Result<Self, ActionsSetupError> {
+        config.outage.validate()?;
+        let h = config.shop.holdout_share;
+        if !h.is_finite() || !(0.0..=1.0).contains(&h) || config.shop.restock_level < 0 {
+            return Err(ActionsSetupError::Invalid(format!(
+                "shop settings out of range (holdout share {h} must be 0–1, restock level {} \
+                 must be ≥ 0)",
+                config.shop.restock_level
+            )));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                db,
+                shop: Shop::new(config.shop),
+                tx_mode: config.tx_mode,
+                metrics,
+                outage: Arc::new(OutageGate::new("database", config.outage, cancel.clone())),
+                cancel,
+                restocked_day: AtomicI64::new(i64::MIN),
+            }),
+        })
+    }
+
+    /// The ongoing database outage, if any.
+    pub fn outage(&self) -> Option<OutageInfo> {
+        self.shared.outage.current()
+    }
+
+    /// The transaction mode.
+    pub fn tx_mode(&self) -> TxMode {
+        self.shared.tx_mode
+    }
+
+    /// A session driver (the concrete type behind [`Actions::open_session`]). In `PerSession`
+    /// mode this begins the session's write transaction (waiting out an outage).
+    pub async fn session(&self, info: SessionInfo) -> ActionResult<InProcessSession> {
+        let tx = match self.shared.tx_mode {
+            TxMode::PerSession => Some(self.shared.begin(true).await?),
+            TxMode::PerStep => None,
+        };
+        Ok(InProcessSession {
+            shared: self.shared.clone(),
+            info,
+            tx,
+            broken: None,
+            restock_day: None,
+            scheduled: None,
+        })
+    }
+}
+
+#[async_trait]
+impl Actions for InProcessActions {
+    async fn open_session(&self, session: SessionInfo) -> ActionResult<Box<dyn SessionActions>> {
+        Ok(Box::new(self.session(session).await?))
+    }
+
+    fn mode(&self) -> &'static str {
+        "inprocess"
+    }
+}
+
+fn db_failure(reason: String) -> ActionError {
+    ActionError::Failed {
+        class: Outcome::Db,
+        reason,
+        attempts: 1,
+    }
+}
+
+impl Shared {
+    /// Begins a transaction, waiting out outages.
+    async fn begin(self: &Arc<Self>, write: bool) -> ActionResult<Tx> {
+        loop {
+            self.wait_gate().await?;
+            let r = if write {
+                self.db.write().await
+            } else {
+                self.db.read().await
+            };
+            match r {
+                Ok(tx) => return Ok(tx),
+                Err(e) if e.is_unavailable() => self.report_outage(&e),
+                Err(e) => return Err(db_failure(format!("cannot begin a transaction: {e}"))),
+            }
+        }
+    }
+
+    async fn wait_gate(&self) -> ActionResult<()> {
+        self.outage.wait_open(&self.cancel).await.map_err(|_| {
+            ActionError::Interrupted("not run: shutting down during a database outage".into())
+        })
+    }
+
+    fn report_outage(self: &Arc<Self>, e: &StoreError) {
+        let db = self.db.clone();
+        let probe: Probe = Box::new(move || {
+            let db = db.clone();
+            Box::pin(async move {
+                match db.read().await {
+                    Ok(tx) => tx.commit().await.is_ok(),
+                    Err(e) => !e.is_unavailable(),
+                }
+            })
+        });
+        self.outage.report(e.to_string(), probe);
+    }
+
+    /// Restocks in `tx` if `now` opens a simulated day this process has not restocked; the
+    /// day to mark as done once `tx` commits.
+    async fn restock(
+        &self,
+        tx: &Tx,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> DomainResult<Option<i64>> {
+        let day = i64::from(now.date_naive().num_days_from_ce());
+        if day <= self.restocked_day.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        if let Some(rows) = self.shop.restock_if_due(tx, now).await? {
+            tracing::info!(day = %now.date_naive(), rows, "restocked inventory at simulated midnight");
+        }
+        Ok(Some(day))
+    }
+
+    fn restocked(&self, day: Option<i64>) {
+        if let Some(day) = day {
+            self.restocked_day.fetch_max(day, Ordering::AcqRel);
+        }
+    }
+}
+
+/// One domain call of a step.
+trait DomainOp: Copy + Send + Sync + 'static {
+    type Output: Send;
+    const ENDPOINT: Endpoint;
+    const WRITES: bool;
+    fn call<'a>(
+        self,
+        shop: &'a Shop,
+        tx: &'a Tx,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, DomainResult<Self::Output>>;
+}
+
+macro_rules! domain_op {
+    ($name:ident { $($field:ident : $ty:ty),* } -> $out:ty, $endpoint:expr, writes = $writes:expr,
+     |$shop:ident, $tx:ident, $ctx:ident| $body:expr) => {
+        #[derive(Clone, Copy)]
+        struct $name { $($field: $ty),* }
+        impl DomainOp for $name {
+            type Output = $out;
+            const ENDPOINT: Endpoint = $endpoint;
+            const WRITES: bool = $writes;
+            fn call<'a>(self, $shop: &'a Shop, $tx: &'a Tx, $ctx: &'a Ctx)
+                -> BoxFuture<'a, DomainResult<$out>> {
+                let Self { $($field),* } = self;
+                Box::pin(async move { $body.await })
+            }
+        }
+    };
+}
+
+domain_op!(SelectStore { store_id: Uuid } -> SelectStoreResult, Endpoint::SelectStore,
+    writes = true, |shop, tx, ctx| shop.select_store(tx, ctx, store_id));
+domain_op!(Refresh {} -> RefreshResult, Endpoint::RefreshOffers,
+    writes = true, |shop, tx, ctx| shop.refresh_offers(tx, ctx));
+domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
+    writes = false, |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
+domain_op!(ViewProduct { product_id: Uuid } -> ProductDetail, Endpoint::ViewProduct,
+    writes = true, |shop, tx, ctx| shop.get_product(tx, ctx, product_id));
+domain_op!(AddToCart { product_id: Uuid, quantity: i64 } -> AddToCartResult, Endpoint::AddToCart,
+    writes = true, |shop, tx, ctx| shop.add_to_cart(tx, ctx, product_id, quantity));
+domain_op!(Eligible {} -> EligibleCoupons, Endpoint::EligibleCoupons,
+    writes = true, |shop, tx, ctx| shop.eligible_coupons(tx, ctx));
+domain_op!(ApplyCoupon { coupon_id: Uuid } -> ApplyCouponResult, Endpoint::ApplyCoupon,
+    writes = true, |shop, tx, ctx| shop.apply_coupon(tx, ctx, coupon_id));
+domain_op!(Summary {} -> CartSummary, Endpoint::CartSummary,
+    writes = false, |shop, tx, ctx| shop.cart_summary(tx, ctx));
+domain_op!(Checkout {} -> CheckoutResult, Endpoint::Checkout,
+    writes = true, |shop, tx, ctx| shop.checkout(tx, ctx));
+domain_op!(Abandon {} -> ClearCartResult, Endpoint::Abandon,
+    writes = true, |shop, tx, ctx| shop.clear_cart(tx, ctx));
+
+/// The driver of one session in-process.
+pub struct InProcessSession {
+    shared: Arc<Shared>,
+    info: SessionInfo,
+    /// The session's transaction (`PerSession` mode, until a database error drops it).
+    tx: Option<Tx>,
+    /// Why the session's transaction was rolled back, if it was.
+    broken: Option<String>,
+    /// Restocked day to mark as done when the session's transaction commits.
+    restock_day: Option<i64>,
+    scheduled: Option<Instant>,
+}
+
+impl std::fmt::Debug for InProcessSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessSession")
+            .field("info", &self.info)
+            .field("open_tx", &self.tx.is_some())
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+/// How one domain call ended, before mapping to an [`ActionError`].
+enum Ran<T> {
+    Done(T),
+    Failed(DomainError),
+    Unavailable(StoreError),
+}
+
+impl InProcessSession {
+    /// The session.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    fn ctx(&self, step: Step) -> Ctx {
+        Ctx {
+            user_id: self.info.user_id,
+            now: step.at,
+            session_id: Some(self.info.session_id),
+            simulated: true,
+        }
+    }
+
+    async fn run<O: DomainOp>(&mut self, step: Step, op: O) -> ActionResult<O::Output> {
+        let shared = self.shared.clone();
+        let ctx = self.ctx(step);
+        let mut from = self.scheduled.take();
+        loop {
+            let started = Instant::now();
+            let ran = match shared.tx_mode {
+                TxMode::PerSession => self.in_session_tx(op, &ctx).await?,
+                TxMode::PerStep => self.in_own_tx(op, &ctx).await?,
+            };
+            let latency = Instant::now().saturating_duration_since(from.take().unwrap_or(started));
+            let record = |o: Outcome| shared.metrics.record_request(O::ENDPOINT, latency, o);
+            match ran {
+                Ran::Done(v) => {
+                    record(Outcome::Ok);
+                    return Ok(v);
+                }
+                Ran::Unavailable(e) => {
+                    record(Outcome::Db);
+                    shared.report_outage(&e);
+                    if shared.tx_mode == TxMode::PerSession {
+                        // The session's transaction died with its connection.
+                        shared.wait_gate().await?;
+                        return Err(db_failure(format!(
+                            "the database became unreachable mid-session ({e}); the session \
+                             was rolled back"
+                        )));
+                    }
+                    // PerStep: the step's transaction was rolled back; run it again.
+                    shared.wait_gate().await?;
+                }
+                Ran::Failed(e) => return Err(self.map_error(e, record)),
+            }
+        }
+    }
+
+    fn map_error(&mut self, e: DomainError, record: impl Fn(Outcome)) -> ActionError {
+        match e {
+            DomainError::Rejected { code, message } => {
+                record(outcome_of(code));
+                ActionError::Rejected { code, message }
+            }
+            DomainError::NotFound { code, what } => {
+                record(Outcome::Other4xx);
+                ActionError::Failed {
+                    class: Outcome::Other4xx,
+                    reason: format!("{code}: {what} not found"),
+                    attempts: 1,
+                }
+            }
+            DomainError::Invalid { code, message } => {
+                record(Outcome::Other4xx);
+                ActionError::Failed {
+                    class: Outcome::Other4xx,
+                    reason: format!("{code}: {message}"),
+                    attempts: 1,
+                }
+            }
+            DomainError::Store(e) => {
+                record(Outcome::Db);
+                let reason = e.to_string();
+                if self.tx.take().is_some() {
+                    // Dropping the transaction rolls the session back.
+                    self.broken = Some(reason.clone());
+                    self.restock_day = None;
+                    return db_failure(format!("{reason}; the session was rolled back"));
+                }
+                db_failure(reason)
+            }
+        }
+    }
+
+    /// Runs `op` in the session's transaction.
+    async fn in_session_tx<O: DomainOp>(
+        &mut self,
+        op: O,
+        ctx: &Ctx,
+    ) -> ActionResult<Ran<O::Output>> {
+        let Some(tx) = self.tx.as_ref() else {
+            let why = self.broken.as_deref().unwrap_or("the session is closed");
+            return Err(db_failure(format!("no open transaction: {why}")));
+        };
+        let result = async {
+            let day = self.shared.restock(tx, ctx.now).await?;
+            let out = op.call(&self.shared.shop, tx, ctx).await?;
+            Ok::<_, DomainError>((day, out))
+        }
+        .await;
+        Ok(match result {
+            Ok((day, out)) => {
+                self.restock_day = self.restock_day.max(day);
+                Ran::Done(out)
+            }
+            Err(DomainError::Store(e)) if e.is_unavailable() => {
+                self.tx = None;
+                self.broken = Some(e.to_string());
+                self.restock_day = None;
+                Ran::Unavailable(e)
+            }
+            Err(e) => Ran::Failed(e),
+        })
+    }
+
+    /// Runs `op` in a transaction of its own and commits it.
+    async fn in_own_tx<O: DomainOp>(&mut self, op: O, ctx: &Ctx) -> ActionResult<Ran<O::Output>> {
+        let shared = self.shared.clone();
+        let tx = shared.begin(O::WRITES).await?;
+        let result = async {
+            let day = if O::WRITES {
+                shared.restock(&tx, ctx.now).await?
+            } else {
+                None
+            };
+            let out = op.call(&shared.shop, &tx, ctx).await?;
+            Ok::<_, DomainError>((day, out))
+        }
+        .await;
+        match result {
+            Ok((day, out)) => match tx.commit().await {
+                Ok(()) => {
+                    shared.restocked(day);
+                    Ok(Ran::Done(out))
+                }
+                // The commit's outcome is unknown: do not run the step again.
+                Err(e) => Ok(Ran::Failed(DomainError::Store(e))),
+            },
+            Err(DomainError::Store(e)) if e.is_unavailable() => Ok(Ran::Unavailable(e)),
+            Err(e) => Ok(Ran::Failed(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionActions for InProcessSession {
+    async fn select_store(
+        &mut self,
+        step: Step,
+        store_id: Uuid,
+    ) -> ActionResult<SelectStoreResult> {
+        self.run(step, SelectStore { store_id }).await
+    }
+
+    async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult> {
+        self.run(step, Refresh {}).await
+    }
+
+    async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
+        self.run(step, Wallet {}).await
+    }
+
+    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
+        self.run(step, ViewProduct { product_id }).await
+    }
+
+    async fn add_to_cart(
+        &mut self,
+        step: Step,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> ActionResult<AddToCartResult> {
+        self.run(
+            step,
+            AddToCart {
+                product_id,
+                quantity,
+            },
+        )
+        .await
+    }
+
+    async fn eligible_coupons(&mut self, step: Step) -> ActionResult<EligibleCoupons> {
+        self.run(step, Eligible {}).await
+    }
+
+    async fn apply_coupon(
+        &mut self,
+        step: Step,
+        coupon_id: Uuid,
+    ) -> ActionResult<ApplyCouponResult> {
+        self.run(step, ApplyCoupon { coupon_id }).await
+    }
+
+    async fn cart_summary(&mut self, step: Step) -> ActionResult<CartSummary> {
+        self.run(step, Summary {}).await
+    }
+
+    async fn checkout(&mut self, step: Step) -> ActionResult<CheckoutResult> {
+        self.run(step, Checkout {}).await
+    }
+
+    async fn abandon(&mut self, step: Step) -> ActionResult<ClearCartResult> {
+        self.run(step, Abandon {}).await
+    }
+
+    fn set_scheduled(&mut self, release: Instant) {
+        self.scheduled = Some(release);
+    }
+
+    async fn close(mut self: Box<Self>) -> ActionResult<()> {
+        let Some(tx) = self.tx.take() else {
+            // PerStep mode, or already rolled back (the failing step reported why).
+            return Ok(());
+        };
+        match tx.commit().await {
+            Ok(()) => {
+                self.shared.restocked(self.restock_day);
+                Ok(())
+            }
+            Err(e) => {
+                if e.is_unavailable() {
+                    self.shared.report_outage(&e);
+                }
+                Err(db_failure(format!(
+                    "committing the session failed ({e}); its steps were not kept"
+                )))
+            }
+        }
+    }
+}
