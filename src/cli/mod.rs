@@ -6,6 +6,7 @@ pub mod check;
 pub mod common;
 mod export;
 mod migrate;
+mod run;
 mod runs;
 mod seed;
 mod serve;
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Create missing tables (never drops or alters existing ones), or check compatibility.
     Migrate(migrate::MigrateArgs),
+    /// Simulate shoppers on a simulated clock (the main job; see `shopsim run --help`).
+    Run(run::RunArgs),
     /// Write the catalog (generated from --seed, or products from a CSV file) and agent users;
     /// creates missing tables first. Idempotent.
     Seed(seed::SeedArgs),
@@ -54,6 +57,7 @@ pub async fn main() -> ExitCode {
     common::init_logging(&cli.log_level);
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Run(args) => run::run(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Check(args) => check::run(args),

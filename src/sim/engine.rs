@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::behavior::PersonaSet;
+use crate::behavior::reload::LiveSet;
 use crate::behavior::calendar::Calendar;
 use crate::behavior::outputs::{DayPlan, PlannedSession};
 use crate::behavior::Agent;
@@ -68,7 +68,7 @@ pub struct DayDecision {
 
 /// One finished (or failed, or interrupted) session.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionRecord {
+pub struct SessionDone {
     /// Agent natural key.
     pub agent_id: Arc<str>,
     /// The session.
@@ -88,7 +88,7 @@ pub trait Recorder: Send + Sync {
     /// act on an unrecorded decision).
     async fn day_planned(&self, decisions: &[DayDecision]) -> anyhow::Result<()>;
     /// A session ended.
-    async fn session_ended(&self, record: &SessionRecord) -> anyhow::Result<()>;
+    async fn session_ended(&self, record: &SessionDone) -> anyhow::Result<()>;
     /// A simulated hour (the batch) finished: `end` is its end.
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()>;
 }
@@ -101,7 +101,7 @@ impl Recorder for NoRecorder {
     async fn day_planned(&self, _: &[DayDecision]) -> anyhow::Result<()> {
         Ok(())
     }
-    async fn session_ended(&self, _: &SessionRecord) -> anyhow::Result<()> {
+    async fn session_ended(&self, _: &SessionDone) -> anyhow::Result<()> {
         Ok(())
     }
     async fn hour_done(&self, _: DateTime<Utc>) -> anyhow::Result<()> {
@@ -122,8 +122,9 @@ pub enum EngineEnd {
 pub struct Engine {
     /// Configuration.
     pub config: EngineConfig,
-    /// The persona set.
-    pub set: Arc<PersonaSet>,
+    /// The persona set; reloaded scripts take effect at the next decision (a decision in
+    /// progress finishes on the version it started with).
+    pub live: Arc<LiveSet>,
     /// The catalog cache.
     pub world: Arc<World>,
     /// The actions.
@@ -174,15 +175,16 @@ impl Engine {
         let date = self.config.start + Duration::days(i64::from(day));
         let cal = Calendar::new(date, day, 0);
         let day_end = local_instant(self.config.tz, date + Duration::days(1), 0);
+        let set = self.live.current();
         let mut out = Vec::with_capacity(agents.len());
         for (i, a) in agents.iter().enumerate() {
             let Some(a) = a else { continue };
             let active_from = self.activation(i, agents.len());
             let mut plan = DayPlan::default();
-            let mut version = self.set.version().clone();
+            let mut version = set.version().clone();
             if active_from < day_end {
                 let agent = Agent { seed: self.config.seed, key: &a.key, persona: &a.persona, history: &a.history, wallet: &a.wallet };
-                match self.set.plan_day(&agent, &cal, self.world.view()) {
+                match set.plan_day(&agent, &cal, self.world.view()) {
                     Ok(d) => {
                         version = d.version;
                         plan = d.value;
@@ -264,7 +266,7 @@ impl Engine {
         let mut tasks = JoinSet::new();
         for job in jobs {
             let Some(mut state) = agents[job.agent].take() else { continue };
-            let (set, world, metrics, actions) = (self.set.clone(), self.world.clone(), self.metrics.clone(), self.actions.clone());
+            let (live, world, metrics, actions) = (self.live.clone(), self.world.clone(), self.metrics.clone(), self.actions.clone());
             let (pacer, cancel, permits) = (self.pacer.clone(), self.cancel.clone(), permits.clone());
             let (run_id, seed) = (self.config.run_id.clone(), self.config.seed);
             tasks.spawn(async move {
@@ -289,11 +291,12 @@ impl Engine {
                         sim_date: date,
                         session_seq: seq,
                     };
+                    let set = live.current();
                     let cx = SessionContext { set: &set, world: &world, metrics: &metrics, seed, pacer: pacer.as_ref(), cancel: &cancel };
                     let cal = Calendar::new(date, day, 0);
                     let report = run_session(&cx, actions.as_ref(), &mut state, info, &cal, seq, planned, at).await;
                     let interrupted = matches!(report.end, SessionEnd::Interrupted);
-                    records.push(SessionRecord { agent_id: state.key.clone(), session_id, date, seq, report });
+                    records.push(SessionDone { agent_id: state.key.clone(), session_id, date, seq, report });
                     if interrupted {
                         break;
                     }

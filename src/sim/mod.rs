@@ -7,3 +7,5 @@ pub mod engine;
 pub mod session;
 pub mod world;
 pub mod records;
+pub mod recorder;
+pub mod run;

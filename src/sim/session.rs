@@ -132,7 +132,12 @@ impl Runner<'_, '_> {
         let step = Step { seq: self.seq, at: self.at };
         if let Some(p) = self.cx.pacer {
             tokio::select! {
-                lag = p.wait_until(self.at) => self.cx.metrics.record_lag(lag),
+                lag = p.wait_until(self.at) => {
+                    self.cx.metrics.record_lag(lag);
+                    // Latency counts from the scheduled release, so queueing is not hidden.
+                    let released = tokio::time::Instant::now().checked_sub(lag).unwrap_or_else(tokio::time::Instant::now);
+                    self.actions.set_scheduled(released);
+                }
                 _ = self.cx.cancel.cancelled() => return Err(Stop::Interrupted),
             }
         }

@@ -1,0 +1,240 @@
+//! `shopsim run`: simulate a shopper population on a simulated clock.
+//!
+//! Precedence: flag > environment variable > config file (`--config`) > default.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{NaiveDate, Utc};
+use clap::Args;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::common::DbArgs;
+use crate::sim::clock::TimeScale;
+use crate::sim::run::{self, ActionsMode, AuthMode, RunSettings};
+
+/// Simulate shoppers against the VoiceOffers API (or the embedded reference server).
+///
+/// Without --api-url and --database-url this is the embedded default: ./shopsim.db (SQLite) is
+/// migrated and seeded if needed, the reference server starts in-process on a loopback port,
+/// and 372 agents shop for 14 simulated days as fast as possible.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    db: DbArgs,
+
+    /// TOML file with any of these settings (same names as the flags, e.g. `persona-set =
+    /// "grocery"`, `time-scale = "96"`); flags and environment variables override it.
+    #[arg(long, env = "SHOPSIM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Id of the run (default: generated from the wall clock, e.g. run-20261127-154233-1a2b).
+    #[arg(long, env = "SHOPSIM_RUN_ID")]
+    run_id: Option<String>,
+
+    /// Persona set: a folder of --behaviors (default: grocery).
+    #[arg(long, env = "SHOPSIM_PERSONA_SET")]
+    persona_set: Option<String>,
+
+    /// Folder of persona sets (default: behaviors).
+    #[arg(long, env = "SHOPSIM_BEHAVIORS", value_name = "DIR")]
+    behaviors: Option<PathBuf>,
+
+    /// Number of agents (default: 372). Created with the persona set when the database has
+    /// fewer; when it has more, the first N by agent id run.
+    #[arg(long, env = "SHOPSIM_AGENTS")]
+    agents: Option<u64>,
+
+    /// Seed of every random choice (default: 42). Same seed, scripts and settings → same data.
+    #[arg(long, env = "SHOPSIM_SEED")]
+    seed: Option<u64>,
+
+    /// First simulated day, YYYY-MM-DD (default: 2024-01-01).
+    #[arg(long, env = "SHOPSIM_START")]
+    start: Option<NaiveDate>,
+
+    /// Number of simulated days (default: 14). Alternative: --until.
+    #[arg(long, env = "SHOPSIM_DAYS", conflicts_with = "until")]
+    days: Option<u32>,
+
+    /// Last simulated day, inclusive (YYYY-MM-DD).
+    #[arg(long, env = "SHOPSIM_UNTIL")]
+    until: Option<NaiveDate>,
+
+    /// IANA time zone of the simulated calendar the scripts see and the hours reported
+    /// (default: UTC).
+    #[arg(long, env = "SHOPSIM_TIMEZONE")]
+    timezone: Option<String>,
+
+    /// Simulated seconds per wall second (48, 96, 10000 …) or `max` (default: max).
+    #[arg(long, env = "SHOPSIM_TIME_SCALE")]
+    time_scale: Option<TimeScale>,
+
+    /// Sessions in flight at most (default: 50).
+    #[arg(long, env = "SHOPSIM_CONCURRENCY")]
+    concurrency: Option<usize>,
+
+    /// Activate agents gradually over this many simulated hours (default: 0, all at once).
+    #[arg(long, env = "SHOPSIM_RAMP_UP")]
+    ramp_up: Option<u32>,
+
+    /// `http` (to --api-url or the embedded reference server) or `inprocess` (the domain
+    /// layer directly, no HTTP) (default: http).
+    #[arg(long, env = "SHOPSIM_ACTIONS", value_enum)]
+    actions: Option<ActionsMode>,
+
+    /// Base URL of the VoiceOffers API, e.g. https://api.example.com. Requires the API's
+    /// --database-url. Default: the embedded reference server.
+    #[arg(long, env = "SHOPSIM_API_URL")]
+    api_url: Option<String>,
+
+    /// `dev` (Bearer dev:<agent_id>) or `jwt` (HS256 per agent from SHOPSIM_JWT_SECRET)
+    /// (default: dev).
+    #[arg(long, env = "SHOPSIM_AUTH", value_enum)]
+    auth: Option<AuthMode>,
+
+    /// Folder for the run's summary.md and metadata.json (default: simulation_runs).
+    #[arg(long, env = "SHOPSIM_RUN_DIR", value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+
+    /// Inventory level restored at simulated midnight (default: 500).
+    #[arg(long, env = "SHOPSIM_RESTOCK_LEVEL")]
+    restock_level: Option<i64>,
+
+    /// No live dashboard: status lines on stderr instead.
+    #[arg(long)]
+    no_tui: bool,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    run_id: Option<String>,
+    persona_set: Option<String>,
+    behaviors: Option<PathBuf>,
+    agents: Option<u64>,
+    seed: Option<u64>,
+    start: Option<NaiveDate>,
+    days: Option<u32>,
+    until: Option<NaiveDate>,
+    timezone: Option<String>,
+    time_scale: Option<toml::Value>,
+    concurrency: Option<usize>,
+    ramp_up: Option<u32>,
+    actions: Option<ActionsMode>,
+    api_url: Option<String>,
+    auth: Option<AuthMode>,
+    run_dir: Option<PathBuf>,
+    restock_level: Option<i64>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
+    let time_scale = match (args.time_scale, file.time_scale) {
+        (Some(t), _) => t,
+        (None, Some(v)) => {
+            let text = match &v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => anyhow::bail!("config file: time-scale must be a number or \"max\", got {}", other.type_str()),
+            };
+            text.parse().map_err(|e| anyhow::anyhow!("config file: time-scale: {e}"))?
+        }
+        (None, None) => TimeScale::Max,
+    };
+    let start = args.start.or(file.start).unwrap_or_else(|| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default());
+    let days = match (args.days, args.until.or(file.until), file.days) {
+        (Some(d), _, _) => d,
+        (None, Some(until), _) => {
+            let d = (until - start).num_days() + 1;
+            if d < 1 {
+                anyhow::bail!("--until {until} is before --start {start}");
+            }
+            u32::try_from(d).context("--until is too far after --start")?
+        }
+        (None, None, Some(d)) => d,
+        (None, None, None) => 14,
+    };
+    let concurrency = args.concurrency.or(file.concurrency).unwrap_or(50);
+    if concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    Ok(RunSettings {
+        run_id: args.run_id.clone().or(file.run_id).unwrap_or_else(|| run::generate_run_id(Utc::now())),
+        persona_set: args.persona_set.clone().or(file.persona_set).unwrap_or_else(|| "grocery".into()),
+        behaviors: args.behaviors.clone().or(file.behaviors).unwrap_or_else(|| PathBuf::from("behaviors")),
+        agents: args.agents.or(file.agents).unwrap_or(372),
+        seed: args.seed.or(file.seed).unwrap_or(42),
+        start,
+        days,
+        timezone: args.timezone.clone().or(file.timezone).unwrap_or_else(|| "UTC".into()),
+        time_scale,
+        concurrency,
+        ramp_up_hours: args.ramp_up.or(file.ramp_up).unwrap_or(0),
+        actions: args.actions.or(file.actions).unwrap_or(ActionsMode::Http),
+        api_url: args.api_url.clone().or(file.api_url),
+        auth: args.auth.or(file.auth).unwrap_or(AuthMode::Dev),
+        run_dir: args.run_dir.clone().or(file.run_dir).unwrap_or_else(|| PathBuf::from("simulation_runs")),
+        restock_level: args.restock_level.or(file.restock_level).unwrap_or(500),
+    })
+}
+
+pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(p) => read_config(p)?,
+        None => FileSettings::default(),
+    };
+    // The database URL: flag/env (clap) > file > default; clap's default only when neither.
+    let db_from_cli = std::env::args().any(|a| a.starts_with("--database-url")) || std::env::var_os("DATABASE_URL").is_some();
+    if !db_from_cli && let Some(url) = &file.database_url {
+        args.db.database_url = url.clone();
+    }
+    let settings = resolve(&args, file)?;
+    if settings.api_url.is_some() && !db_from_cli && args.config.is_none() {
+        anyhow::bail!(
+            "--api-url needs the API's database too (--database-url or DATABASE_URL): shopsim writes its agents and run records there"
+        );
+    }
+    if settings.api_url.is_some() && settings.actions == ActionsMode::Inprocess {
+        anyhow::bail!("--api-url and --actions inprocess contradict each other: in-process actions do not use the API");
+    }
+    if !args.no_tui {
+        tracing::debug!("the live dashboard is not available yet; printing status lines");
+    }
+    let db = args.db.connect().await?;
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping: finishing in-flight steps (Ctrl-C again to abort)");
+            stop.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    eprintln!(
+        "run {}: {} agents, persona set {}, {} simulated day(s) from {}, time scale {}, actions {:?}, database {}",
+        settings.run_id,
+        settings.agents,
+        settings.persona_set,
+        settings.days,
+        settings.start,
+        settings.time_scale,
+        settings.actions,
+        db.url()
+    );
+    let result = run::run(db, settings, cancel).await?;
+    println!("{}", result.summary.to_markdown());
+    eprintln!("summary written to {}", result.folder.display());
+    Ok(if result.stopped { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,306 @@
+//! `shopsim run`: prepares a run (database, catalog, agents, persona set, actions, the embedded
+//! reference server when no API is given), drives the engine, and writes the records.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::behavior::check::World as DryRunWorld;
+use crate::behavior::inputs::History;
+use crate::behavior::reload::{self, LiveSet, ReloadEvent};
+use crate::behavior::{BehaviorError, population};
+use crate::catalog::{self, AgentOptions, PersonaSource, agents::PersonaRecord};
+use crate::domain::ShopConfig;
+use crate::server::{self, RunningServer, ServerConfig};
+use crate::sim::actions::{Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, TxMode};
+use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
+use crate::sim::engine::{Engine, EngineConfig, EngineEnd, local_instant};
+use crate::sim::metrics::Metrics;
+use crate::sim::recorder::DbRecorder;
+use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, WallInfo};
+use crate::sim::session::AgentState;
+use crate::sim::world::World;
+use crate::store::{self, Db};
+
+/// How the agents' actions reach the shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionsMode {
+    /// HTTP to the VoiceOffers API (or the embedded reference server).
+    Http,
+    /// The domain layer directly, no HTTP (fast data generation).
+    Inprocess,
+}
+
+/// How HTTP requests authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `Bearer dev:<agent_id>` (the reference server and VoiceOffers in simulation mode).
+    Dev,
+    /// HS256 JWT per agent from `SHOPSIM_JWT_SECRET` (the real backend).
+    Jwt,
+}
+
+/// A run's settings after flags, environment, config file and defaults were merged. The
+/// immutable part (seed, persona set, agents, start, span, actions) is stored with the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Run id.
+    pub run_id: String,
+    /// Persona set name.
+    pub persona_set: String,
+    /// Folder of persona sets.
+    pub behaviors: PathBuf,
+    /// Number of agents.
+    pub agents: u64,
+    /// Run seed.
+    pub seed: u64,
+    /// First simulated day.
+    pub start: NaiveDate,
+    /// Simulated days.
+    pub days: u32,
+    /// Calendar time zone.
+    pub timezone: String,
+    /// Time scale.
+    pub time_scale: TimeScale,
+    /// Sessions in flight at most.
+    pub concurrency: usize,
+    /// Ramp-up in simulated hours.
+    pub ramp_up_hours: u32,
+    /// Actions mode.
+    pub actions: ActionsMode,
+    /// API base URL (`None` = the embedded reference server, in HTTP mode).
+    pub api_url: Option<String>,
+    /// HTTP auth.
+    pub auth: AuthMode,
+    /// Where summaries are written.
+    pub run_dir: PathBuf,
+    /// Inventory level at simulated midnight (reference server / in-process).
+    pub restock_level: i64,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug)]
+pub struct RunResult {
+    /// The summary (also written to the run folder).
+    pub summary: RunSummary,
+    /// Where `summary.md` and `metadata.json` are.
+    pub folder: PathBuf,
+    /// Stopped early by request.
+    pub stopped: bool,
+}
+
+fn tz(settings: &RunSettings) -> anyhow::Result<Tz> {
+    settings.timezone.parse::<Tz>().map_err(|_| {
+        anyhow::anyhow!("--timezone `{}` is not an IANA time zone (e.g. UTC, America/New_York, Europe/Berlin)", settings.timezone)
+    })
+}
+
+/// Runs a simulation to the end (or until `cancel`).
+pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> anyhow::Result<RunResult> {
+    let wall_start = Instant::now();
+    let tz = tz(&settings)?;
+    if settings.days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
+    if settings.agents == 0 {
+        anyhow::bail!("--agents must be at least 1");
+    }
+    store::migrate(&db).await.context("creating missing tables")?;
+    if records::load_run(&db, &settings.run_id).await?.is_some() {
+        anyhow::bail!(
+            "run `{}` already exists in {}; choose another --run-id, or remove it with `shopsim runs purge {}`",
+            settings.run_id,
+            db.url(),
+            settings.run_id
+        );
+    }
+    // The catalog: seeded from the run seed when the database has none, then cached once.
+    let mut catalog = load_catalog(&db).await?;
+    if catalog.products.is_empty() {
+        tracing::info!(seed = settings.seed, "the database has no catalog; seeding one");
+        catalog::seed_catalog(&db, &catalog::generate(settings.seed)).await.context("seeding the catalog")?;
+        catalog = load_catalog(&db).await?;
+    }
+    if catalog.stores.is_empty() {
+        anyhow::bail!("the database has products but no stores; the catalog is incomplete (run `shopsim seed`)");
+    }
+    let dry_world = Arc::new(DryRunWorld::new(catalog.clone()));
+    let live = LiveSet::load(&settings.behaviors, &settings.persona_set, dry_world)?;
+    let set = live.current();
+    let vocab = population::vocab(catalog.stores.len());
+    let world = World::new(catalog);
+
+    // Agents: created with the persona set when the database has fewer than asked for.
+    let existing = catalog::count_agents(&db).await?;
+    if existing < settings.agents {
+        let persona_error: parking_lot::Mutex<Option<BehaviorError>> = parking_lot::Mutex::new(None);
+        let make = |key: &str| -> Option<PersonaRecord> {
+            match set.make_persona(settings.seed, key, &vocab) {
+                Ok(p) => Some(PersonaRecord {
+                    persona_set: set.name().to_string(),
+                    script_version: set.version().to_string(),
+                    attributes: p.to_json(),
+                }),
+                Err(e) => {
+                    persona_error.lock().get_or_insert(e);
+                    None
+                }
+            }
+        };
+        let created_at = local_instant(tz, settings.start, 0);
+        let opts = AgentOptions::new(settings.seed, settings.agents, created_at);
+        let progress = |done: u64, total: u64| tracing::info!(done, total, "creating agents");
+        catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress).await.context("creating agents")?;
+        if let Some(e) = persona_error.into_inner() {
+            return Err(anyhow::Error::new(e).context("generating personas"));
+        }
+    }
+    let listed = catalog::list_agents(&db, settings.agents).await?;
+    let mut agents = Vec::with_capacity(listed.len());
+    for a in &listed {
+        let persona = set.make_persona(settings.seed, &a.agent_id, &vocab)?;
+        agents.push(Some(AgentState {
+            key: a.agent_id.as_str().into(),
+            user_id: a.user_id,
+            persona,
+            history: Arc::new(History::default()),
+            wallet: Arc::from(Vec::new()),
+            next_refresh: None,
+        }));
+    }
+
+    let sim_start = local_instant(tz, settings.start, 0);
+    let sim_end = local_instant(tz, settings.start + Duration::days(i64::from(settings.days)), 0);
+    let pacer = match settings.time_scale {
+        TimeScale::Max => None,
+        TimeScale::Scaled(x) => Some(PacedClock::new(ClockSchedule::start(Utc::now(), sim_start, x))),
+    };
+    let now = Utc::now();
+    records::create_run(
+        &db,
+        &RunRecord {
+            run_id: settings.run_id.clone(),
+            status: RunStatus::Running,
+            config: serde_json::to_value(&settings)?,
+            seed: settings.seed,
+            persona_set: settings.persona_set.clone(),
+            agents: agents.len() as u64,
+            sim_start,
+            sim_end,
+            checkpoint_at: None,
+            clock: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        },
+    )
+    .await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let shop = ShopConfig { seed: settings.seed, restock_level: settings.restock_level, ..ShopConfig::default() };
+    let mut embedded: Option<RunningServer> = None;
+    let actions: Arc<dyn Actions> = match settings.actions {
+        ActionsMode::Inprocess => {
+            let tx_mode = if pacer.is_some() { TxMode::PerStep } else { TxMode::PerSession };
+            Arc::new(InProcessActions::new(db.clone(), InProcessConfig { shop, tx_mode, ..Default::default() }, metrics.clone(), cancel.clone())?)
+        }
+        ActionsMode::Http => {
+            let base = match &settings.api_url {
+                Some(url) => url.clone(),
+                None => {
+                    let server = server::start(db.clone(), ServerConfig { shop, ..ServerConfig::default() })
+                        .await
+                        .context("starting the embedded reference server")?;
+                    tracing::info!(url = %server.base_url(), "embedded reference server started");
+                    let url = server.base_url();
+                    embedded = Some(server);
+                    url
+                }
+            };
+            let mut cfg = HttpConfig::new(base);
+            if settings.auth == AuthMode::Jwt {
+                let secret = std::env::var("SHOPSIM_JWT_SECRET")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("--auth jwt needs the signing secret in SHOPSIM_JWT_SECRET"))?;
+                cfg.auth = Auth::jwt(secret);
+            }
+            Arc::new(HttpActions::new(cfg, metrics.clone(), cancel.clone())?)
+        }
+    };
+
+    // Hot reload: edits of the persona set take effect at the next decision.
+    let watcher = reload::watch(live.clone());
+    let _reload_task = match watcher {
+        Ok(mut w) => Some(tokio::spawn(async move {
+            while let Some(ev) = w.events.recv().await {
+                match ev {
+                    ReloadEvent::Reloaded { version } => tracing::info!(%version, "persona set reloaded"),
+                    ReloadEvent::Unchanged => {}
+                    ReloadEvent::Failed { error, kept } => {
+                        tracing::warn!(%error, %kept, "persona set edit rejected; the previous version keeps running")
+                    }
+                }
+            }
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the behaviours folder; scripts will not hot-reload");
+            None
+        }
+    };
+
+    let engine = Engine {
+        config: EngineConfig {
+            run_id: settings.run_id.as_str().into(),
+            seed: settings.seed,
+            start: settings.start,
+            days: settings.days,
+            tz,
+            concurrency: settings.concurrency,
+            ramp_up_hours: settings.ramp_up_hours,
+        },
+        live,
+        world,
+        actions,
+        metrics: metrics.clone(),
+        pacer: pacer.clone(),
+        cancel: cancel.clone(),
+    };
+    let recorder = DbRecorder::new(db.clone(), &settings.run_id, metrics.clone(), pacer.clone());
+    let outcome = engine.run(&mut agents, &recorder).await;
+    if let Some(server) = embedded.take() {
+        server.shutdown().await.context("stopping the embedded reference server")?;
+    }
+    let status = match &outcome {
+        Ok(EngineEnd::Finished) => RunStatus::Finished,
+        Ok(EngineEnd::Stopped) => RunStatus::Interrupted,
+        Err(_) => RunStatus::Failed,
+    };
+    records::finish_run(&db, &settings.run_id, status).await?;
+    let end = outcome?;
+    let wall = WallInfo { wall: wall_start.elapsed(), target: Some(settings.time_scale) };
+    let summary = RunSummary::from_database(&db, &settings.run_id, &metrics.snapshot(), &wall).await?;
+    let folder = records::write_renderings(&settings.run_dir, &summary)?;
+    Ok(RunResult { summary, folder, stopped: end == EngineEnd::Stopped })
+}
+
+async fn load_catalog(db: &Db) -> anyhow::Result<catalog::Catalog> {
+    let tx = db.read().await?;
+    let c = catalog::load_catalog(&tx).await.context("reading the catalog")?;
+    tx.commit().await?;
+    Ok(c)
+}
+
+/// A run id from the wall clock: `run-20261127-154233-1a2b` (unique enough, readable, sortable).
+pub fn generate_run_id(now: DateTime<Utc>) -> String {
+    let salt = crate::ids::hash64(now.timestamp_nanos_opt().unwrap_or_default() as u64, &["run-id".into()]);
+    format!("run-{}-{:04x}", now.format("%Y%m%d-%H%M%S"), salt & 0xffff)
+}
