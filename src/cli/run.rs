@@ -133,7 +133,8 @@ struct FileSettings {
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
 }
 
@@ -145,13 +146,20 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
-                other => anyhow::bail!("config file: time-scale must be a number or \"max\", got {}", other.type_str()),
+                other => anyhow::bail!(
+                    "config file: time-scale must be a number or \"max\", got {}",
+                    other.type_str()
+                ),
             };
-            text.parse().map_err(|e| anyhow::anyhow!("config file: time-scale: {e}"))?
+            text.parse()
+                .map_err(|e| anyhow::anyhow!("config file: time-scale: {e}"))?
         }
         (None, None) => TimeScale::Max,
     };
-    let start = args.start.or(file.start).unwrap_or_else(|| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default());
+    let start = args
+        .start
+        .or(file.start)
+        .unwrap_or_else(|| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default());
     let days = match (args.days, args.until.or(file.until), file.days) {
         (Some(d), _, _) => d,
         (None, Some(until), _) => {
@@ -169,21 +177,41 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         anyhow::bail!("--concurrency must be at least 1");
     }
     Ok(RunSettings {
-        run_id: args.run_id.clone().or(file.run_id).unwrap_or_else(|| run::generate_run_id(Utc::now())),
-        persona_set: args.persona_set.clone().or(file.persona_set).unwrap_or_else(|| "grocery".into()),
-        behaviors: args.behaviors.clone().or(file.behaviors).unwrap_or_else(|| PathBuf::from("behaviors")),
+        run_id: args
+            .run_id
+            .clone()
+            .or(file.run_id)
+            .unwrap_or_else(|| run::generate_run_id(Utc::now())),
+        persona_set: args
+            .persona_set
+            .clone()
+            .or(file.persona_set)
+            .unwrap_or_else(|| "grocery".into()),
+        behaviors: args
+            .behaviors
+            .clone()
+            .or(file.behaviors)
+            .unwrap_or_else(|| PathBuf::from("behaviors")),
         agents: args.agents.or(file.agents).unwrap_or(372),
         seed: args.seed.or(file.seed).unwrap_or(42),
         start,
         days,
-        timezone: args.timezone.clone().or(file.timezone).unwrap_or_else(|| "UTC".into()),
+        timezone: args
+            .timezone
+            .clone()
+            .or(file.timezone)
+            .unwrap_or_else(|| "UTC".into()),
         time_scale,
         concurrency,
         ramp_up_hours: args.ramp_up.or(file.ramp_up).unwrap_or(0),
         actions: args.actions.or(file.actions).unwrap_or(ActionsMode::Http),
         api_url: args.api_url.clone().or(file.api_url),
         auth: args.auth.or(file.auth).unwrap_or(AuthMode::Dev),
-        run_dir: args.run_dir.clone().or(file.run_dir).unwrap_or_else(|| PathBuf::from("simulation_runs")),
+        run_dir: args
+            .run_dir
+            .clone()
+            .or(file.run_dir)
+            .unwrap_or_else(|| PathBuf::from("simulation_runs")),
         restock_level: args.restock_level.or(file.restock_level).unwrap_or(500),
     })
 }
@@ -194,7 +222,8 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         None => FileSettings::default(),
     };
     // The database URL: flag/env (clap) > file > default; clap's default only when neither.
-    let db_from_cli = std::env::args().any(|a| a.starts_with("--database-url")) || std::env::var_os("DATABASE_URL").is_some();
+    let db_from_cli = std::env::args().any(|a| a.starts_with("--database-url"))
+        || std::env::var_os("DATABASE_URL").is_some();
     if !db_from_cli && let Some(url) = &file.database_url {
         args.db.database_url = url.clone();
     }
@@ -205,7 +234,9 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if settings.api_url.is_some() && settings.actions == ActionsMode::Inprocess {
-        anyhow::bail!("--api-url and --actions inprocess contradict each other: in-process actions do not use the API");
+        anyhow::bail!(
+            "--api-url and --actions inprocess contradict each other: in-process actions do not use the API"
+        );
     }
     if !args.no_tui {
         tracing::debug!("the live dashboard is not available yet; printing status lines");
@@ -236,5 +267,9 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = run::run(db, settings, cancel).await?;
     println!("{}", result.summary.to_markdown());
     eprintln!("summary written to {}", result.folder.display());
-    Ok(if result.stopped { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if result.stopped {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

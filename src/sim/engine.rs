@@ -21,10 +21,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::behavior::reload::LiveSet;
+use crate::behavior::Agent;
 use crate::behavior::calendar::Calendar;
 use crate::behavior::outputs::{DayPlan, PlannedSession};
-use crate::behavior::Agent;
+use crate::behavior::reload::LiveSet;
 use crate::ids;
 use crate::sim::actions::{Actions, SessionInfo};
 use crate::sim::clock::PacedClock;
@@ -140,12 +140,15 @@ pub struct Engine {
 /// The UTC instant of local `date` at `minute` in `tz` (DST gaps move forward, folds take the
 /// earlier instant).
 pub fn local_instant(tz: Tz, date: NaiveDate, minute: u32) -> DateTime<Utc> {
-    let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default() + Duration::minutes(i64::from(minute));
+    let naive =
+        date.and_hms_opt(0, 0, 0).unwrap_or_default() + Duration::minutes(i64::from(minute));
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
         LocalResult::None => {
             let later = naive + Duration::hours(1);
-            tz.from_local_datetime(&later).earliest().map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
+            tz.from_local_datetime(&later)
+                .earliest()
+                .map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
         }
     }
 }
@@ -183,7 +186,13 @@ impl Engine {
             let mut plan = DayPlan::default();
             let mut version = set.version().clone();
             if active_from < day_end {
-                let agent = Agent { seed: self.config.seed, key: &a.key, persona: &a.persona, history: &a.history, wallet: &a.wallet };
+                let agent = Agent {
+                    seed: self.config.seed,
+                    key: &a.key,
+                    persona: &a.persona,
+                    history: &a.history,
+                    wallet: &a.wallet,
+                };
                 match set.plan_day(&agent, &cal, self.world.view()) {
                     Ok(d) => {
                         version = d.version;
@@ -202,20 +211,37 @@ impl Engine {
                 .map(|(seq, s)| {
                     let seq = seq as u32;
                     let at = local_instant(self.config.tz, date, u32::from(s.minute));
-                    (session_id(self.config.seed, &self.config.run_id, &a.key, date, seq), seq, at)
+                    (
+                        session_id(self.config.seed, &self.config.run_id, &a.key, date, seq),
+                        seq,
+                        at,
+                    )
                 })
                 .filter(|(_, _, at)| *at >= active_from)
                 .collect();
-            out.push(DayDecision { agent_id: a.key.clone(), date, plan, script_version: version, sessions });
+            out.push(DayDecision {
+                agent_id: a.key.clone(),
+                date,
+                plan,
+                script_version: version,
+                sessions,
+            });
         }
         self.metrics.add(Counter::AgentDays, out.len() as u64);
         out
     }
 
     /// Runs every simulated day (or until stopped). Agents are given back in `agents`.
-    pub async fn run(&self, agents: &mut Vec<Option<AgentState>>, recorder: &dyn Recorder) -> anyhow::Result<EngineEnd> {
-        let index: std::collections::HashMap<Arc<str>, usize> =
-            agents.iter().enumerate().filter_map(|(i, a)| a.as_ref().map(|a| (a.key.clone(), i))).collect();
+    pub async fn run(
+        &self,
+        agents: &mut Vec<Option<AgentState>>,
+        recorder: &dyn Recorder,
+    ) -> anyhow::Result<EngineEnd> {
+        let index: std::collections::HashMap<Arc<str>, usize> = agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.as_ref().map(|a| (a.key.clone(), i)))
+            .collect();
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         for day in 0..self.config.days {
             if self.cancel.is_cancelled() {
@@ -227,13 +253,22 @@ impl Engine {
             // Jobs per hour: the sessions of one agent in one hour (max) or one day (paced).
             let mut by_hour: Vec<Vec<Job>> = (0..24).map(|_| Vec::new()).collect();
             for d in &decisions {
-                let Some(&agent) = index.get(&d.agent_id) else { continue };
+                let Some(&agent) = index.get(&d.agent_id) else {
+                    continue;
+                };
                 for (planned, (_, seq, at)) in d.plan.sessions.iter().zip(d.sessions.iter()) {
-                    let hour = if self.pacer.is_some() { 0 } else { usize::from(planned.minute / 60) };
+                    let hour = if self.pacer.is_some() {
+                        0
+                    } else {
+                        usize::from(planned.minute / 60)
+                    };
                     let jobs = &mut by_hour[hour];
                     match jobs.last_mut() {
                         Some(j) if j.agent == agent => j.sessions.push((*seq, *planned, *at)),
-                        _ => jobs.push(Job { agent, sessions: vec![(*seq, *planned, *at)] }),
+                        _ => jobs.push(Job {
+                            agent,
+                            sessions: vec![(*seq, *planned, *at)],
+                        }),
                     }
                 }
             }
@@ -241,17 +276,24 @@ impl Engine {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);
                 }
-                self.run_jobs(agents, jobs, date, day, &permits, recorder).await?;
+                self.run_jobs(agents, jobs, date, day, &permits, recorder)
+                    .await?;
                 if self.pacer.is_none() {
                     let end = local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
                     recorder.hour_done(end).await?;
                 }
             }
             if self.pacer.is_some() {
-                recorder.hour_done(local_instant(self.config.tz, date + Duration::days(1), 0)).await?;
+                recorder
+                    .hour_done(local_instant(self.config.tz, date + Duration::days(1), 0))
+                    .await?;
             }
         }
-        Ok(if self.cancel.is_cancelled() { EngineEnd::Stopped } else { EngineEnd::Finished })
+        Ok(if self.cancel.is_cancelled() {
+            EngineEnd::Stopped
+        } else {
+            EngineEnd::Finished
+        })
     }
 
     async fn run_jobs(
@@ -265,9 +307,17 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let mut tasks = JoinSet::new();
         for job in jobs {
-            let Some(mut state) = agents[job.agent].take() else { continue };
-            let (live, world, metrics, actions) = (self.live.clone(), self.world.clone(), self.metrics.clone(), self.actions.clone());
-            let (pacer, cancel, permits) = (self.pacer.clone(), self.cancel.clone(), permits.clone());
+            let Some(mut state) = agents[job.agent].take() else {
+                continue;
+            };
+            let (live, world, metrics, actions) = (
+                self.live.clone(),
+                self.world.clone(),
+                self.metrics.clone(),
+                self.actions.clone(),
+            );
+            let (pacer, cancel, permits) =
+                (self.pacer.clone(), self.cancel.clone(), permits.clone());
             let (run_id, seed) = (self.config.run_id.clone(), self.config.seed);
             tasks.spawn(async move {
                 let mut records = Vec::with_capacity(job.sessions.len());
@@ -281,7 +331,15 @@ impl Engine {
                     if cancel.is_cancelled() {
                         break;
                     }
-                    let Ok(_permit) = permits.acquire().await else { break };
+                    // An agent's next session never starts before its previous one ended (in
+                    // simulated time): one planned earlier starts a second after.
+                    let at = match state.busy_until {
+                        Some(busy) if busy >= at => busy + Duration::seconds(1),
+                        _ => at,
+                    };
+                    let Ok(_permit) = permits.acquire().await else {
+                        break;
+                    };
                     let session_id = session_id(seed, &run_id, &state.key, date, seq);
                     let info = SessionInfo {
                         run_id: run_id.clone(),
@@ -292,11 +350,34 @@ impl Engine {
                         session_seq: seq,
                     };
                     let set = live.current();
-                    let cx = SessionContext { set: &set, world: &world, metrics: &metrics, seed, pacer: pacer.as_ref(), cancel: &cancel };
+                    let cx = SessionContext {
+                        set: &set,
+                        world: &world,
+                        metrics: &metrics,
+                        seed,
+                        pacer: pacer.as_ref(),
+                        cancel: &cancel,
+                    };
                     let cal = Calendar::new(date, day, 0);
-                    let report = run_session(&cx, actions.as_ref(), &mut state, info, &cal, seq, planned, at).await;
+                    let report = run_session(
+                        &cx,
+                        actions.as_ref(),
+                        &mut state,
+                        info,
+                        &cal,
+                        seq,
+                        planned,
+                        at,
+                    )
+                    .await;
                     let interrupted = matches!(report.end, SessionEnd::Interrupted);
-                    records.push(SessionDone { agent_id: state.key.clone(), session_id, date, seq, report });
+                    records.push(SessionDone {
+                        agent_id: state.key.clone(),
+                        session_id,
+                        date,
+                        seq,
+                        report,
+                    });
                     if interrupted {
                         break;
                     }

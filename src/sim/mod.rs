@@ -2,10 +2,10 @@
 
 pub mod actions;
 pub mod clock;
-pub mod metrics;
 pub mod engine;
+pub mod metrics;
+pub mod recorder;
+pub mod records;
+pub mod run;
 pub mod session;
 pub mod world;
-pub mod records;
-pub mod recorder;
-pub mod run;

@@ -11,8 +11,8 @@ use crate::sim::clock::PacedClock;
 use crate::sim::engine::{DayDecision, Recorder, SessionDone};
 use crate::sim::metrics::{Metrics, Snapshot};
 use crate::sim::records::{
-    AgentDayRecord, IntervalCounters, SessionRecord, SessionStatus, record_agent_days, record_metrics_interval,
-    record_sessions, update_checkpoint, update_session,
+    AgentDayRecord, IntervalCounters, SessionRecord, SessionStatus, record_agent_days,
+    record_metrics_interval, record_sessions, update_checkpoint, update_session,
 };
 use crate::sim::session::SessionEnd;
 use crate::store::Db;
@@ -91,7 +91,14 @@ impl Recorder for DbRecorder {
         };
         let outcome = serde_json::to_value(&done.report)?;
         let tx = self.db.write().await?;
-        update_session(&tx, done.session_id, status, done.report.steps, Some(&outcome)).await?;
+        update_session(
+            &tx,
+            done.session_id,
+            status,
+            done.report.steps,
+            Some(&outcome),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -106,8 +113,17 @@ impl Recorder for DbRecorder {
         };
         let histograms = self.metrics.take_interval()?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        record_metrics_interval(&self.db, &self.run_id, self.shard, seq, end, Utc::now(), &counters.to_json(), &histograms)
-            .await?;
+        record_metrics_interval(
+            &self.db,
+            &self.run_id,
+            self.shard,
+            seq,
+            end,
+            Utc::now(),
+            &counters.to_json(),
+            &histograms,
+        )
+        .await?;
         let clock = match &self.pacer {
             Some(p) => serde_json::to_value(p.schedule())?,
             None => serde_json::json!({ "time_scale": "max" }),

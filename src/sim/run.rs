@@ -18,7 +18,9 @@ use crate::behavior::{BehaviorError, population};
 use crate::catalog::{self, AgentOptions, PersonaSource, agents::PersonaRecord};
 use crate::domain::ShopConfig;
 use crate::server::{self, RunningServer, ServerConfig};
-use crate::sim::actions::{Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, TxMode};
+use crate::sim::actions::{
+    Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, TxMode,
+};
 use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, local_instant};
 use crate::sim::metrics::Metrics;
@@ -99,12 +101,19 @@ pub struct RunResult {
 
 fn tz(settings: &RunSettings) -> anyhow::Result<Tz> {
     settings.timezone.parse::<Tz>().map_err(|_| {
-        anyhow::anyhow!("--timezone `{}` is not an IANA time zone (e.g. UTC, America/New_York, Europe/Berlin)", settings.timezone)
+        anyhow::anyhow!(
+            "--timezone `{}` is not an IANA time zone (e.g. UTC, America/New_York, Europe/Berlin)",
+            settings.timezone
+        )
     })
 }
 
 /// Runs a simulation to the end (or until `cancel`).
-pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> anyhow::Result<RunResult> {
+pub async fn run(
+    db: Db,
+    settings: RunSettings,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunResult> {
     let wall_start = Instant::now();
     let tz = tz(&settings)?;
     if settings.days == 0 {
@@ -113,7 +122,9 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     if settings.agents == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
-    store::migrate(&db).await.context("creating missing tables")?;
+    store::migrate(&db)
+        .await
+        .context("creating missing tables")?;
     if records::load_run(&db, &settings.run_id).await?.is_some() {
         anyhow::bail!(
             "run `{}` already exists in {}; choose another --run-id, or remove it with `shopsim runs purge {}`",
@@ -125,12 +136,19 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     // The catalog: seeded from the run seed when the database has none, then cached once.
     let mut catalog = load_catalog(&db).await?;
     if catalog.products.is_empty() {
-        tracing::info!(seed = settings.seed, "the database has no catalog; seeding one");
-        catalog::seed_catalog(&db, &catalog::generate(settings.seed)).await.context("seeding the catalog")?;
+        tracing::info!(
+            seed = settings.seed,
+            "the database has no catalog; seeding one"
+        );
+        catalog::seed_catalog(&db, &catalog::generate(settings.seed))
+            .await
+            .context("seeding the catalog")?;
         catalog = load_catalog(&db).await?;
     }
     if catalog.stores.is_empty() {
-        anyhow::bail!("the database has products but no stores; the catalog is incomplete (run `shopsim seed`)");
+        anyhow::bail!(
+            "the database has products but no stores; the catalog is incomplete (run `shopsim seed`)"
+        );
     }
     let dry_world = Arc::new(DryRunWorld::new(catalog.clone()));
     let live = LiveSet::load(&settings.behaviors, &settings.persona_set, dry_world)?;
@@ -141,7 +159,8 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     // Agents: created with the persona set when the database has fewer than asked for.
     let existing = catalog::count_agents(&db).await?;
     if existing < settings.agents {
-        let persona_error: parking_lot::Mutex<Option<BehaviorError>> = parking_lot::Mutex::new(None);
+        let persona_error: parking_lot::Mutex<Option<BehaviorError>> =
+            parking_lot::Mutex::new(None);
         let make = |key: &str| -> Option<PersonaRecord> {
             match set.make_persona(settings.seed, key, &vocab) {
                 Ok(p) => Some(PersonaRecord {
@@ -158,7 +177,9 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
         let created_at = local_instant(tz, settings.start, 0);
         let opts = AgentOptions::new(settings.seed, settings.agents, created_at);
         let progress = |done: u64, total: u64| tracing::info!(done, total, "creating agents");
-        catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress).await.context("creating agents")?;
+        catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress)
+            .await
+            .context("creating agents")?;
         if let Some(e) = persona_error.into_inner() {
             return Err(anyhow::Error::new(e).context("generating personas"));
         }
@@ -174,14 +195,23 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
             history: Arc::new(History::default()),
             wallet: Arc::from(Vec::new()),
             next_refresh: None,
+            busy_until: None,
         }));
     }
 
     let sim_start = local_instant(tz, settings.start, 0);
-    let sim_end = local_instant(tz, settings.start + Duration::days(i64::from(settings.days)), 0);
+    let sim_end = local_instant(
+        tz,
+        settings.start + Duration::days(i64::from(settings.days)),
+        0,
+    );
     let pacer = match settings.time_scale {
         TimeScale::Max => None,
-        TimeScale::Scaled(x) => Some(PacedClock::new(ClockSchedule::start(Utc::now(), sim_start, x))),
+        TimeScale::Scaled(x) => Some(PacedClock::new(ClockSchedule::start(
+            Utc::now(),
+            sim_start,
+            x,
+        ))),
     };
     let now = Utc::now();
     records::create_run(
@@ -205,20 +235,43 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     .await?;
 
     let metrics = Arc::new(Metrics::new());
-    let shop = ShopConfig { seed: settings.seed, restock_level: settings.restock_level, ..ShopConfig::default() };
+    let shop = ShopConfig {
+        seed: settings.seed,
+        restock_level: settings.restock_level,
+        ..ShopConfig::default()
+    };
     let mut embedded: Option<RunningServer> = None;
     let actions: Arc<dyn Actions> = match settings.actions {
         ActionsMode::Inprocess => {
-            let tx_mode = if pacer.is_some() { TxMode::PerStep } else { TxMode::PerSession };
-            Arc::new(InProcessActions::new(db.clone(), InProcessConfig { shop, tx_mode, ..Default::default() }, metrics.clone(), cancel.clone())?)
+            let tx_mode = if pacer.is_some() {
+                TxMode::PerStep
+            } else {
+                TxMode::PerSession
+            };
+            Arc::new(InProcessActions::new(
+                db.clone(),
+                InProcessConfig {
+                    shop,
+                    tx_mode,
+                    ..Default::default()
+                },
+                metrics.clone(),
+                cancel.clone(),
+            )?)
         }
         ActionsMode::Http => {
             let base = match &settings.api_url {
                 Some(url) => url.clone(),
                 None => {
-                    let server = server::start(db.clone(), ServerConfig { shop, ..ServerConfig::default() })
-                        .await
-                        .context("starting the embedded reference server")?;
+                    let server = server::start(
+                        db.clone(),
+                        ServerConfig {
+                            shop,
+                            ..ServerConfig::default()
+                        },
+                    )
+                    .await
+                    .context("starting the embedded reference server")?;
                     tracing::info!(url = %server.base_url(), "embedded reference server started");
                     let url = server.base_url();
                     embedded = Some(server);
@@ -230,7 +283,9 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
                 let secret = std::env::var("SHOPSIM_JWT_SECRET")
                     .ok()
                     .filter(|s| !s.is_empty())
-                    .ok_or_else(|| anyhow::anyhow!("--auth jwt needs the signing secret in SHOPSIM_JWT_SECRET"))?;
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--auth jwt needs the signing secret in SHOPSIM_JWT_SECRET")
+                    })?;
                 cfg.auth = Auth::jwt(secret);
             }
             Arc::new(HttpActions::new(cfg, metrics.clone(), cancel.clone())?)
@@ -243,7 +298,9 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
         Ok(mut w) => Some(tokio::spawn(async move {
             while let Some(ev) = w.events.recv().await {
                 match ev {
-                    ReloadEvent::Reloaded { version } => tracing::info!(%version, "persona set reloaded"),
+                    ReloadEvent::Reloaded { version } => {
+                        tracing::info!(%version, "persona set reloaded")
+                    }
                     ReloadEvent::Unchanged => {}
                     ReloadEvent::Failed { error, kept } => {
                         tracing::warn!(%error, %kept, "persona set edit rejected; the previous version keeps running")
@@ -277,7 +334,10 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     let recorder = DbRecorder::new(db.clone(), &settings.run_id, metrics.clone(), pacer.clone());
     let outcome = engine.run(&mut agents, &recorder).await;
     if let Some(server) = embedded.take() {
-        server.shutdown().await.context("stopping the embedded reference server")?;
+        server
+            .shutdown()
+            .await
+            .context("stopping the embedded reference server")?;
     }
     let status = match &outcome {
         Ok(EngineEnd::Finished) => RunStatus::Finished,
@@ -286,21 +346,34 @@ pub async fn run(db: Db, settings: RunSettings, cancel: CancellationToken) -> an
     };
     records::finish_run(&db, &settings.run_id, status).await?;
     let end = outcome?;
-    let wall = WallInfo { wall: wall_start.elapsed(), target: Some(settings.time_scale) };
-    let summary = RunSummary::from_database(&db, &settings.run_id, &metrics.snapshot(), &wall).await?;
+    let wall = WallInfo {
+        wall: wall_start.elapsed(),
+        target: Some(settings.time_scale),
+    };
+    let summary =
+        RunSummary::from_database(&db, &settings.run_id, &metrics.snapshot(), &wall).await?;
     let folder = records::write_renderings(&settings.run_dir, &summary)?;
-    Ok(RunResult { summary, folder, stopped: end == EngineEnd::Stopped })
+    Ok(RunResult {
+        summary,
+        folder,
+        stopped: end == EngineEnd::Stopped,
+    })
 }
 
 async fn load_catalog(db: &Db) -> anyhow::Result<catalog::Catalog> {
     let tx = db.read().await?;
-    let c = catalog::load_catalog(&tx).await.context("reading the catalog")?;
+    let c = catalog::load_catalog(&tx)
+        .await
+        .context("reading the catalog")?;
     tx.commit().await?;
     Ok(c)
 }
 
 /// A run id from the wall clock: `run-20261127-154233-1a2b` (unique enough, readable, sortable).
 pub fn generate_run_id(now: DateTime<Utc>) -> String {
-    let salt = crate::ids::hash64(now.timestamp_nanos_opt().unwrap_or_default() as u64, &["run-id".into()]);
+    let salt = crate::ids::hash64(
+        now.timestamp_nanos_opt().unwrap_or_default() as u64,
+        &["run-id".into()],
+    );
     format!("run-{}-{:04x}", now.format("%Y%m%d-%H%M%S"), salt & 0xffff)
 }

@@ -41,6 +41,8 @@ pub struct AgentState {
     pub wallet: Arc<[Offer]>,
     /// When the next offer refresh is due (unknown until the first refresh).
     pub next_refresh: Option<DateTime<Utc>>,
+    /// Simulated time the agent's last session ended: the next one never starts before it.
+    pub busy_until: Option<DateTime<Utc>>,
 }
 
 /// How a session ended.
@@ -129,7 +131,10 @@ impl Runner<'_, '_> {
             return Err(Stop::Interrupted);
         }
         self.at += Duration::seconds(i64::from(think.max(1)));
-        let step = Step { seq: self.seq, at: self.at };
+        let step = Step {
+            seq: self.seq,
+            at: self.at,
+        };
         if let Some(p) = self.cx.pacer {
             tokio::select! {
                 lag = p.wait_until(self.at) => {
@@ -159,14 +164,23 @@ impl Runner<'_, '_> {
 
     async fn prepare(&mut self, store: Uuid) -> Result<(), Stop> {
         let step = self.step(0).await?;
-        self.actions.select_store(step, store).await.map_err(Self::fail)?;
+        self.actions
+            .select_store(step, store)
+            .await
+            .map_err(Self::fail)?;
         let due = self.agent.next_refresh.is_none_or(|t| t <= self.at);
         if due {
             let step = self.step(0).await?;
-            let refreshed = self.actions.refresh_offers(step).await.map_err(Self::fail)?;
+            let refreshed = self
+                .actions
+                .refresh_offers(step)
+                .await
+                .map_err(Self::fail)?;
             self.agent.next_refresh = refreshed.next_refresh_at;
             if refreshed.refreshed {
-                self.cx.metrics.add(Counter::OffersAssigned, refreshed.assigned_count);
+                self.cx
+                    .metrics
+                    .add(Counter::OffersAssigned, refreshed.assigned_count);
                 let step = self.step(0).await?;
                 let wallet = self.actions.wallet(step).await.map_err(Self::fail)?;
                 let offers: Vec<Offer> = wallet
@@ -185,15 +199,27 @@ impl Runner<'_, '_> {
     }
 
     /// Carries out one add; reacts to out-of-stock as the script says.
-    async fn add(&mut self, cart: &mut CartState, product: u32, qty: u32, think: u32) -> Result<(), Stop> {
+    async fn add(
+        &mut self,
+        cart: &mut CartState,
+        product: u32,
+        qty: u32,
+        think: u32,
+    ) -> Result<(), Stop> {
         let (mut product, mut qty, mut think) = (product, qty, think);
         let mut tries = 0;
         loop {
             let Some(product_id) = self.cx.world.product_id(product) else {
-                return Err(Stop::Fail(format!("script product {product} is not in the catalog")));
+                return Err(Stop::Fail(format!(
+                    "script product {product} is not in the catalog"
+                )));
             };
             let step = self.step(think).await?;
-            match self.actions.add_to_cart(step, product_id, i64::from(qty)).await {
+            match self
+                .actions
+                .add_to_cart(step, product_id, i64::from(qty))
+                .await
+            {
                 Ok(_) => {
                     match cart.lines.iter_mut().find(|l| l.product == product) {
                         Some(l) => l.qty += qty,
@@ -201,9 +227,23 @@ impl Runner<'_, '_> {
                     }
                     return Ok(());
                 }
-                Err(ActionError::Rejected { code: RejectCode::InsufficientInventory, .. }) => {
-                    let outcome = ScriptOutcome::OutOfStock { product, requested: qty, available: 0 };
-                    let reaction = self.cx.set.on_outcome(&self.agent(), &self.cal, self.cx.world.view(), self.number, &outcome, self.reactions);
+                Err(ActionError::Rejected {
+                    code: RejectCode::InsufficientInventory,
+                    ..
+                }) => {
+                    let outcome = ScriptOutcome::OutOfStock {
+                        product,
+                        requested: qty,
+                        available: 0,
+                    };
+                    let reaction = self.cx.set.on_outcome(
+                        &self.agent(),
+                        &self.cal,
+                        self.cx.world.view(),
+                        self.number,
+                        &outcome,
+                        self.reactions,
+                    );
                     self.reactions += 1;
                     tries += 1;
                     let reaction = match reaction {
@@ -226,7 +266,10 @@ impl Runner<'_, '_> {
                     }
                 }
                 Err(ActionError::Rejected { code, message }) => {
-                    return Err(Stop::Fail(format!("add refused ({}): {message}", code.as_str())));
+                    return Err(Stop::Fail(format!(
+                        "add refused ({}): {message}",
+                        code.as_str()
+                    )));
                 }
                 Err(e) => return Err(Self::fail(e)),
             }
@@ -235,19 +278,34 @@ impl Runner<'_, '_> {
 
     async fn offers(&mut self, cart: &mut CartState) -> Result<u32, Stop> {
         let step = self.step(0).await?;
-        let eligible = self.actions.eligible_coupons(step).await.map_err(Self::fail)?;
+        let eligible = self
+            .actions
+            .eligible_coupons(step)
+            .await
+            .map_err(Self::fail)?;
         cart.eligible = eligible
             .eligible
             .iter()
             .filter_map(|c| {
-                let until = self.agent.wallet.iter().find(|o| self.cx.world.coupon_id(o.coupon) == Some(c.id)).map(|o| o.eligible_until);
+                let until = self
+                    .agent
+                    .wallet
+                    .iter()
+                    .find(|o| self.cx.world.coupon_id(o.coupon) == Some(c.id))
+                    .map(|o| o.eligible_until);
                 self.cx.world.offer(c.id, until.unwrap_or(self.cal.date))
             })
             .collect();
         if cart.eligible.is_empty() {
             return Ok(0);
         }
-        let choice = match self.cx.set.choose_offers(&self.agent(), &self.cal, self.cx.world.view(), self.number, cart) {
+        let choice = match self.cx.set.choose_offers(
+            &self.agent(),
+            &self.cal,
+            self.cx.world.view(),
+            self.number,
+            cart,
+        ) {
             Ok(c) => c.value,
             Err(e) => {
                 self.script_error(&e);
@@ -257,7 +315,9 @@ impl Runner<'_, '_> {
         let mut applied = 0;
         for i in choice.apply {
             let offer = cart.eligible[i].clone();
-            let Some(coupon_id) = self.cx.world.coupon_id(offer.coupon) else { continue };
+            let Some(coupon_id) = self.cx.world.coupon_id(offer.coupon) else {
+                continue;
+            };
             let step = self.step(choice.think).await?;
             match self.actions.apply_coupon(step, coupon_id).await {
                 Ok(_) => {
@@ -265,11 +325,24 @@ impl Runner<'_, '_> {
                     applied += 1;
                 }
                 Err(ActionError::Rejected { message, .. }) => {
-                    let outcome = ScriptOutcome::OfferRejected { offer, index: i, reason: message };
-                    let r = self.cx.set.on_outcome(&self.agent(), &self.cal, self.cx.world.view(), self.number, &outcome, self.reactions);
+                    let outcome = ScriptOutcome::OfferRejected {
+                        offer,
+                        index: i,
+                        reason: message,
+                    };
+                    let r = self.cx.set.on_outcome(
+                        &self.agent(),
+                        &self.cal,
+                        self.cx.world.view(),
+                        self.number,
+                        &outcome,
+                        self.reactions,
+                    );
                     self.reactions += 1;
                     match r {
-                        Ok(r) if r.value.action == ReactionAction::Abandon => return Err(Stop::Abandon),
+                        Ok(r) if r.value.action == ReactionAction::Abandon => {
+                            return Err(Stop::Abandon);
+                        }
                         Ok(_) => {}
                         Err(e) => self.script_error(&e),
                     }
@@ -285,7 +358,13 @@ impl Runner<'_, '_> {
         let coupons: Vec<_> = cart
             .applied
             .iter()
-            .filter_map(|o| self.cx.world.coupon_id(o.coupon).and_then(|id| self.cx.world.coupon(id)).cloned())
+            .filter_map(|o| {
+                self.cx
+                    .world
+                    .coupon_id(o.coupon)
+                    .and_then(|id| self.cx.world.coupon(id))
+                    .cloned()
+            })
             .collect();
         let summary = price_cart(&lines, &coupons);
         cart.subtotal = summary.subtotal;
@@ -295,16 +374,26 @@ impl Runner<'_, '_> {
     /// Runs the plan; returns how it ended (the caller closes the actions).
     async fn run(&mut self, planned: PlannedSession, applied: &mut u32) -> SessionEnd {
         let Some(store) = self.cx.world.store_id(planned.store) else {
-            return SessionEnd::Failed { reason: format!("script store {} is not in the catalog", planned.store) };
+            return SessionEnd::Failed {
+                reason: format!("script store {} is not in the catalog", planned.store),
+            };
         };
         if let Err(stop) = self.prepare(store).await {
             return self.stopped(stop).await;
         }
-        let plan = match self.cx.set.plan_session(&self.agent(), &self.cal, self.cx.world.view(), self.number, planned) {
+        let plan = match self.cx.set.plan_session(
+            &self.agent(),
+            &self.cal,
+            self.cx.world.view(),
+            self.number,
+            planned,
+        ) {
             Ok(p) => p.value,
             Err(e) => {
                 self.script_error(&e);
-                return SessionEnd::Failed { reason: format!("plan_session: {e}") };
+                return SessionEnd::Failed {
+                    reason: format!("plan_session: {e}"),
+                };
             }
         };
         let mut cart = CartState::default();
@@ -312,12 +401,21 @@ impl Runner<'_, '_> {
             let r = match s.action {
                 StepAction::View { product } => match self.cx.world.product_id(product) {
                     Some(id) => match self.step(s.think).await {
-                        Ok(step) => self.actions.view_product(step, id).await.map(|_| ()).map_err(Self::fail),
+                        Ok(step) => self
+                            .actions
+                            .view_product(step, id)
+                            .await
+                            .map(|_| ())
+                            .map_err(Self::fail),
                         Err(stop) => Err(stop),
                     },
-                    None => Err(Stop::Fail(format!("script product {product} is not in the catalog"))),
+                    None => Err(Stop::Fail(format!(
+                        "script product {product} is not in the catalog"
+                    ))),
                 },
-                StepAction::Add { product, qty } => self.add(&mut cart, product, qty, s.think).await,
+                StepAction::Add { product, qty } => {
+                    self.add(&mut cart, product, qty, s.think).await
+                }
             };
             if let Err(stop) = r {
                 return self.stopped(stop).await;
@@ -331,7 +429,13 @@ impl Runner<'_, '_> {
             Err(stop) => return self.stopped(stop).await,
         }
         self.price(&mut cart);
-        let decision = match self.cx.set.decide_checkout(&self.agent(), &self.cal, self.cx.world.view(), self.number, &cart) {
+        let decision = match self.cx.set.decide_checkout(
+            &self.agent(),
+            &self.cal,
+            self.cx.world.view(),
+            self.number,
+            &cart,
+        ) {
             Ok(d) => d.value,
             Err(e) => {
                 self.script_error(&e);
@@ -350,8 +454,15 @@ impl Runner<'_, '_> {
         match self.actions.checkout(step).await {
             Ok(done) => {
                 let products: Vec<u32> = cart.lines.iter().map(|l| l.product).collect();
-                Arc::make_mut(&mut self.agent.history).record_order(step.at.date_naive(), &products, done.order.totals.final_total);
-                SessionEnd::Completed { order_id: done.order.id, final_total_cents: done.order.totals.final_total.as_cents() }
+                Arc::make_mut(&mut self.agent.history).record_order(
+                    step.at.date_naive(),
+                    &products,
+                    done.order.totals.final_total,
+                );
+                SessionEnd::Completed {
+                    order_id: done.order.id,
+                    final_total_cents: done.order.totals.final_total.as_cents(),
+                }
             }
             Err(ActionError::Rejected { .. }) => self.stopped(Stop::Abandon).await,
             Err(e) => self.stopped(Self::fail(e)).await,
@@ -365,11 +476,15 @@ impl Runner<'_, '_> {
         match stop {
             Stop::Interrupted => SessionEnd::Interrupted,
             Stop::Abandon => {
-                let Ok(step) = self.step(0).await else { return SessionEnd::Interrupted };
+                let Ok(step) = self.step(0).await else {
+                    return SessionEnd::Interrupted;
+                };
                 match self.actions.abandon(step).await {
                     Ok(_) => SessionEnd::Abandoned,
                     Err(ActionError::Interrupted(_)) => SessionEnd::Interrupted,
-                    Err(e) => SessionEnd::Failed { reason: format!("abandon: {e}") },
+                    Err(e) => SessionEnd::Failed {
+                        reason: format!("abandon: {e}"),
+                    },
                 }
             }
             Stop::Fail(reason) => {
@@ -403,9 +518,16 @@ pub async fn run_session(
             cx.metrics.add(Counter::SessionsFailed, 1);
             let end = match e {
                 ActionError::Interrupted(_) => SessionEnd::Interrupted,
-                other => SessionEnd::Failed { reason: other.to_string() },
+                other => SessionEnd::Failed {
+                    reason: other.to_string(),
+                },
             };
-            return SessionReport { end, steps: 0, offers_applied: 0, ended_at: start };
+            return SessionReport {
+                end,
+                steps: 0,
+                offers_applied: 0,
+                ended_at: start,
+            };
         }
     };
     let mut runner = Runner {
@@ -425,14 +547,21 @@ pub async fn run_session(
     if let Err(e) = actions.close().await {
         end = match e {
             ActionError::Interrupted(_) => SessionEnd::Interrupted,
-            other => SessionEnd::Failed { reason: format!("closing the session: {other}") },
+            other => SessionEnd::Failed {
+                reason: format!("closing the session: {other}"),
+            },
         };
     }
     match &end {
-        SessionEnd::Completed { final_total_cents, .. } => {
+        SessionEnd::Completed {
+            final_total_cents, ..
+        } => {
             cx.metrics.add(Counter::SessionsCompleted, 1);
             cx.metrics.add(Counter::Orders, 1);
-            cx.metrics.add(Counter::RevenueCents, u64::try_from(*final_total_cents).unwrap_or(0));
+            cx.metrics.add(
+                Counter::RevenueCents,
+                u64::try_from(*final_total_cents).unwrap_or(0),
+            );
             cx.metrics.add(Counter::OffersApplied, u64::from(applied));
         }
         SessionEnd::Abandoned => {
@@ -445,5 +574,11 @@ pub async fn run_session(
     if !matches!(end, SessionEnd::Interrupted) {
         Arc::make_mut(&mut agent.history).record_session(cal.date);
     }
-    SessionReport { end, steps, offers_applied: applied, ended_at }
+    agent.busy_until = Some(ended_at);
+    SessionReport {
+        end,
+        steps,
+        offers_applied: applied,
+        ended_at,
+    }
 }

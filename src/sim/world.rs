@@ -23,8 +23,17 @@ impl World {
     /// Indexes `catalog` (products and stores keep their catalog order).
     pub fn new(catalog: Catalog) -> Arc<Self> {
         let view = CatalogView(Arc::new(CatalogIndex::new(&catalog)));
-        let coupon_pos = catalog.coupons.iter().enumerate().map(|(i, c)| (c.id, i as u32)).collect();
-        Arc::new(Self { catalog, view, coupon_pos })
+        let coupon_pos = catalog
+            .coupons
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i as u32))
+            .collect();
+        Arc::new(Self {
+            catalog,
+            view,
+            coupon_pos,
+        })
     }
 
     /// The catalog.
@@ -49,7 +58,9 @@ impl World {
 
     /// A coupon by id.
     pub fn coupon(&self, id: Uuid) -> Option<&Coupon> {
-        self.coupon_pos.get(&id).map(|&i| &self.catalog.coupons[i as usize])
+        self.coupon_pos
+            .get(&id)
+            .map(|&i| &self.catalog.coupons[i as usize])
     }
 
     /// A coupon id by script position.

@@ -8,12 +8,12 @@
 
 mod support;
 
-mod behavior;
-mod domain;
-mod migrate;
 mod api;
 mod app;
 mod behavior;
+mod domain;
+mod migrate;
 mod pooler;
 mod records;
+mod run;
 mod seed;

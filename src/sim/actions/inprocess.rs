@@ -30,8 +30,8 @@ use super::outage::{OutageGate, OutageInfo, Probe};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
-    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, SelectStoreResult, WalletView,
-    Shop, ShopConfig,
+    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, SelectStoreResult,
+    Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::store::{Db, StoreError, Tx};
