@@ -11,6 +11,7 @@ mod support;
 mod domain;
 mod migrate;
 
+mod actions;
 mod api;
 mod app;
 mod pooler;
