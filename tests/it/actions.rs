@@ -13,7 +13,7 @@ use shopsim::sim::actions::{
     SessionActions, SessionInfo, Step, TxMode,
 };
 use shopsim::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
-use shopsim::store::{Backend, Db};
+use shopsim::store::{Backend, Db, DbConfig};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -28,6 +28,8 @@ backend_tests!(
     http_breaker_opens_and_closes_again,
     http_outage_pauses_and_resumes_with_the_same_keys,
     inprocess_and_http_make_the_same_data,
+    http_database_outage_waits_for_the_database,
+    inprocess_database_error_rolls_back_the_session,
 );
 
 const T0: &str = "2026-01-05T09:00:00Z";
@@ -239,6 +241,12 @@ async fn http_session_flow_and_rejections(t: TestDb) {
         matches!(r, Err(ActionError::Failed { class: Outcome::Other4xx, attempts: 1, ref reason }) if reason.contains("product_not_found")),
         "{r:?}"
     );
+    // Paced mode: latency counts from the release time the engine passes.
+    s.set_scheduled(tokio::time::Instant::now() - Duration::from_secs(2));
+    s.cart_summary(step(3, 3)).await.unwrap();
+    let summary = &metrics.snapshot().endpoints[&Endpoint::CartSummary];
+    assert!(summary.latency.max_ms >= 2000.0, "{summary:?}");
+    assert!(summary.latency.p50_ms < 2000.0, "{summary:?}");
     Box::new(s).close().await.unwrap();
 
     assert_eq!(metrics.outcome_count(Endpoint::Checkout, Outcome::Ok), 2);
@@ -676,6 +684,145 @@ async fn inprocess_and_http_make_the_same_data(t: TestDb) {
             metrics.outcome_count(Endpoint::Checkout, Outcome::OtherRejection),
             1
         );
+    }
+}
+
+async fn http_database_outage_waits_for_the_database(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let crate::app::TestApp {
+        t,
+        server,
+        fx,
+        base,
+        ..
+    } = app;
+    let addr = server.local_addr();
+    let metrics = Arc::new(Metrics::new());
+    let actions = HttpActions::new(
+        fast_config(&base),
+        metrics.clone(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let mut s = actions.session(info("agent_001", fx.user1, 0)).unwrap();
+    s.select_store(step(0, 0), fx.store_a).await.unwrap();
+    // The server's pool closes: it answers 503 database_unavailable.
+    t.db.clone().close().await;
+    let fx2 = fx.clone();
+    let rest = tokio::spawn(async move {
+        s.add_to_cart(step(0, 1), fx2.cola, 1).await?;
+        s.checkout(step(0, 2)).await
+    });
+    let mut waited = 0;
+    while actions.outage().is_none() {
+        assert!(waited < 100, "no outage detected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(
+        actions
+            .outage()
+            .unwrap()
+            .reason
+            .contains("database_unavailable"),
+        "{:?}",
+        actions.outage()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!rest.is_finished());
+    // The database comes back (a new server process with a fresh pool on the same port).
+    server.shutdown().await.unwrap();
+    let db = Db::connect(&DbConfig::new(t.url.clone())).await.unwrap();
+    let mut config = test_config();
+    config.addr = addr;
+    let server = server::start(db.clone(), config).await.unwrap();
+    let order = tokio::time::timeout(Duration::from_secs(20), rest)
+        .await
+        .expect("the session resumes after the outage")
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.order.item_count, 1);
+    assert!(actions.outage().is_none());
+    assert_eq!(count(&db, "SELECT COUNT(*) AS n FROM orders").await, 1);
+    // 503s of an outage are recorded but spend no retry budget and never open a breaker.
+    assert!(metrics.outcome_count(Endpoint::AddToCart, Outcome::Api5xx) >= 1);
+    assert!(
+        actions
+            .breaker_states()
+            .iter()
+            .all(|(_, s)| *s == BreakerState::Closed)
+    );
+    server.shutdown().await.unwrap();
+}
+
+async fn inprocess_database_error_rolls_back_the_session(t: TestDb) {
+    let fx = seed(&t.db).await;
+    // A table the checkout needs is missing: a database error that is not an outage.
+    let tx = t.db.write().await.unwrap();
+    tx.exec_unprepared("ALTER TABLE order_items RENAME TO order_items_gone")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for mode in [TxMode::PerSession, TxMode::PerStep] {
+        let metrics = Arc::new(Metrics::new());
+        let actions = InProcessActions::new(
+            t.db.clone(),
+            InProcessConfig {
+                shop: test_config().shop,
+                tx_mode: mode,
+                ..Default::default()
+            },
+            metrics.clone(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let seq = if mode == TxMode::PerSession { 0 } else { 1 };
+        let mut s = actions
+            .open_session(info("agent_001", fx.user1, seq))
+            .await
+            .unwrap();
+        s.select_store(step(seq, 0), fx.store_a).await.unwrap();
+        // A rejection keeps the session usable.
+        let r = s.checkout(step(seq, 1)).await;
+        assert!(matches!(r, Err(ActionError::Rejected { .. })), "{r:?}");
+        s.add_to_cart(step(seq, 2), fx.chips, 2).await.unwrap();
+        let r = s.checkout(step(seq, 3)).await;
+        assert!(
+            matches!(
+                r,
+                Err(ActionError::Failed {
+                    class: Outcome::Db,
+                    ..
+                })
+            ),
+            "{mode:?}: {r:?}"
+        );
+        assert_eq!(metrics.outcome_count(Endpoint::Checkout, Outcome::Db), 1);
+        let later = s.cart_summary(step(seq, 4)).await;
+        s.close().await.unwrap();
+        let lines = count(&t.db, "SELECT COUNT(*) AS n FROM cart_items").await;
+        let sessions = count(&t.db, "SELECT COUNT(*) AS n FROM shopping_sessions").await;
+        match mode {
+            TxMode::PerSession => {
+                // The whole session was rolled back, and it stays failed.
+                assert!(
+                    matches!(
+                        later,
+                        Err(ActionError::Failed {
+                            class: Outcome::Db,
+                            ..
+                        })
+                    ),
+                    "{later:?}"
+                );
+                assert_eq!((lines, sessions), (0, 0));
+            }
+            TxMode::PerStep => {
+                // Earlier steps were committed; the session goes on.
+                assert!(later.is_ok(), "{later:?}");
+                assert_eq!((lines, sessions), (1, 1));
+            }
+        }
     }
 }
 

@@ -72,9 +72,9 @@ impl std::fmt::Debug for HttpActions {
 }
 
 impl HttpActions {
-    /// Builds the client and checks `config` (a bad base URL or path is a clear error). Must be
-    /// called inside a tokio runtime. `cancel` ends waits (backoff, breaker, outage) with
-    /// [`ActionError::Interrupted`].
+    /// Builds the client and checks `config` (a bad base URL or path is a clear error).
+    /// `cancel` ends waits (backoff, breaker, outage) with [`ActionError::Interrupted`]; an
+    /// outage's probe task is spawned on the tokio runtime of the step that detects it.
     pub fn new(
         config: HttpConfig,
         metrics: Arc<Metrics>,
