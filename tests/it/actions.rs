@@ -826,6 +826,67 @@ async fn inprocess_database_error_rolls_back_the_session(t: TestDb) {
     }
 }
 
+/// PostgreSQL only: the server can kill the session's connection mid-transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inprocess_session_is_redone_after_its_connection_dies() {
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    let fx = seed(&t.db).await;
+    let metrics = Arc::new(Metrics::new());
+    let actions = InProcessActions::new(
+        t.db.clone(),
+        InProcessConfig {
+            shop: test_config().shop,
+            tx_mode: TxMode::PerSession,
+            outage: shopsim::sim::actions::OutageConfig {
+                probe_initial: Duration::from_millis(20),
+                probe_max: Duration::from_millis(200),
+            },
+        },
+        metrics.clone(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let mut s = actions
+        .open_session(info("agent_001", fx.user1, 0))
+        .await
+        .unwrap();
+    s.select_store(step(0, 0), fx.store_a).await.unwrap();
+    s.add_to_cart(step(0, 1), fx.chips, 2).await.unwrap();
+    s.view_product(step(0, 2), fx.cola).await.unwrap();
+
+    let admin = Db::connect(&DbConfig::new(t.direct_url.clone()))
+        .await
+        .unwrap();
+    let tx = admin.write().await.unwrap();
+    let killed = tx
+        .query(
+            "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(!killed.is_empty());
+
+    s.add_to_cart(step(0, 3), fx.cola, 1).await.unwrap();
+    let order = s.checkout(step(0, 4)).await.unwrap();
+    s.close().await.unwrap();
+    assert_eq!(order.order.item_count, 3);
+    assert!(actions.outage().is_none());
+    assert!(metrics.outcome_count(Endpoint::AddToCart, Outcome::Db) >= 1);
+    let db = &t.db;
+    assert_eq!(count(db, "SELECT COUNT(*) AS n FROM orders").await, 1);
+    // The redone steps wrote their events once: add, view, add, checkout.
+    assert_eq!(
+        count(db, "SELECT COUNT(*) AS n FROM shopping_session_events").await,
+        4
+    );
+    admin.close().await;
+}
+
 #[tokio::test]
 async fn cancelling_during_an_outage_interrupts_the_step() {
     // A port nobody listens on.
