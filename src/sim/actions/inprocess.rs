@@ -208,14 +208,19 @@ impl Shared {
         tx: &Tx,
         now: chrono::DateTime<chrono::Utc>,
     ) -> DomainResult<Option<i64>> {
-        let day = i64::from(now.date_naive().num_days_from_ce());
-        if day <= self.restocked_day.load(Ordering::Acquire) {
+        if !self.restock_due(now) {
             return Ok(None);
         }
+        let day = sim_day(now);
         if let Some(rows) = self.shop.restock_if_due(tx, now).await? {
             tracing::info!(day = %now.date_naive(), rows, "restocked inventory at simulated midnight");
         }
         Ok(Some(day))
+    }
+
+    /// True when `now` falls on a simulated day this process has not restocked yet.
+    fn restock_due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        sim_day(now) > self.restocked_day.load(Ordering::Acquire)
     }
 
     fn restocked(&self, day: Option<i64>) {
@@ -223,6 +228,11 @@ impl Shared {
             self.restocked_day.fetch_max(day, Ordering::AcqRel);
         }
     }
+}
+
+/// Days from CE of a simulated instant (UTC), as the server counts restock days.
+fn sim_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    i64::from(now.date_naive().num_days_from_ce())
 }
 
 /// One domain call of a step.
@@ -471,7 +481,12 @@ impl InProcessSession {
             return Err(db_failure(format!("no open transaction: {why}")));
         };
         let result = async {
-            let day = self.shared.restock(tx, ctx.now).await?;
+            // Restocked earlier in this (uncommitted) session: nothing to claim again.
+            let day = if self.restock_day >= Some(sim_day(ctx.now)) {
+                None
+            } else {
+                self.shared.restock(tx, ctx.now).await?
+            };
             let out = op.call(&self.shared.shop, tx, ctx).await?;
             Ok::<_, DomainError>((day, out))
         }
@@ -495,9 +510,12 @@ impl InProcessSession {
     /// Runs `op` in a transaction of its own and commits it.
     async fn in_own_tx<O: DomainOp>(&mut self, op: O, ctx: &Ctx) -> ActionResult<Ran<O::Output>> {
         let shared = self.shared.clone();
-        let tx = shared.begin(O::WRITES).await?;
+        // The server restocks before any request that opens a new simulated day, reads
+        // included: so does this (which makes a read step write once a day).
+        let restock_due = shared.restock_due(ctx.now);
+        let tx = shared.begin(O::WRITES || restock_due).await?;
         let result = async {
-            let day = if O::WRITES {
+            let day = if O::WRITES || restock_due {
                 shared.restock(&tx, ctx.now).await?
             } else {
                 None
