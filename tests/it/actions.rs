@@ -30,6 +30,7 @@ backend_tests!(
     inprocess_and_http_make_the_same_data,
     http_database_outage_waits_for_the_database,
     inprocess_database_error_rolls_back_the_session,
+    http_scaling_plan_paths_work,
 );
 
 const T0: &str = "2026-01-05T09:00:00Z";
@@ -824,6 +825,132 @@ async fn inprocess_database_error_rolls_back_the_session(t: TestDb) {
             }
         }
     }
+}
+
+async fn http_scaling_plan_paths_work(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let mut config = fast_config(&app.base);
+    config.paths.add_to_cart = "/api/cart/add".into();
+    config.paths.checkout = "/api/orders/checkout".into();
+    config.paths.refresh_offers = "/api/offers/assign".into();
+    let actions =
+        HttpActions::new(config, Arc::new(Metrics::new()), CancellationToken::new()).unwrap();
+    let mut s = actions
+        .open_session(info("agent_002", app.fx.user2, 0))
+        .await
+        .unwrap();
+    let order = shop(s.as_mut(), &app.fx, 0, 0).await.unwrap();
+    s.close().await.unwrap();
+    assert_eq!(order.order.item_count, 3);
+    assert_eq!(
+        count(&app.t.db, "SELECT COUNT(*) AS n FROM orders").await,
+        1
+    );
+}
+
+/// What a fake API saw of one request.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    auth: String,
+    sim_time: String,
+    session: String,
+    key: Option<String>,
+}
+
+/// A fake API that records headers: `PUT /api/user/store` answers a valid view,
+/// `GET /api/cart/summary` an unparseable one.
+async fn fake_api() -> (String, Arc<parking_lot::Mutex<Vec<Seen>>>) {
+    use axum::http::HeaderMap;
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = |seen: Arc<parking_lot::Mutex<Vec<Seen>>>, h: &HeaderMap| {
+        let get = |n: &str| {
+            h.get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        seen.lock().push(Seen {
+            auth: get("authorization"),
+            sim_time: get("x-sim-time"),
+            session: get("x-shopping-session-id"),
+            key: h
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_string()),
+        });
+    };
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/api/user/store",
+            axum::routing::put(move |h: HeaderMap| async move {
+                record(s1, &h);
+                axum::Json(serde_json::json!({
+                    "success": true,
+                    "store": { "id": Uuid::nil(), "name": "Fake" },
+                    "cart_cleared": false
+                }))
+            }),
+        )
+        .route(
+            "/api/cart/summary",
+            axum::routing::get(move |h: HeaderMap| async move {
+                record(s2, &h);
+                axum::Json(serde_json::json!({ "unexpected": 1 }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
+}
+
+#[tokio::test]
+async fn jwt_auth_and_headers_are_sent_and_bad_views_fail_clearly() {
+    let (base, seen) = fake_api().await;
+    let mut config = fast_config(&base);
+    config.auth = shopsim::sim::actions::Auth::jwt("sim-secret");
+    let metrics = Arc::new(Metrics::new());
+    let actions = HttpActions::new(config, metrics.clone(), CancellationToken::new()).unwrap();
+    let user = Uuid::from_u128(42);
+    let session = info("agent_007", user, 0);
+    let mut s = actions.session(session.clone()).unwrap();
+    let r = s.select_store(step(0, 0), Uuid::nil()).await.unwrap();
+    assert_eq!(r.store.name, "Fake");
+    let bad = s.cart_summary(step(0, 1)).await;
+    assert!(
+        matches!(bad, Err(ActionError::Failed { class: Outcome::Other4xx, attempts: 1, ref reason })
+            if reason.contains("unparseable response from cart_summary")),
+        "{bad:?}"
+    );
+    let seen = seen.lock().clone();
+    assert_eq!(seen.len(), 2);
+    let token = seen[0].auth.strip_prefix("Bearer ").unwrap();
+    let claims = shopsim::sim::actions::jwt::decode(token, b"sim-secret").unwrap();
+    assert_eq!(claims.sub, user);
+    assert_eq!(
+        (claims.aud.as_str(), claims.role.as_str()),
+        ("authenticated", "authenticated")
+    );
+    assert_eq!(claims.exp - claims.iat, 3600);
+    assert!((claims.iat - Utc::now().timestamp()).abs() < 60);
+    // The token is cached for the agent.
+    assert_eq!(seen[1].auth, seen[0].auth);
+    assert_eq!(seen[0].sim_time, "2026-01-05T09:00:00Z");
+    assert_eq!(seen[1].sim_time, "2026-01-05T09:00:30Z");
+    assert_eq!(seen[0].session, session.session_id.to_string());
+    // Writes carry the step's key; reads none.
+    assert_eq!(
+        seen[0].key.as_deref(),
+        Some(session.idempotency_key(step(0, 0)).as_str())
+    );
+    assert_eq!(
+        seen[0].key.as_deref(),
+        Some("run-test/agent_007/2026-01-05/0/0")
+    );
+    assert_eq!(seen[1].key, None);
+    assert_eq!(
+        metrics.outcome_count(Endpoint::CartSummary, Outcome::Other4xx),
+        1
+    );
 }
 
 /// PostgreSQL only: the server can kill the session's connection mid-transaction.
