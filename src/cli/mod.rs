@@ -2,6 +2,7 @@
 //!
 //! Precedence for every setting: flag > environment variable > default.
 
+pub mod check;
 pub mod common;
 mod migrate;
 mod seed;
@@ -35,6 +36,9 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Serve the VoiceOffers API (the reference server) until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Compile a persona set and simulate it in memory (no server, no database): prints
+    /// sessions, baskets, abandonment, offers and timing statistics.
+    Check(check::CheckArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -45,6 +49,7 @@ pub async fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Check(args) => check::run(args),
     };
     match result {
         Ok(code) => code,

@@ -38,11 +38,13 @@ pub enum Endpoint {
     Abandon,
     /// `POST /api/offers/refresh`.
     RefreshOffers,
+    /// `GET /api/offers/wallet/{user_id}`.
+    Wallet,
 }
 
 impl Endpoint {
     /// Every endpoint, in display order.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::SelectStore,
         Endpoint::ViewProduct,
         Endpoint::AddToCart,
@@ -52,6 +54,7 @@ impl Endpoint {
         Endpoint::Checkout,
         Endpoint::Abandon,
         Endpoint::RefreshOffers,
+        Endpoint::Wallet,
     ];
 
     /// The name used in reports, thresholds (`checkout.p99<500ms`) and metrics labels.
@@ -66,6 +69,7 @@ impl Endpoint {
             Endpoint::Checkout => "checkout",
             Endpoint::Abandon => "abandon",
             Endpoint::RefreshOffers => "refresh_offers",
+            Endpoint::Wallet => "wallet",
         }
     }
 

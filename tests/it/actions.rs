@@ -82,11 +82,21 @@ async fn shop(
     let st = |n: u32| step(seq, first + n);
     s.select_store(st(0), fx.store_a).await?;
     s.refresh_offers(st(1)).await?;
-    s.view_product(st(2), fx.chips).await?;
-    s.add_to_cart(st(3), fx.chips, 2).await?;
-    s.view_product(st(4), fx.cola).await?;
-    s.add_to_cart(st(5), fx.cola, 1).await?;
-    let coupons = s.eligible_coupons(st(6)).await?;
+    let wallet = s.wallet(st(2)).await?;
+    if seq == 0 {
+        assert!(
+            wallet
+                .offers
+                .iter()
+                .any(|o| o.coupon.id == fx.snacks_coupon && o.status == "active"),
+            "{wallet:?}"
+        );
+    }
+    s.view_product(st(3), fx.chips).await?;
+    s.add_to_cart(st(4), fx.chips, 2).await?;
+    s.view_product(st(5), fx.cola).await?;
+    s.add_to_cart(st(6), fx.cola, 1).await?;
+    let coupons = s.eligible_coupons(st(7)).await?;
     // The snacks offer on a fresh wallet; a later session of the week takes what is left.
     let pick = coupons
         .eligible
@@ -100,10 +110,10 @@ async fn shop(
         );
     }
     if let Some(c) = pick {
-        s.apply_coupon(st(7), c.id).await?;
+        s.apply_coupon(st(8), c.id).await?;
     }
-    let summary = s.cart_summary(st(8)).await?;
-    let order = s.checkout(st(9)).await?;
+    let summary = s.cart_summary(st(9)).await?;
+    let order = s.checkout(st(10)).await?;
     assert_eq!(order.order.totals.final_total, summary.final_total);
     Ok(order)
 }

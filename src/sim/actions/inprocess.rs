@@ -33,7 +33,7 @@ use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Ste
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
     DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, SelectStoreResult,
-    Shop, ShopConfig,
+    Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::store::{Db, StoreError, Tx};
@@ -270,6 +270,8 @@ domain_op!(SelectStore { store_id: Uuid } -> SelectStoreResult, Endpoint::Select
     writes = true, |shop, tx, ctx| shop.select_store(tx, ctx, store_id));
 domain_op!(Refresh {} -> RefreshResult, Endpoint::RefreshOffers,
     writes = true, |shop, tx, ctx| shop.refresh_offers(tx, ctx));
+domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
+    writes = false, |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
 domain_op!(ViewProduct { product_id: Uuid } -> ProductDetail, Endpoint::ViewProduct,
     writes = true, |shop, tx, ctx| shop.get_product(tx, ctx, product_id));
 domain_op!(AddToCart { product_id: Uuid, quantity: i64 } -> AddToCartResult, Endpoint::AddToCart,
@@ -551,6 +553,10 @@ impl SessionActions for InProcessSession {
 
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult> {
         self.run(step, Refresh {}).await
+    }
+
+    async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
+        self.run(step, Wallet {}).await
     }
 
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {

@@ -56,7 +56,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
-    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult,
+    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::Outcome;
 
@@ -155,6 +155,8 @@ pub trait SessionActions: Send {
     -> ActionResult<SelectStoreResult>;
     /// Refreshes the agent's offers if due (a refresh that is not due changes nothing).
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult>;
+    /// The agent's offer wallet (after a refresh, so scripts see the offers they hold).
+    async fn wallet(&mut self, step: Step) -> ActionResult<WalletView>;
     /// Views a product (records a `view_product` event).
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail>;
     /// Adds units of a product to the cart.
