@@ -87,7 +87,7 @@ pub struct EndpointPaths {
     pub checkout: String,
     /// `DELETE /api/cart`.
     pub abandon: String,
-    /// `GET /api/offers/wallet/{id}` (the user id); must contain `{id}`.
+    /// `GET /api/offers/wallet/{user_id}`; must contain `{user_id}`.
     pub wallet: String,
 }
 
@@ -105,18 +105,19 @@ impl Default for EndpointPaths {
             cart_summary: "/api/cart/summary".into(),
             checkout: "/api/orders".into(),
             abandon: "/api/cart".into(),
-            wallet: "/api/offers/wallet/{id}".into(),
+            wallet: "/api/offers/wallet/{user_id}".into(),
         }
     }
 }
 
 impl EndpointPaths {
-    /// The path of an endpoint (`{id}` not yet substituted).
+    /// The path of an endpoint (`{id}` / `{user_id}` not yet substituted).
     pub fn of(&self, endpoint: Endpoint) -> &str {
         self.path_ref(endpoint)
     }
 
-    /// Checks every path: absolute (`/…`), no query or fragment, `{id}` in the product path.
+    /// Checks every path: absolute (`/…`), no query or fragment, `{id}` in the product path,
+    /// `{user_id}` in the wallet path.
     pub fn validate(&self) -> Result<(), ActionsSetupError> {
         let all = [("health", &self.health), ("stores", &self.stores)]
             .into_iter()
@@ -129,18 +130,18 @@ impl EndpointPaths {
                 ));
             }
         }
-        if !self.wallet.contains("{id}") {
-            return invalid(format!(
-                "path of endpoint `wallet` is `{}`; it must contain `{{id}}` (the user id, e.g. \
-                 /api/offers/wallet/{{id}})",
-                self.wallet
-            ));
-        }
         if !self.product.contains("{id}") {
             return invalid(format!(
                 "path of endpoint `view_product` is `{}`; it must contain `{{id}}` (e.g. \
                  /api/products/{{id}})",
                 self.product
+            ));
+        }
+        if !self.wallet.contains("{user_id}") {
+            return invalid(format!(
+                "path of endpoint `wallet` is `{}`; it must contain `{{user_id}}` (e.g. \
+                 /api/offers/wallet/{{user_id}})",
+                self.wallet
             ));
         }
         Ok(())
@@ -452,6 +453,11 @@ mod tests {
             ..Default::default()
         };
         assert!(p.validate().unwrap_err().to_string().contains("checkout"));
+        let p = EndpointPaths {
+            wallet: "/api/offers/wallet".into(),
+            ..Default::default()
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("{user_id}"));
         let r = RetryPolicy {
             max_attempts: 0,
             ..Default::default()

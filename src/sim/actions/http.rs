@@ -72,9 +72,9 @@ impl std::fmt::Debug for HttpActions {
 }
 
 impl HttpActions {
-    /// Builds the client and checks `config` (a bad base URL or path is a clear error). Must be
-    /// called inside a tokio runtime. `cancel` ends waits (backoff, breaker, outage) with
-    /// [`ActionError::Interrupted`].
+    /// Builds the client and checks `config` (a bad base URL or path is a clear error).
+    /// `cancel` ends waits (backoff, breaker, outage) with [`ActionError::Interrupted`]; an
+    /// outage's probe task is spawned on the tokio runtime of the step that detects it.
     pub fn new(
         config: HttpConfig,
         metrics: Arc<Metrics>,
@@ -174,10 +174,10 @@ fn fail(class: Outcome, reason: String, attempts: u32) -> ActionError {
 }
 
 impl Shared {
-    fn url(&self, endpoint: Endpoint, id: Option<Uuid>) -> String {
+    fn url(&self, endpoint: Endpoint, param: Option<(&str, Uuid)>) -> String {
         let path = self.config.paths.of(endpoint);
-        match id {
-            Some(id) => format!("{}{}", self.base, path.replace("{id}", &id.to_string())),
+        match param {
+            Some((name, id)) => format!("{}{}", self.base, path.replace(name, &id.to_string())),
             None => format!("{}{}", self.base, path),
         }
     }
@@ -238,7 +238,8 @@ impl Shared {
 struct Call {
     endpoint: Endpoint,
     method: Method,
-    id: Option<Uuid>,
+    /// A path parameter: its placeholder (`{id}`) and value.
+    param: Option<(&'static str, Uuid)>,
     body: Option<Vec<u8>>,
     write: bool,
 }
@@ -465,7 +466,7 @@ impl HttpSession {
         };
         let mut rb = shared
             .client
-            .request(call.method.clone(), shared.url(call.endpoint, call.id))
+            .request(call.method.clone(), shared.url(call.endpoint, call.param))
             .header(AUTHORIZATION, auth)
             .header(
                 crate::server::SIM_TIME_HEADER,
@@ -508,7 +509,7 @@ impl HttpSession {
             endpoint,
             write: method != Method::GET,
             method,
-            id: None,
+            param: None,
             // Serialising a JSON value cannot fail.
             body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
         }
@@ -630,13 +631,13 @@ impl SessionActions for HttpSession {
 
     async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
         let mut call = Self::call(Endpoint::Wallet, Method::GET, None);
-        call.id = Some(self.info.user_id);
+        call.param = Some(("{user_id}", self.info.user_id));
         self.run(step, call).await
     }
 
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
         let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
-        call.id = Some(product_id);
+        call.param = Some(("{id}", product_id));
         self.run(step, call).await
     }
 

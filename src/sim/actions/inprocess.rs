@@ -12,8 +12,10 @@
 //!
 //! An unreachable database is an outage: requests wait at a gate while one task probes the
 //! database with backoff. In `PerStep` mode the step is then re-run (its transaction was rolled
-//! back, so nothing applies twice); in `PerSession` mode the session's open transaction is lost
-//! with the connection, so the step fails (`db`) after the database is back.
+//! back, so nothing applies twice). In `PerSession` mode the session's open transaction is lost
+//! with its connection: once the database is back, the steps done so far are redone in a new
+//! transaction at their simulated times, then the step runs again; if a redone step no longer
+//! succeeds (another session took the last unit meanwhile), the session fails (`db`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -137,6 +139,7 @@ impl InProcessActions {
             broken: None,
             restock_day: None,
             scheduled: None,
+            done: Vec::new(),
         })
     }
 }
@@ -205,14 +208,19 @@ impl Shared {
         tx: &Tx,
         now: chrono::DateTime<chrono::Utc>,
     ) -> DomainResult<Option<i64>> {
-        let day = i64::from(now.date_naive().num_days_from_ce());
-        if day <= self.restocked_day.load(Ordering::Acquire) {
+        if !self.restock_due(now) {
             return Ok(None);
         }
+        let day = sim_day(now);
         if let Some(rows) = self.shop.restock_if_due(tx, now).await? {
             tracing::info!(day = %now.date_naive(), rows, "restocked inventory at simulated midnight");
         }
         Ok(Some(day))
+    }
+
+    /// True when `now` falls on a simulated day this process has not restocked yet.
+    fn restock_due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        sim_day(now) > self.restocked_day.load(Ordering::Acquire)
     }
 
     fn restocked(&self, day: Option<i64>) {
@@ -220,6 +228,11 @@ impl Shared {
             self.restocked_day.fetch_max(day, Ordering::AcqRel);
         }
     }
+}
+
+/// Days from CE of a simulated instant (UTC), as the server counts restock days.
+fn sim_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    i64::from(now.date_naive().num_days_from_ce())
 }
 
 /// One domain call of a step.
@@ -285,6 +298,30 @@ pub struct InProcessSession {
     /// Restocked day to mark as done when the session's transaction commits.
     restock_day: Option<i64>,
     scheduled: Option<Instant>,
+    /// The steps done in the session's transaction (`PerSession`), to redo after an outage.
+    done: Vec<(Ctx, Box<dyn ReplayOp>)>,
+}
+
+/// A step that can be redone in a new transaction (its result is not needed again).
+trait ReplayOp: Send + Sync {
+    fn replay<'a>(
+        &self,
+        shop: &'a Shop,
+        tx: &'a Tx,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, DomainResult<()>>;
+}
+
+impl<O: DomainOp> ReplayOp for O {
+    fn replay<'a>(
+        &self,
+        shop: &'a Shop,
+        tx: &'a Tx,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, DomainResult<()>> {
+        let op = *self;
+        Box::pin(async move { op.call(shop, tx, ctx).await.map(|_| ()) })
+    }
 }
 
 impl std::fmt::Debug for InProcessSession {
@@ -339,16 +376,13 @@ impl InProcessSession {
                 Ran::Unavailable(e) => {
                     record(Outcome::Db);
                     shared.report_outage(&e);
+                    shared.wait_gate().await?;
                     if shared.tx_mode == TxMode::PerSession {
-                        // The session's transaction died with its connection.
-                        shared.wait_gate().await?;
-                        return Err(db_failure(format!(
-                            "the database became unreachable mid-session ({e}); the session \
-                             was rolled back"
-                        )));
+                        // The session's transaction died with its connection: redo its steps
+                        // in a new one, then run this step again.
+                        self.replay().await?;
                     }
                     // PerStep: the step's transaction was rolled back; run it again.
-                    shared.wait_gate().await?;
                 }
                 Ran::Failed(e) => return Err(self.map_error(e, record)),
             }
@@ -391,6 +425,53 @@ impl InProcessSession {
         }
     }
 
+    /// After an outage: begins a new session transaction and redoes the steps done so far (at
+    /// their simulated times). A step that no longer succeeds (e.g. the stock it took is gone)
+    /// fails the session.
+    async fn replay(&mut self) -> ActionResult<()> {
+        let shared = self.shared.clone();
+        loop {
+            let tx = shared.begin(true).await?;
+            let mut day = None;
+            let mut result = Ok(());
+            for (ctx, op) in &self.done {
+                let step = async {
+                    let d = shared.restock(&tx, ctx.now).await?;
+                    op.replay(&shared.shop, &tx, ctx).await?;
+                    Ok::<_, DomainError>(d)
+                };
+                match step.await {
+                    Ok(d) => day = day.max(d),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            match result {
+                Ok(()) => {
+                    tracing::debug!(steps = self.done.len(), session = %self.info.session_id, "session redone after an outage");
+                    self.tx = Some(tx);
+                    self.broken = None;
+                    self.restock_day = day;
+                    return Ok(());
+                }
+                Err(DomainError::Store(e)) if e.is_unavailable() => {
+                    shared.report_outage(&e);
+                    shared.wait_gate().await?;
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "redoing the session after a database outage failed ({e}); the session \
+                         was rolled back"
+                    );
+                    self.broken = Some(reason.clone());
+                    return Err(db_failure(reason));
+                }
+            }
+        }
+    }
+
     /// Runs `op` in the session's transaction.
     async fn in_session_tx<O: DomainOp>(
         &mut self,
@@ -402,7 +483,12 @@ impl InProcessSession {
             return Err(db_failure(format!("no open transaction: {why}")));
         };
         let result = async {
-            let day = self.shared.restock(tx, ctx.now).await?;
+            // Restocked earlier in this (uncommitted) session: nothing to claim again.
+            let day = if self.restock_day >= Some(sim_day(ctx.now)) {
+                None
+            } else {
+                self.shared.restock(tx, ctx.now).await?
+            };
             let out = op.call(&self.shared.shop, tx, ctx).await?;
             Ok::<_, DomainError>((day, out))
         }
@@ -410,6 +496,7 @@ impl InProcessSession {
         Ok(match result {
             Ok((day, out)) => {
                 self.restock_day = self.restock_day.max(day);
+                self.done.push((ctx.clone(), Box::new(op)));
                 Ran::Done(out)
             }
             Err(DomainError::Store(e)) if e.is_unavailable() => {
@@ -425,9 +512,12 @@ impl InProcessSession {
     /// Runs `op` in a transaction of its own and commits it.
     async fn in_own_tx<O: DomainOp>(&mut self, op: O, ctx: &Ctx) -> ActionResult<Ran<O::Output>> {
         let shared = self.shared.clone();
-        let tx = shared.begin(O::WRITES).await?;
+        // The server restocks before any request that opens a new simulated day, reads
+        // included: so does this (which makes a read step write once a day).
+        let restock_due = shared.restock_due(ctx.now);
+        let tx = shared.begin(O::WRITES || restock_due).await?;
         let result = async {
-            let day = if O::WRITES {
+            let day = if O::WRITES || restock_due {
                 shared.restock(&tx, ctx.now).await?
             } else {
                 None
