@@ -8,14 +8,12 @@
 
 mod support;
 
+mod actions;
 mod api;
 mod app;
 mod behavior;
 mod domain;
 mod migrate;
-mod actions;
-mod api;
-mod app;
 mod pooler;
 mod records;
 mod run;
