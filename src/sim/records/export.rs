@@ -561,9 +561,10 @@ impl<'a> Ctx<'a> {
             let sql = format!(
                 "{cte}SELECT k.pos, k.agent_id, o.id, o.created_at, o.store_id, o.subtotal, \
                    o.discount_total, o.final_total, o.status, o.item_count, s.sim_date, s.seq, \
-                   (SELECT MIN(uc.coupon_id) FROM user_coupons uc \
+                   (SELECT uc.coupon_id FROM user_coupons uc \
                     JOIN coupons c ON c.id = uc.coupon_id \
-                    WHERE uc.order_id = o.id AND c.type = 'frontstore') AS frontstore \
+                    WHERE uc.order_id = o.id AND c.type = 'frontstore' \
+                    ORDER BY uc.coupon_id LIMIT 1) AS frontstore \
                  FROM k JOIN orders o ON o.user_id = k.user_id \
                  JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
                  WHERE s.run_id = $1"
