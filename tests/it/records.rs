@@ -14,8 +14,8 @@ use shopsim::domain::{Ctx, Shop, ShopConfig};
 use shopsim::ids;
 use shopsim::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
 use shopsim::sim::records::{
-    self, AgentDayRecord, Format, IntervalCounters, RecordsError, RunRecord, RunStatus, RunSummary,
-    SessionRecord, SessionStatus, WallInfo,
+    self, AgentDayRecord, ExportOptions, Format, IntervalCounters, RecordsError, RunRecord,
+    RunStatus, RunSummary, SessionRecord, SessionStatus, WallInfo,
 };
 use shopsim::store::Db;
 
@@ -470,8 +470,18 @@ async fn export_is_byte_identical_across_databases(t: TestDb) {
                 String::from_utf8_lossy(&b[name])
             );
         }
-        // A second export of the same database is identical too.
+        // A second export of the same database is identical too, and so is one read in
+        // tiny chunks and pages (keyset pagination and grouping across page boundaries).
         assert_eq!(a, export_bytes(&t.db, "run-a", format).await);
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = ExportOptions {
+            agent_chunk: 2,
+            page: 3,
+        };
+        records::export_run_with(&t.db, "run-a", format, dir.path(), tiny)
+            .await
+            .unwrap();
+        assert!(a == read_dir(dir.path()), "paging changed the export");
     }
 
     // What the files hold.
@@ -621,6 +631,27 @@ async fn purge_removes_exactly_the_run(t: TestDb) {
     seeded(db).await;
     simulate(db, "early", day0(), 2).await;
     simulate(db, "late", day0() + Span::days(40), 2).await;
+    // Idempotency records of the reference server: keys start with the run id and `/`.
+    let user = ids::stable_uuid(SEED, "user", "agent_001");
+    let tx = db.write().await.unwrap();
+    for key in [
+        "early/agent_001/2024-03-04/0/1",
+        "late/agent_001/x/0/1",
+        "earlyx/a/b/0/1",
+    ] {
+        tx.exec(
+            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+             VALUES ($1, $2, 'h', 'done', $3)",
+            vec![
+                tx.codec().uuid(user),
+                key.to_string().into(),
+                tx.codec().ts(day0()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
     let late_before = export_bytes(db, "late", Format::Jsonl).await;
     let before = table_counts(db).await;
 
@@ -668,6 +699,7 @@ async fn purge_removes_exactly_the_run(t: TestDb) {
         assert!(report.deleted(table) > 0, "{table} had rows of the run");
     }
     assert_eq!(report.deleted("sim_runs"), 1);
+    assert_eq!(report.deleted("sim_idempotency"), 1, "only `early/…` keys");
     assert!(records::load_run(db, "early").await.unwrap().is_none());
     // The other run is untouched: its export is the same bytes.
     assert_eq!(export_bytes(db, "late", Format::Jsonl).await, late_before);

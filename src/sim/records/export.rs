@@ -35,10 +35,24 @@ use super::scope::{NaturalKeys, RunAgent, agents_cte, run_agents};
 use crate::ids;
 use crate::store::{Db, Row, Tx};
 
-/// Agents per chunk (three parameters each).
-const AGENT_CHUNK: usize = 100;
-/// Rows per page.
-const PAGE: usize = 2000;
+/// How an export reads: agents per chunk and rows per page. The defaults suit any run size;
+/// tests use tiny values to exercise page boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Agents per chunk (three statement parameters each).
+    pub agent_chunk: usize,
+    /// Rows per page.
+    pub page: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            agent_chunk: 100,
+            page: 2000,
+        }
+    }
+}
 /// Largest event number searched for when recovering an event's number from its id.
 const MAX_EVENT_SEQ: usize = 4096;
 
@@ -63,6 +77,21 @@ pub async fn export_run(
     format: Format,
     out: &Path,
 ) -> Result<ExportReport, RecordsError> {
+    export_run_with(db, run_id, format, out, ExportOptions::default()).await
+}
+
+/// [`export_run`] with explicit chunk and page sizes (the output does not depend on them).
+pub async fn export_run_with(
+    db: &Db,
+    run_id: &str,
+    format: Format,
+    out: &Path,
+    options: ExportOptions,
+) -> Result<ExportReport, RecordsError> {
+    let options = ExportOptions {
+        agent_chunk: options.agent_chunk.clamp(1, 1000),
+        page: options.page.max(1),
+    };
     let run = require_run(db, run_id).await?;
     std::fs::create_dir_all(out).map_err(|e| RecordsError::io(out, e))?;
     let tx = db.read().await?;
@@ -75,6 +104,7 @@ pub async fn export_run(
         keys: &keys,
         format,
         dir: out,
+        options,
     };
     let files = vec![
         ("agents".to_string(), ctx.agents_file().await?),
@@ -117,6 +147,7 @@ const fn key(expr: &'static str, alias: &'static str, kind: KeyKind) -> Key {
 /// calling `each` for every row.
 async fn paged(
     tx: &Tx,
+    page: usize,
     select: &str,
     values: &[Value],
     keys: &[Key],
@@ -137,7 +168,7 @@ async fn paged(
             sql.push_str(&format!(" AND ({order}) > ({marks})"));
             params.extend(last.iter().cloned());
         }
-        sql.push_str(&format!(" ORDER BY {order} LIMIT {PAGE}"));
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {page}"));
         let rows = tx.query(&sql, params).await?;
         for r in &rows {
             each(r)?;
@@ -153,7 +184,7 @@ async fn paged(
             });
         }
         last = Some(next);
-        if rows.len() < PAGE {
+        if rows.len() < page {
             break;
         }
     }
@@ -290,6 +321,7 @@ struct Ctx<'a> {
     keys: &'a NaturalKeys,
     format: Format,
     dir: &'a Path,
+    options: ExportOptions,
 }
 
 type Out = TableWriter<BufWriter<File>>;
@@ -317,10 +349,11 @@ impl<'a> Ctx<'a> {
 
     /// Agent chunks: (first position, agents).
     fn chunks(&self) -> impl Iterator<Item = (usize, &'a [RunAgent])> + 'a {
+        let n = self.options.agent_chunk;
         self.agents
-            .chunks(AGENT_CHUNK)
+            .chunks(n)
             .enumerate()
-            .map(|(i, c)| (i * AGENT_CHUNK, c))
+            .map(move |(i, c)| (i * n, c))
     }
 
     /// `(cte, values)` for a chunk, with `$1` = run id and `$2` = persona set / extra.
@@ -436,7 +469,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let shop_started = r.opt_ts("started_at")?;
                 let cells = vec![
                     Cell::Text(r.string("agent_id")?),
@@ -498,7 +531,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let session = r.uuid("session_id")?;
                 let at = r.ts("created_at")?;
                 let seq = seqs.of(session, r.uuid("id")?);
@@ -570,7 +603,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let cells = vec![
                     Cell::Text(r.string("agent_id")?),
                     Cell::Ts(r.ts("created_at")?),
@@ -631,7 +664,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let at = r.ts("created_at")?;
                 let sku = self.keys.sku_of(r.uuid("product_id")?);
                 let name = r.string("product_name")?;
@@ -692,7 +725,7 @@ impl<'a> Ctx<'a> {
         ];
         let mut shown: HashMap<(i64, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
         let mut applied: HashMap<(i64, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
-        paged(self.tx, &sql, &values, KEYS, |r| {
+        paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
             let pos = r.i64("pos")?;
             let at = r.ts("created_at")?;
             let payload = r.json("payload")?;
@@ -760,7 +793,7 @@ impl<'a> Ctx<'a> {
                  WHERE uc.assigned_at >= $1 AND uc.assigned_at <= $2"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let p = r.i64("pos")?;
                 let coupon = r.uuid("coupon_id")?;
                 let assigned = r.ts("assigned_at")?;

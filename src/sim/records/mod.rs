@@ -17,7 +17,7 @@ pub mod runs;
 pub mod scope;
 pub mod summary;
 
-pub use export::{ExportReport, export_run};
+pub use export::{ExportOptions, ExportReport, export_run, export_run_with};
 pub use format::{Cell, Format};
 pub use purge::{PurgeReport, purge_run};
 pub use runs::{
