@@ -362,7 +362,7 @@ async fn records_round_trip(t: TestDb) {
         status: SessionStatus::Planned,
         steps_done: 0,
         outcome: None,
-        updated_at: Utc::now(),
+        updated_at: day0(),
     };
     let tx = db.write().await.unwrap();
     assert_eq!(
@@ -374,6 +374,15 @@ async fn records_round_trip(t: TestDb) {
     let mut dup = session.clone();
     dup.session_id = Uuid::from_u128(0x5e56); // same (run, agent, date, seq)
     assert_eq!(records::record_sessions(&tx, &[dup]).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        records::unfinished_sessions(db, "rt").await.unwrap(),
+        vec![session.clone()]
+    );
+    let loaded = records::load_agent_days(db, "rt", date).await.unwrap();
+    assert_eq!(loaded.len(), 1200);
+    assert!(loaded.iter().all(|d| d.shops && d.script_version == "v1"));
+    let tx = db.write().await.unwrap();
     let up = |s, n, o| records::update_session(&tx, sid, s, n, o);
     assert!(up(SessionStatus::InProgress, 3, None).await.unwrap());
     assert!(up(SessionStatus::InProgress, 1, None).await.unwrap());
@@ -396,6 +405,12 @@ async fn records_round_trip(t: TestDb) {
     assert_eq!(row.i64("steps_done").unwrap(), 5);
     assert_eq!(row.json("outcome").unwrap(), outcome);
     tx.commit().await.unwrap();
+    assert!(
+        records::unfinished_sessions(db, "rt")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Metrics intervals: stored twice keeps the first; re-read merges exactly.
     let m = Metrics::new();

@@ -48,7 +48,7 @@ pub struct ExportOptions {
 impl Default for ExportOptions {
     fn default() -> Self {
         Self {
-            agent_chunk: 100,
+            agent_chunk: 50,
             page: 2000,
         }
     }
@@ -165,7 +165,12 @@ async fn paged(
                 .map(|i| format!("${}", first + i))
                 .collect::<Vec<_>>()
                 .join(", ");
-            sql.push_str(&format!(" AND ({order}) > ({marks})"));
+            // The row comparison alone would not let the planner skip earlier agents: repeat
+            // the first key (always the agent position) as a plain bound.
+            sql.push_str(&format!(
+                " AND {} >= ${first} AND ({order}) > ({marks})",
+                keys[0].expr
+            ));
             params.extend(last.iter().cloned());
         }
         sql.push_str(&format!(" ORDER BY {order} LIMIT {page}"));
@@ -379,8 +384,9 @@ impl<'a> Ctx<'a> {
                 values.insert(0, self.run.persona_set.clone().into());
                 for r in self.tx.query(&query(&cte), values).await? {
                     let mut flat = BTreeMap::new();
-                    if let Json::Object(_) = r.json("attributes")? {
-                        flatten("persona", &r.json("attributes")?, &mut flat);
+                    let attrs = r.json("attributes")?;
+                    if attrs.is_object() {
+                        flatten("persona", &attrs, &mut flat);
                     }
                     persona_cols.extend(flat.into_keys());
                 }

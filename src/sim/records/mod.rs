@@ -22,9 +22,9 @@ pub use format::{Cell, Format};
 pub use purge::{PurgeReport, purge_run};
 pub use runs::{
     AgentDayRecord, IntervalCounters, RunRecord, RunStatus, SessionRecord, SessionStatus,
-    create_run, finish_run, list_runs, load_run, orders_by_run, record_agent_days,
-    record_metrics_interval, record_sessions, require_run, stored_snapshot, update_checkpoint,
-    update_session,
+    create_run, finish_run, list_runs, load_agent_days, load_run, orders_by_run, record_agent_days,
+    record_metrics_interval, record_sessions, require_run, stored_snapshot, unfinished_sessions,
+    update_checkpoint, update_session,
 };
 pub use summary::{RunSummary, WallInfo, write_renderings};
 
