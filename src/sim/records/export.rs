@@ -56,6 +56,16 @@ impl Default for ExportOptions {
 /// Largest event number searched for when recovering an event's number from its id.
 const MAX_EVENT_SEQ: usize = 4096;
 
+/// The files of an export, in the order written.
+pub const FILES: [&str; 6] = [
+    "agents",
+    "sessions",
+    "events",
+    "orders",
+    "order_items",
+    "offers",
+];
+
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExportReport {
@@ -106,14 +116,25 @@ pub async fn export_run_with(
         dir: out,
         options,
     };
-    let files = vec![
-        ("agents".to_string(), ctx.agents_file().await?),
-        ("sessions".to_string(), ctx.sessions_file().await?),
-        ("events".to_string(), ctx.events_file().await?),
-        ("orders".to_string(), ctx.orders_file().await?),
-        ("order_items".to_string(), ctx.order_items_file().await?),
-        ("offers".to_string(), ctx.offers_file().await?),
-    ];
+    let mut files = Vec::with_capacity(6);
+    for name in FILES {
+        let started = std::time::Instant::now();
+        let rows = match name {
+            "agents" => ctx.agents_file().await?,
+            "sessions" => ctx.sessions_file().await?,
+            "events" => ctx.events_file().await?,
+            "orders" => ctx.orders_file().await?,
+            "order_items" => ctx.order_items_file().await?,
+            _ => ctx.offers_file().await?,
+        };
+        tracing::debug!(
+            file = name,
+            rows,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "exported"
+        );
+        files.push((name.to_string(), rows));
+    }
     tx.commit().await?;
     Ok(ExportReport {
         run_id: run_id.to_string(),
@@ -595,15 +616,12 @@ impl<'a> Ctx<'a> {
             key("o.id", "id", KeyKind::Uuid),
         ];
         for (pos, chunk) in self.chunks() {
+            let frontstore = self.frontstore_coupons(pos, chunk).await?;
             let (cte, mut values) = self.cte(pos, chunk, 1);
             values.insert(0, self.run.run_id.clone().into());
             let sql = format!(
                 "{cte}SELECT k.pos, k.agent_id, o.id, o.created_at, o.store_id, o.subtotal, \
-                   o.discount_total, o.final_total, o.status, o.item_count, s.sim_date, s.seq, \
-                   (SELECT uc.coupon_id FROM user_coupons uc \
-                    JOIN coupons c ON c.id = uc.coupon_id \
-                    WHERE uc.order_id = o.id AND c.type = 'frontstore' \
-                    ORDER BY uc.coupon_id LIMIT 1) AS frontstore \
+                   o.discount_total, o.final_total, o.status, o.item_count, s.sim_date, s.seq \
                  FROM k JOIN orders o ON o.user_id = k.user_id \
                  JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
                  WHERE s.run_id = $1"
@@ -621,7 +639,11 @@ impl<'a> Ctx<'a> {
                     Cell::Money(r.money("final_total")?),
                     Cell::Text(r.string("status")?),
                     Cell::Int(r.i64("item_count")?),
-                    Cell::opt_text(r.opt_uuid("frontstore")?.map(|id| self.keys.code_of(id))),
+                    Cell::opt_text(
+                        frontstore
+                            .get(&r.uuid("id")?)
+                            .map(|id| self.keys.code_of(*id)),
+                    ),
                 ];
                 if let Err(e) = w.write(&cells) {
                     err = Some(e);
@@ -634,6 +656,39 @@ impl<'a> Ctx<'a> {
             }
         }
         w.finish().map_err(io_err(&path))
+    }
+
+    /// The frontstore offer each order of a chunk's agents redeemed: order → coupon. Read per
+    /// user (indexed), not per order (`user_coupons.order_id` has no index).
+    async fn frontstore_coupons(
+        &self,
+        first_pos: usize,
+        chunk: &[RunAgent],
+    ) -> Result<HashMap<Uuid, Uuid>, RecordsError> {
+        let (cte, values) = self.cte(first_pos, chunk, 0);
+        let rows = self
+            .tx
+            .query(
+                &format!(
+                    "{cte}SELECT uc.order_id, uc.coupon_id FROM k \
+                     JOIN user_coupons uc ON uc.user_id = k.user_id \
+                     WHERE uc.order_id IS NOT NULL"
+                ),
+                values,
+            )
+            .await?;
+        let mut out: HashMap<Uuid, Uuid> = HashMap::new();
+        for r in &rows {
+            let coupon = r.uuid("coupon_id")?;
+            if self.keys.coupon_type.get(&coupon).map(String::as_str) != Some("frontstore") {
+                continue;
+            }
+            // At most one frontstore offer per order; keep the smallest id if data says more.
+            let order = r.uuid("order_id")?;
+            let e = out.entry(order).or_insert(coupon);
+            *e = (*e).min(coupon);
+        }
+        Ok(out)
     }
 
     async fn order_items_file(&self) -> Result<u64, RecordsError> {
