@@ -871,6 +871,17 @@ async fn cli_runs_and_export(t: TestDb) {
     let (code, _, err) = shopsim(&["export", "missing-run", "--out", target.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no run with id `missing-run`"), "{err}");
+    // A database without run tables says so.
+    let empty = tempfile::tempdir().unwrap();
+    let empty_url = format!("sqlite://{}", empty.path().join("none.db").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args(["runs", "list", "--database-url", &empty_url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no shopsim run tables"), "{err}");
     let (code, out, err) = shopsim(&["runs", "purge", "cli-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("sim_runs"), "{out}");
