@@ -28,6 +28,7 @@ backend_tests!(
     purge_removes_exactly_the_run,
     summary_counts_equal_the_database,
     cli_runs_and_export,
+    export_without_extension_columns,
 );
 
 const SEED: u64 = 7;
@@ -885,4 +886,35 @@ async fn cli_runs_and_export(t: TestDb) {
     let (code, out, err) = shopsim(&["runs", "purge", "cli-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("sim_runs"), "{out}");
+}
+
+/// On a VoiceOffers database without `products.sku` / `coupons.code`, ids stand in for them.
+async fn export_without_extension_columns(t: TestDb) {
+    let db = &t.db;
+    seeded(db).await;
+    simulate(db, "plain", day0(), 2).await;
+    let tx = db.write().await.unwrap();
+    tx.exec_unprepared("ALTER TABLE products RENAME COLUMN sku TO legacy_sku")
+        .await
+        .unwrap();
+    tx.exec_unprepared("ALTER TABLE coupons RENAME COLUMN code TO legacy_code")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let files = export_bytes(db, "plain", Format::Csv).await;
+    let cat = catalog::generate(SEED);
+    let items = String::from_utf8(files["order_items.csv"].clone()).unwrap();
+    let mut lines = items.lines().skip(1).peekable();
+    assert!(lines.peek().is_some());
+    for line in lines {
+        let sku = line.split(',').nth(2).unwrap();
+        let id: Uuid = sku.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(cat.products.iter().any(|p| p.id == id), "{line}");
+    }
+    let offers = String::from_utf8(files["offers.csv"].clone()).unwrap();
+    for line in offers.lines().skip(1) {
+        let code = line.split(',').nth(1).unwrap();
+        let id: Uuid = code.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(cat.coupons.iter().any(|c| c.id == id), "{line}");
+    }
 }
