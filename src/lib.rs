@@ -17,9 +17,9 @@
 //!   server and the simulation's in-process actions run the same code.
 //! - [`server`]: the reference VoiceOffers HTTP server (`shopsim serve`): auth, idempotency,
 //!   simulated time, rate limiting and fault injection around the domain.
-//! - [`behavior`]: persona sets and decisions in hot-reloaded Rhai scripts (`behaviors/`).
-//! - [`sim`]: the simulation host: simulated clock, run metrics (more to come: scheduler,
-//!   actions, run records).
+//! - [`behavior`]: the behaviour host: persona sets and decisions in sandboxed, hot-reloaded
+//!   Rhai scripts (`behaviors/`), and `shopsim check`'s in-memory simulation.
+//! - [`sim`]: the simulation host: simulated clock, run metrics, the actions interface.
 //! - [`cli`]: the command line.
 
 pub mod behavior;

@@ -2,6 +2,7 @@
 //!
 //! Precedence for every setting: flag > environment variable > default.
 
+pub mod check;
 pub mod common;
 mod export;
 mod migrate;
@@ -42,6 +43,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// List, show or purge the runs recorded in the database.
     Runs(runs::RunsArgs),
+    /// Compile a persona set and simulate it in memory (no server, no database): prints
+    /// sessions, baskets, abandonment, offers and timing statistics.
+    Check(check::CheckArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -54,6 +58,7 @@ pub async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Runs(args) => runs::run(args).await,
+        Command::Check(args) => check::run(args),
     };
     match result {
         Ok(code) => code,

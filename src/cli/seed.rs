@@ -10,8 +10,11 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::common::DbArgs;
+use crate::behavior::{BehaviorError, PersonaSet, population};
+use crate::catalog::agents::PersonaRecord;
 use crate::catalog::{self, AgentOptions, CatalogSpec, PersonaSource};
 use crate::store;
+use parking_lot::Mutex;
 
 /// Write the catalog and agents (idempotent: seeding again with the same flags inserts nothing).
 #[derive(Debug, Args)]
@@ -55,8 +58,21 @@ pub struct SeedArgs {
     #[arg(long, default_value = "2025-01-01T00:00:00Z", value_parser = parse_instant)]
     created_at: DateTime<Utc>,
 
-    // Persona sets (`--persona-set`) are added here by the behaviour host; until then agents
-    // are created without persona attributes.
+    /// Persona set (a folder of --behaviors) that generates the new agents' personas, stored
+    /// with them (agent columns where names match, the full attributes in sim_personas).
+    /// Without it agents are created without persona attributes.
+    #[arg(long, env = "SHOPSIM_PERSONA_SET", value_name = "NAME")]
+    persona_set: Option<String>,
+
+    /// Folder of persona sets (imports resolve only inside it).
+    #[arg(
+        long,
+        env = "SHOPSIM_BEHAVIORS",
+        default_value = "behaviors",
+        value_name = "DIR"
+    )]
+    behaviors: PathBuf,
+
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -82,6 +98,17 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         Some(path) => catalog::catalog_from_csv(path, args.seed, &spec)?,
         None => catalog::generate_with(args.seed, &spec)?,
     };
+    // Compile the persona set (and make one persona) before touching the database, so a broken
+    // script fails fast with its file:line:column.
+    let persona_set = match &args.persona_set {
+        Some(name) => {
+            let set = PersonaSet::load(&args.behaviors, name)?;
+            let vocab = population::vocab(catalog.stores.len());
+            set.make_persona(args.seed, &catalog::agent_name(1), &vocab)?;
+            Some((set, vocab))
+        }
+        None => None,
+    };
     let db = args.db.connect().await?;
     let migrated = store::migrate(&db)
         .await
@@ -91,8 +118,26 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("writing the catalog")?;
 
-    // The persona source of a persona set is plugged in here once the behaviour host lands.
-    let personas: Option<PersonaSource<'_>> = None;
+    // Personas are made per agent as it is inserted (a million agents never sit in memory as
+    // JSON); the first script error is kept and fails the command.
+    let persona_error: Mutex<Option<BehaviorError>> = Mutex::new(None);
+    let make_persona = |key: &str| -> Option<PersonaRecord> {
+        let (set, vocab) = persona_set.as_ref()?;
+        match set.make_persona(args.seed, key, vocab) {
+            Ok(p) => Some(PersonaRecord {
+                persona_set: set.name().to_string(),
+                script_version: set.version().to_string(),
+                attributes: p.to_json(),
+            }),
+            Err(e) => {
+                persona_error.lock().get_or_insert(e);
+                None
+            }
+        }
+    };
+    let personas: Option<PersonaSource<'_>> = persona_set
+        .as_ref()
+        .map(|_| &make_persona as PersonaSource<'_>);
     let opts = AgentOptions {
         batch_size: args.agent_batch.max(1),
         ..AgentOptions::new(args.seed, args.agents, args.created_at)
@@ -106,6 +151,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let agents = catalog::create_agents(&db, &opts, personas, &progress)
         .await
         .context("creating agents")?;
+    if let Some(e) = persona_error.into_inner() {
+        return Err(anyhow::Error::new(e)
+            .context("generating personas (agents created before the error were kept)"));
+    }
     let elapsed = started.elapsed();
 
     if args.json {

@@ -10,6 +10,7 @@
 //! would not survive the next transaction). On SQLite, write transactions are `BEGIN IMMEDIATE`
 //! so concurrent writers wait on the busy timeout instead of failing with `SQLITE_BUSY`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
@@ -30,6 +31,9 @@ pub struct Db {
     backend: Backend,
     transaction_pooler: bool,
     statement_timeout_ms: u64,
+    /// SQLite has one writer at a time: writers of this process queue here (FIFO, no sleeping)
+    /// instead of in SQLite's busy handler, which backs off with sleeps of up to 100 ms.
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -107,12 +111,15 @@ impl Db {
                 url: url.redacted(),
                 reason: redact(&e.to_string()),
             })?;
+        let sqlite_writer =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         let db = Db {
             conn,
             url,
             backend,
             transaction_pooler,
             statement_timeout_ms,
+            sqlite_writer,
         };
         // Prove the connection works now, with a clear error, rather than at first use.
         db.read()
@@ -165,6 +172,10 @@ impl Db {
     }
 
     async fn begin(&self, write: bool) -> Result<Tx, StoreError> {
+        let writer = match (&self.sqlite_writer, write) {
+            (Some(lock), true) => Some(lock.clone().lock_owned().await),
+            _ => None,
+        };
         let options = TransactionOptions {
             isolation_level: None,
             access_mode: None,
@@ -190,6 +201,7 @@ impl Db {
         Ok(Tx {
             inner,
             codec: self.codec(),
+            _writer: writer,
         })
     }
 
@@ -241,6 +253,9 @@ fn first_line(sql: &str) -> &str {
 pub struct Tx {
     inner: DatabaseTransaction,
     codec: Codec,
+    // Declared after `inner`: the transaction ends (drop = rollback) before the writer slot
+    // frees.
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {
@@ -318,6 +333,7 @@ impl Tx {
         Ok(Tx {
             inner,
             codec: self.codec,
+            _writer: None,
         })
     }
 

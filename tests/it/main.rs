@@ -8,6 +8,7 @@
 
 mod support;
 
+mod behavior;
 mod domain;
 mod migrate;
 

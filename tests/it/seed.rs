@@ -21,6 +21,7 @@ backend_tests!(
     csv_catalog_end_to_end,
     works_without_extension_columns,
     cli_seed_creates_catalog_and_agents,
+    cli_seed_stores_personas_of_a_persona_set,
 );
 
 /// Column kinds for a generic, backend-neutral dump.
@@ -478,4 +479,81 @@ async fn cli_seed_creates_catalog_and_agents(t: TestDb) {
     let tx = t.db.read().await.unwrap();
     assert_eq!(load_catalog(&tx).await.unwrap(), generate(11));
     tx.commit().await.unwrap();
+}
+
+/// `shopsim seed --persona-set voiceoffers` stores each new agent's persona: contract columns
+/// where names match, the whole persona in `sim_personas`, with the script version.
+async fn cli_seed_stores_personas_of_a_persona_set(t: TestDb) {
+    let url = t.url.redacted();
+    if url.contains("***") {
+        eprintln!("note: the test database URL has a password; skipping the CLI variant");
+        return;
+    }
+    let behaviors = concat!(env!("CARGO_MANIFEST_DIR"), "/behaviors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args([
+            "seed",
+            "--agents",
+            "6",
+            "--persona-set",
+            "voiceoffers",
+            "--behaviors",
+            behaviors,
+            "--json",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tx = t.db.read().await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT a.agent_id, a.age, a.shopping_frequency, p.persona_set, p.script_version, p.attributes \
+             FROM agents a JOIN sim_personas p ON p.agent_id = a.agent_id ORDER BY a.agent_id",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        let age = r
+            .opt_i64("age")
+            .unwrap()
+            .expect("age column filled from the persona");
+        assert!((18..=80).contains(&age), "age {age}");
+        let freq = r.string("shopping_frequency").unwrap();
+        assert!(
+            ["frequent", "regular", "occasional", "rare"].contains(&freq.as_str()),
+            "{freq}"
+        );
+        assert_eq!(r.string("persona_set").unwrap(), "voiceoffers");
+        assert!(r.string("script_version").unwrap().len() >= 8);
+        assert_eq!(r.json("attributes").unwrap()["age"].as_i64(), Some(age));
+    }
+    tx.commit().await.unwrap();
+    // A missing persona set is a one-line error naming the sets that exist.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args([
+            "seed",
+            "--agents",
+            "7",
+            "--persona-set",
+            "nope",
+            "--behaviors",
+            behaviors,
+            "--database-url",
+            &url,
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("voiceoffers"), "{err}");
 }

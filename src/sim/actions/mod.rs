@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, EligibleCoupons, ProductDetail,
-    RefreshResult, RejectCode, SelectStoreResult,
+    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
+    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::Outcome;
 
@@ -48,7 +48,10 @@ pub struct Step {
 impl SessionInfo {
     /// The `Idempotency-Key` of a step: `run/agent/day/session/step`.
     pub fn idempotency_key(&self, step: Step) -> String {
-        format!("{}/{}/{}/{}/{}", self.run_id, self.agent_id, self.sim_date, self.session_seq, step.seq)
+        format!(
+            "{}/{}/{}/{}/{}",
+            self.run_id, self.agent_id, self.sim_date, self.session_seq, step.seq
+        )
     }
 }
 
@@ -98,17 +101,29 @@ pub trait Actions: Send + Sync {
 #[async_trait]
 pub trait SessionActions: Send {
     /// Selects the store (switching store empties the cart).
-    async fn select_store(&mut self, step: Step, store_id: Uuid) -> ActionResult<SelectStoreResult>;
+    async fn select_store(&mut self, step: Step, store_id: Uuid)
+    -> ActionResult<SelectStoreResult>;
     /// Refreshes the agent's offers if due (a refresh that is not due changes nothing).
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult>;
+    /// The agent's offer wallet (after a refresh, so scripts see the offers they hold).
+    async fn wallet(&mut self, step: Step) -> ActionResult<WalletView>;
     /// Views a product (records a `view_product` event).
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail>;
     /// Adds units of a product to the cart.
-    async fn add_to_cart(&mut self, step: Step, product_id: Uuid, quantity: i64) -> ActionResult<AddToCartResult>;
+    async fn add_to_cart(
+        &mut self,
+        step: Step,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> ActionResult<AddToCartResult>;
     /// Lists eligible and ineligible wallet offers for the cart.
     async fn eligible_coupons(&mut self, step: Step) -> ActionResult<EligibleCoupons>;
     /// Applies a wallet offer to the cart.
-    async fn apply_coupon(&mut self, step: Step, coupon_id: Uuid) -> ActionResult<ApplyCouponResult>;
+    async fn apply_coupon(
+        &mut self,
+        step: Step,
+        coupon_id: Uuid,
+    ) -> ActionResult<ApplyCouponResult>;
     /// Prices the cart.
     async fn cart_summary(&mut self, step: Step) -> ActionResult<CartSummary>;
     /// Checks out (an order; completes the session).

@@ -1,0 +1,505 @@
+//! What scripts read, built by the host per call from its own compact state.
+//!
+//! The catalog is a registered read-only type over one shared `Arc` (never a map rebuilt per
+//! call); the history and wallet are `Arc`s the host already holds; only the small calendar and
+//! the cart are built per call. Products and stores are referred to by index (an `int`), which
+//! is what outputs use too.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, INT, ImmutableString, Map, Position};
+
+use crate::catalog::{Catalog, CouponKind, DiscountType};
+use crate::money::Money;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn rt_err(msg: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
+}
+
+/// One product as scripts see it.
+#[derive(Debug, Clone)]
+pub struct ProductInfo {
+    /// Display name.
+    pub name: ImmutableString,
+    /// Category (shared vocabulary).
+    pub category: ImmutableString,
+    /// Brand.
+    pub brand: ImmutableString,
+    /// Unit price.
+    pub price: Money,
+    /// Average rating.
+    pub rating: f64,
+    /// Review count.
+    pub reviews: i64,
+}
+
+/// The catalog, indexed for scripts. Built once per catalog and shared by every call.
+#[derive(Debug)]
+pub struct CatalogIndex {
+    products: Vec<ProductInfo>,
+    categories: Array,
+    by_category: BTreeMap<String, Array>,
+    brands_by_category: BTreeMap<String, Array>,
+    stores: Vec<ImmutableString>,
+}
+
+impl CatalogIndex {
+    /// Indexes a catalog. Product `i` is `catalog.products[i]`; store `i` is `catalog.stores[i]`.
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut by_category: BTreeMap<String, Array> = BTreeMap::new();
+        let mut brands: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let products: Vec<ProductInfo> = catalog
+            .products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                by_category
+                    .entry(p.category.clone())
+                    .or_default()
+                    .push(Dynamic::from_int(i as INT));
+                let b = brands.entry(p.category.clone()).or_default();
+                if !b.contains(&p.brand) {
+                    b.push(p.brand.clone());
+                }
+                ProductInfo {
+                    name: p.name.as_str().into(),
+                    category: p.category.as_str().into(),
+                    brand: p.brand.as_str().into(),
+                    price: p.price,
+                    rating: p.rating,
+                    reviews: p.review_count,
+                }
+            })
+            .collect();
+        let categories = by_category
+            .keys()
+            .map(|c| Dynamic::from(c.clone()))
+            .collect();
+        let brands_by_category = brands
+            .into_iter()
+            .map(|(c, mut v)| {
+                v.sort();
+                (c, v.into_iter().map(Dynamic::from).collect())
+            })
+            .collect();
+        CatalogIndex {
+            products,
+            categories,
+            by_category,
+            brands_by_category,
+            stores: catalog
+                .stores
+                .iter()
+                .map(|s| s.name.as_str().into())
+                .collect(),
+        }
+    }
+
+    /// Number of products.
+    pub fn len(&self) -> usize {
+        self.products.len()
+    }
+
+    /// True when there are no products.
+    pub fn is_empty(&self) -> bool {
+        self.products.is_empty()
+    }
+
+    /// Number of stores.
+    pub fn store_count(&self) -> usize {
+        self.stores.len()
+    }
+
+    /// A product by index.
+    pub fn product(&self, i: usize) -> Option<&ProductInfo> {
+        self.products.get(i)
+    }
+
+    /// Category names present in the catalog, sorted.
+    pub fn category_names(&self) -> Vec<String> {
+        self.by_category.keys().cloned().collect()
+    }
+
+    fn idx(&self, what: &str, i: INT) -> RhaiResult<&ProductInfo> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|u| self.products.get(u))
+            .ok_or_else(|| {
+                rt_err(format!(
+                    "catalog.{what}({i}): no product {i} (products are 0..{})",
+                    self.products.len()
+                ))
+            })
+    }
+}
+
+/// The script-facing catalog: a cheap handle on a shared [`CatalogIndex`].
+#[derive(Debug, Clone)]
+pub struct CatalogView(pub Arc<CatalogIndex>);
+
+/// An agent's history as the host keeps it (compact; updated by the host after each session).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Date of the last session (any outcome).
+    pub last_session: Option<NaiveDate>,
+    /// Date of the last completed order.
+    pub last_order: Option<NaiveDate>,
+    /// Completed orders so far.
+    pub orders: u32,
+    /// Sessions so far.
+    pub sessions: u32,
+    week: (i32, u32),
+    week_spend: Money,
+    month: (i32, u32),
+    month_spend: Money,
+    /// Most recent baskets first (product indices), at most [`History::RECENT`].
+    recent: VecDeque<Box<[u32]>>,
+}
+
+impl History {
+    /// How many recent baskets are kept.
+    pub const RECENT: usize = 4;
+
+    /// Records a session on `date`.
+    pub fn record_session(&mut self, date: NaiveDate) {
+        self.sessions += 1;
+        self.last_session = Some(date);
+    }
+
+    /// Records a completed order on `date`.
+    pub fn record_order(&mut self, date: NaiveDate, products: &[u32], total: Money) {
+        self.orders += 1;
+        self.last_order = Some(date);
+        let w = (date.iso_week().year(), date.iso_week().week());
+        if self.week != w {
+            self.week = w;
+            self.week_spend = Money::ZERO;
+        }
+        self.week_spend += total;
+        let m = (date.year(), date.month());
+        if self.month != m {
+            self.month = m;
+            self.month_spend = Money::ZERO;
+        }
+        self.month_spend += total;
+        self.recent.push_front(products.into());
+        self.recent.truncate(Self::RECENT);
+    }
+
+    /// Spend in the calendar week (Monday–Sunday) of `date`.
+    pub fn spend_week(&self, date: NaiveDate) -> Money {
+        if self.week == (date.iso_week().year(), date.iso_week().week()) {
+            self.week_spend
+        } else {
+            Money::ZERO
+        }
+    }
+
+    /// Spend in the calendar month of `date`.
+    pub fn spend_month(&self, date: NaiveDate) -> Money {
+        if self.month == (date.year(), date.month()) {
+            self.month_spend
+        } else {
+            Money::ZERO
+        }
+    }
+}
+
+/// The script-facing history: the host's `Arc<History>` seen from a given date.
+#[derive(Debug, Clone)]
+pub struct HistoryView {
+    /// The history.
+    pub history: Arc<History>,
+    /// The date of the decision.
+    pub today: NaiveDate,
+}
+
+fn days_since(d: Option<NaiveDate>, today: NaiveDate) -> INT {
+    d.map_or(-1, |d| (today - d).num_days())
+}
+
+fn basket_array(b: &[u32]) -> Array {
+    b.iter().map(|p| Dynamic::from_int(*p as INT)).collect()
+}
+
+/// An offer in an agent's wallet, as scripts see it.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// Index of the coupon in the catalog's coupon list (stable within a run).
+    pub coupon: u32,
+    /// What it discounts.
+    pub kind: CouponKind,
+    /// Category or brand targeted (empty for frontstore).
+    pub target: ImmutableString,
+    /// How the discount is computed.
+    pub discount_type: DiscountType,
+    /// Percent or amount.
+    pub value: Money,
+    /// Minimum purchase.
+    pub min_purchase: Money,
+    /// Last date it can be used.
+    pub eligible_until: NaiveDate,
+}
+
+impl Offer {
+    /// The script-facing map (`index` is the position in the list it was given in).
+    pub fn to_map(&self, index: usize, today: NaiveDate) -> Map {
+        let mut m = Map::new();
+        m.insert("index".into(), Dynamic::from_int(index as INT));
+        m.insert("kind".into(), Dynamic::from(self.kind.as_str()));
+        m.insert("target".into(), Dynamic::from(self.target.clone()));
+        m.insert(
+            "discount_type".into(),
+            Dynamic::from(self.discount_type.as_str()),
+        );
+        m.insert("value".into(), Dynamic::from_float(self.value.to_f64()));
+        m.insert(
+            "min_purchase".into(),
+            Dynamic::from_float(self.min_purchase.to_f64()),
+        );
+        m.insert(
+            "days_left".into(),
+            Dynamic::from_int((self.eligible_until - today).num_days()),
+        );
+        m
+    }
+}
+
+/// The script-facing wallet: the agent's active offers.
+#[derive(Debug, Clone)]
+pub struct WalletView {
+    /// The offers (the host's shared slice).
+    pub offers: Arc<[Offer]>,
+    /// The date of the decision.
+    pub today: NaiveDate,
+}
+
+/// One cart line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CartLine {
+    /// Product index.
+    pub product: u32,
+    /// Quantity.
+    pub qty: u32,
+}
+
+/// The cart a stage sees: lines, totals, eligible and applied offers.
+#[derive(Debug, Clone, Default)]
+pub struct CartState {
+    /// Lines in the order they were added.
+    pub lines: Vec<CartLine>,
+    /// Sum of line totals.
+    pub subtotal: Money,
+    /// Discounts of the applied offers.
+    pub discount: Money,
+    /// Offers that would apply to this cart now.
+    pub eligible: Vec<Offer>,
+    /// Offers applied.
+    pub applied: Vec<Offer>,
+}
+
+impl CartState {
+    /// The script-facing map.
+    pub fn to_map(&self, catalog: &CatalogIndex, today: NaiveDate) -> Map {
+        let mut m = Map::new();
+        let mut units: INT = 0;
+        let items: Array = self
+            .lines
+            .iter()
+            .map(|l| {
+                units += l.qty as INT;
+                let price = catalog
+                    .product(l.product as usize)
+                    .map_or(Money::ZERO, |p| p.price);
+                let mut it = Map::new();
+                it.insert("product".into(), Dynamic::from_int(l.product as INT));
+                it.insert("qty".into(), Dynamic::from_int(l.qty as INT));
+                it.insert("price".into(), Dynamic::from_float(price.to_f64()));
+                it.insert(
+                    "line".into(),
+                    Dynamic::from_float((price * i64::from(l.qty)).to_f64()),
+                );
+                Dynamic::from_map(it)
+            })
+            .collect();
+        m.insert("lines".into(), Dynamic::from_int(items.len() as INT));
+        m.insert("items".into(), Dynamic::from_array(items));
+        m.insert("units".into(), Dynamic::from_int(units));
+        m.insert(
+            "subtotal".into(),
+            Dynamic::from_float(self.subtotal.to_f64()),
+        );
+        m.insert(
+            "discount".into(),
+            Dynamic::from_float(self.discount.to_f64()),
+        );
+        let total = if self.subtotal > self.discount {
+            self.subtotal - self.discount
+        } else {
+            Money::ZERO
+        };
+        m.insert("total".into(), Dynamic::from_float(total.to_f64()));
+        let offers = |v: &[Offer]| -> Array {
+            v.iter()
+                .enumerate()
+                .map(|(i, o)| Dynamic::from_map(o.to_map(i, today)))
+                .collect()
+        };
+        m.insert(
+            "eligible".into(),
+            Dynamic::from_array(offers(&self.eligible)),
+        );
+        m.insert("applied".into(), Dynamic::from_array(offers(&self.applied)));
+        m
+    }
+}
+
+/// Registers `Catalog`, `History` and `Wallet` (documented in `behaviors/README.md`).
+pub fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<CatalogView>("Catalog")
+        .register_get("categories", |c: &mut CatalogView| c.0.categories.clone())
+        .register_get("product_count", |c: &mut CatalogView| {
+            c.0.products.len() as INT
+        })
+        .register_get("store_count", |c: &mut CatalogView| c.0.stores.len() as INT)
+        .register_fn("products", |c: &mut CatalogView, cat: &str| {
+            c.0.by_category.get(cat).cloned().unwrap_or_default()
+        })
+        .register_fn("count", |c: &mut CatalogView, cat: &str| {
+            c.0.by_category.get(cat).map_or(0, |v| v.len() as INT)
+        })
+        .register_fn("product", |c: &mut CatalogView, cat: &str, k: INT| {
+            let list = c.0.by_category.get(cat).ok_or_else(|| {
+                rt_err(format!(
+                    "catalog.product(\"{cat}\", {k}): no category `{cat}`"
+                ))
+            })?;
+            usize::try_from(k)
+                .ok()
+                .and_then(|k| list.get(k))
+                .cloned()
+                .ok_or_else(|| {
+                    rt_err(format!(
+                        "catalog.product(\"{cat}\", {k}): `{cat}` has {} products",
+                        list.len()
+                    ))
+                })
+        })
+        .register_fn("brands", |c: &mut CatalogView, cat: &str| {
+            c.0.brands_by_category.get(cat).cloned().unwrap_or_default()
+        })
+        .register_fn("price", |c: &mut CatalogView, i: INT| {
+            c.0.idx("price", i).map(|p| p.price.to_f64())
+        })
+        .register_fn("name", |c: &mut CatalogView, i: INT| {
+            c.0.idx("name", i).map(|p| p.name.clone())
+        })
+        .register_fn("category", |c: &mut CatalogView, i: INT| {
+            c.0.idx("category", i).map(|p| p.category.clone())
+        })
+        .register_fn("brand", |c: &mut CatalogView, i: INT| {
+            c.0.idx("brand", i).map(|p| p.brand.clone())
+        })
+        .register_fn("rating", |c: &mut CatalogView, i: INT| {
+            c.0.idx("rating", i).map(|p| p.rating)
+        })
+        .register_fn("reviews", |c: &mut CatalogView, i: INT| {
+            c.0.idx("reviews", i).map(|p| p.reviews as INT)
+        });
+
+    engine
+        .register_type_with_name::<HistoryView>("History")
+        .register_get("orders", |h: &mut HistoryView| h.history.orders as INT)
+        .register_get("sessions", |h: &mut HistoryView| h.history.sessions as INT)
+        .register_get("days_since_last_order", |h: &mut HistoryView| {
+            days_since(h.history.last_order, h.today)
+        })
+        .register_get("days_since_last_session", |h: &mut HistoryView| {
+            days_since(h.history.last_session, h.today)
+        })
+        .register_get(
+            "last_order_date",
+            |h: &mut HistoryView| -> ImmutableString {
+                h.history
+                    .last_order
+                    .map_or(String::new(), |d| d.format("%Y-%m-%d").to_string())
+                    .into()
+            },
+        )
+        .register_get("spend_week", |h: &mut HistoryView| {
+            h.history.spend_week(h.today).to_f64()
+        })
+        .register_get("spend_month", |h: &mut HistoryView| {
+            h.history.spend_month(h.today).to_f64()
+        })
+        .register_get("recent_baskets", |h: &mut HistoryView| -> Array {
+            h.history
+                .recent
+                .iter()
+                .map(|b| Dynamic::from_array(basket_array(b)))
+                .collect()
+        })
+        .register_get("last_basket", |h: &mut HistoryView| -> Array {
+            h.history
+                .recent
+                .front()
+                .map_or_else(Array::new, |b| basket_array(b))
+        });
+
+    engine
+        .register_type_with_name::<WalletView>("Wallet")
+        .register_get("len", |w: &mut WalletView| w.offers.len() as INT)
+        .register_fn("get", |w: &mut WalletView, i: INT| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|u| w.offers.get(u).map(|o| o.to_map(u, w.today)))
+                .ok_or_else(|| {
+                    rt_err(format!(
+                        "wallet.get({i}): the wallet has {} offers",
+                        w.offers.len()
+                    ))
+                })
+        })
+        .register_fn("all", |w: &mut WalletView| -> Array {
+            w.offers
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Dynamic::from_map(o.to_map(i, w.today)))
+                .collect()
+        })
+        .register_fn("count_for", |w: &mut WalletView, target: &str| {
+            w.offers
+                .iter()
+                .filter(|o| o.target.eq_ignore_ascii_case(target))
+                .count() as INT
+        })
+        .register_fn("has_frontstore", |w: &mut WalletView| {
+            w.offers.iter().any(|o| o.kind == CouponKind::Frontstore)
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_windows_follow_the_calendar() {
+        let d = |m, dd| NaiveDate::from_ymd_opt(2024, m, dd).unwrap();
+        let mut h = History::default();
+        h.record_order(d(1, 29), &[1, 2], Money::cents(1000));
+        h.record_order(d(1, 31), &[3], Money::cents(500));
+        assert_eq!(h.spend_week(d(1, 31)), Money::cents(1500));
+        assert_eq!(h.spend_month(d(1, 31)), Money::cents(1500));
+        // 2024-02-01 is in the same ISO week, a new month.
+        assert_eq!(h.spend_week(d(2, 1)), Money::cents(1500));
+        assert_eq!(h.spend_month(d(2, 1)), Money::ZERO);
+        assert_eq!(h.spend_week(d(2, 5)), Money::ZERO);
+        assert_eq!(&*h.recent[0], &[3]);
+        assert_eq!(days_since(h.last_order, d(2, 3)), 3);
+    }
+}
