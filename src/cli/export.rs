@@ -47,6 +47,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.run_dir.join(&args.run_id).join("export"));
     let db = args.db.connect().await?;
+    records::ensure_run_tables(&db).await?;
     let started = Instant::now();
     let report = records::export_run(&db, &args.run_id, args.format, &out).await?;
     if args.json {

@@ -82,6 +82,7 @@ pub async fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.connect().await?;
+    records::ensure_run_tables(&db).await?;
     let runs = records::list_runs(&db).await?;
     let orders = records::orders_by_run(&db).await?;
     if args.json {
@@ -132,6 +133,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.connect().await?;
+    records::ensure_run_tables(&db).await?;
     let run = records::require_run(&db, &args.run_id).await?;
     let metrics = records::stored_snapshot(&db, &args.run_id).await?;
     let summary =
@@ -168,6 +170,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 async fn purge(args: PurgeArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.connect().await?;
+    records::ensure_run_tables(&db).await?;
     let report = records::purge_run(&db, &args.run_id, args.force).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -14,8 +14,8 @@ use shopsim::domain::{Ctx, Shop, ShopConfig};
 use shopsim::ids;
 use shopsim::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
 use shopsim::sim::records::{
-    self, AgentDayRecord, Format, IntervalCounters, RecordsError, RunRecord, RunStatus, RunSummary,
-    SessionRecord, SessionStatus, WallInfo,
+    self, AgentDayRecord, ExportOptions, Format, IntervalCounters, RecordsError, RunRecord,
+    RunStatus, RunSummary, SessionRecord, SessionStatus, WallInfo,
 };
 use shopsim::store::Db;
 
@@ -28,6 +28,7 @@ backend_tests!(
     purge_removes_exactly_the_run,
     summary_counts_equal_the_database,
     cli_runs_and_export,
+    export_without_extension_columns,
 );
 
 const SEED: u64 = 7;
@@ -362,7 +363,7 @@ async fn records_round_trip(t: TestDb) {
         status: SessionStatus::Planned,
         steps_done: 0,
         outcome: None,
-        updated_at: Utc::now(),
+        updated_at: day0(),
     };
     let tx = db.write().await.unwrap();
     assert_eq!(
@@ -374,6 +375,15 @@ async fn records_round_trip(t: TestDb) {
     let mut dup = session.clone();
     dup.session_id = Uuid::from_u128(0x5e56); // same (run, agent, date, seq)
     assert_eq!(records::record_sessions(&tx, &[dup]).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        records::unfinished_sessions(db, "rt").await.unwrap(),
+        vec![session.clone()]
+    );
+    let loaded = records::load_agent_days(db, "rt", date).await.unwrap();
+    assert_eq!(loaded.len(), 1200);
+    assert!(loaded.iter().all(|d| d.shops && d.script_version == "v1"));
+    let tx = db.write().await.unwrap();
     let up = |s, n, o| records::update_session(&tx, sid, s, n, o);
     assert!(up(SessionStatus::InProgress, 3, None).await.unwrap());
     assert!(up(SessionStatus::InProgress, 1, None).await.unwrap());
@@ -396,6 +406,12 @@ async fn records_round_trip(t: TestDb) {
     assert_eq!(row.i64("steps_done").unwrap(), 5);
     assert_eq!(row.json("outcome").unwrap(), outcome);
     tx.commit().await.unwrap();
+    assert!(
+        records::unfinished_sessions(db, "rt")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Metrics intervals: stored twice keeps the first; re-read merges exactly.
     let m = Metrics::new();
@@ -470,8 +486,18 @@ async fn export_is_byte_identical_across_databases(t: TestDb) {
                 String::from_utf8_lossy(&b[name])
             );
         }
-        // A second export of the same database is identical too.
+        // A second export of the same database is identical too, and so is one read in
+        // tiny chunks and pages (keyset pagination and grouping across page boundaries).
         assert_eq!(a, export_bytes(&t.db, "run-a", format).await);
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = ExportOptions {
+            agent_chunk: 2,
+            page: 3,
+        };
+        records::export_run_with(&t.db, "run-a", format, dir.path(), tiny)
+            .await
+            .unwrap();
+        assert!(a == read_dir(dir.path()), "paging changed the export");
     }
 
     // What the files hold.
@@ -621,6 +647,27 @@ async fn purge_removes_exactly_the_run(t: TestDb) {
     seeded(db).await;
     simulate(db, "early", day0(), 2).await;
     simulate(db, "late", day0() + Span::days(40), 2).await;
+    // Idempotency records of the reference server: keys start with the run id and `/`.
+    let user = ids::stable_uuid(SEED, "user", "agent_001");
+    let tx = db.write().await.unwrap();
+    for key in [
+        "early/agent_001/2024-03-04/0/1",
+        "late/agent_001/x/0/1",
+        "earlyx/a/b/0/1",
+    ] {
+        tx.exec(
+            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+             VALUES ($1, $2, 'h', 'done', $3)",
+            vec![
+                tx.codec().uuid(user),
+                key.to_string().into(),
+                tx.codec().ts(day0()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
     let late_before = export_bytes(db, "late", Format::Jsonl).await;
     let before = table_counts(db).await;
 
@@ -668,6 +715,7 @@ async fn purge_removes_exactly_the_run(t: TestDb) {
         assert!(report.deleted(table) > 0, "{table} had rows of the run");
     }
     assert_eq!(report.deleted("sim_runs"), 1);
+    assert_eq!(report.deleted("sim_idempotency"), 1, "only `early/…` keys");
     assert!(records::load_run(db, "early").await.unwrap().is_none());
     // The other run is untouched: its export is the same bytes.
     assert_eq!(export_bytes(db, "late", Format::Jsonl).await, late_before);
@@ -824,7 +872,49 @@ async fn cli_runs_and_export(t: TestDb) {
     let (code, _, err) = shopsim(&["export", "missing-run", "--out", target.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no run with id `missing-run`"), "{err}");
+    // A database without run tables says so.
+    let empty = tempfile::tempdir().unwrap();
+    let empty_url = format!("sqlite://{}", empty.path().join("none.db").display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args(["runs", "list", "--database-url", &empty_url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no shopsim run tables"), "{err}");
     let (code, out, err) = shopsim(&["runs", "purge", "cli-run"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("sim_runs"), "{out}");
+}
+
+/// On a VoiceOffers database without `products.sku` / `coupons.code`, ids stand in for them.
+async fn export_without_extension_columns(t: TestDb) {
+    let db = &t.db;
+    seeded(db).await;
+    simulate(db, "plain", day0(), 2).await;
+    let tx = db.write().await.unwrap();
+    tx.exec_unprepared("ALTER TABLE products RENAME COLUMN sku TO legacy_sku")
+        .await
+        .unwrap();
+    tx.exec_unprepared("ALTER TABLE coupons RENAME COLUMN code TO legacy_code")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let files = export_bytes(db, "plain", Format::Csv).await;
+    let cat = catalog::generate(SEED);
+    let items = String::from_utf8(files["order_items.csv"].clone()).unwrap();
+    let mut lines = items.lines().skip(1).peekable();
+    assert!(lines.peek().is_some());
+    for line in lines {
+        let sku = line.split(',').nth(2).unwrap();
+        let id: Uuid = sku.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(cat.products.iter().any(|p| p.id == id), "{line}");
+    }
+    let offers = String::from_utf8(files["offers.csv"].clone()).unwrap();
+    for line in offers.lines().skip(1) {
+        let code = line.split(',').nth(1).unwrap();
+        let id: Uuid = code.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(cat.coupons.iter().any(|c| c.id == id), "{line}");
+    }
 }

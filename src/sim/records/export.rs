@@ -35,12 +35,36 @@ use super::scope::{NaturalKeys, RunAgent, agents_cte, run_agents};
 use crate::ids;
 use crate::store::{Db, Row, Tx};
 
-/// Agents per chunk (three parameters each).
-const AGENT_CHUNK: usize = 100;
-/// Rows per page.
-const PAGE: usize = 2000;
+/// How an export reads: agents per chunk and rows per page. The defaults suit any run size;
+/// tests use tiny values to exercise page boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Agents per chunk (three statement parameters each).
+    pub agent_chunk: usize,
+    /// Rows per page.
+    pub page: usize,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            agent_chunk: 50,
+            page: 2000,
+        }
+    }
+}
 /// Largest event number searched for when recovering an event's number from its id.
 const MAX_EVENT_SEQ: usize = 4096;
+
+/// The files of an export, in the order written.
+pub const FILES: [&str; 6] = [
+    "agents",
+    "sessions",
+    "events",
+    "orders",
+    "order_items",
+    "offers",
+];
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -63,6 +87,21 @@ pub async fn export_run(
     format: Format,
     out: &Path,
 ) -> Result<ExportReport, RecordsError> {
+    export_run_with(db, run_id, format, out, ExportOptions::default()).await
+}
+
+/// [`export_run`] with explicit chunk and page sizes (the output does not depend on them).
+pub async fn export_run_with(
+    db: &Db,
+    run_id: &str,
+    format: Format,
+    out: &Path,
+    options: ExportOptions,
+) -> Result<ExportReport, RecordsError> {
+    let options = ExportOptions {
+        agent_chunk: options.agent_chunk.clamp(1, 1000),
+        page: options.page.max(1),
+    };
     let run = require_run(db, run_id).await?;
     std::fs::create_dir_all(out).map_err(|e| RecordsError::io(out, e))?;
     let tx = db.read().await?;
@@ -75,15 +114,27 @@ pub async fn export_run(
         keys: &keys,
         format,
         dir: out,
+        options,
     };
-    let files = vec![
-        ("agents".to_string(), ctx.agents_file().await?),
-        ("sessions".to_string(), ctx.sessions_file().await?),
-        ("events".to_string(), ctx.events_file().await?),
-        ("orders".to_string(), ctx.orders_file().await?),
-        ("order_items".to_string(), ctx.order_items_file().await?),
-        ("offers".to_string(), ctx.offers_file().await?),
-    ];
+    let mut files = Vec::with_capacity(6);
+    for name in FILES {
+        let started = std::time::Instant::now();
+        let rows = match name {
+            "agents" => ctx.agents_file().await?,
+            "sessions" => ctx.sessions_file().await?,
+            "events" => ctx.events_file().await?,
+            "orders" => ctx.orders_file().await?,
+            "order_items" => ctx.order_items_file().await?,
+            _ => ctx.offers_file().await?,
+        };
+        tracing::debug!(
+            file = name,
+            rows,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "exported"
+        );
+        files.push((name.to_string(), rows));
+    }
     tx.commit().await?;
     Ok(ExportReport {
         run_id: run_id.to_string(),
@@ -117,6 +168,7 @@ const fn key(expr: &'static str, alias: &'static str, kind: KeyKind) -> Key {
 /// calling `each` for every row.
 async fn paged(
     tx: &Tx,
+    page: usize,
     select: &str,
     values: &[Value],
     keys: &[Key],
@@ -134,10 +186,15 @@ async fn paged(
                 .map(|i| format!("${}", first + i))
                 .collect::<Vec<_>>()
                 .join(", ");
-            sql.push_str(&format!(" AND ({order}) > ({marks})"));
+            // The row comparison alone would not let the planner skip earlier agents: repeat
+            // the first key (always the agent position) as a plain bound.
+            sql.push_str(&format!(
+                " AND {} >= ${first} AND ({order}) > ({marks})",
+                keys[0].expr
+            ));
             params.extend(last.iter().cloned());
         }
-        sql.push_str(&format!(" ORDER BY {order} LIMIT {PAGE}"));
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {page}"));
         let rows = tx.query(&sql, params).await?;
         for r in &rows {
             each(r)?;
@@ -153,7 +210,7 @@ async fn paged(
             });
         }
         last = Some(next);
-        if rows.len() < PAGE {
+        if rows.len() < page {
             break;
         }
     }
@@ -290,6 +347,7 @@ struct Ctx<'a> {
     keys: &'a NaturalKeys,
     format: Format,
     dir: &'a Path,
+    options: ExportOptions,
 }
 
 type Out = TableWriter<BufWriter<File>>;
@@ -317,10 +375,11 @@ impl<'a> Ctx<'a> {
 
     /// Agent chunks: (first position, agents).
     fn chunks(&self) -> impl Iterator<Item = (usize, &'a [RunAgent])> + 'a {
+        let n = self.options.agent_chunk;
         self.agents
-            .chunks(AGENT_CHUNK)
+            .chunks(n)
             .enumerate()
-            .map(|(i, c)| (i * AGENT_CHUNK, c))
+            .map(move |(i, c)| (i * n, c))
     }
 
     /// `(cte, values)` for a chunk, with `$1` = run id and `$2` = persona set / extra.
@@ -346,8 +405,9 @@ impl<'a> Ctx<'a> {
                 values.insert(0, self.run.persona_set.clone().into());
                 for r in self.tx.query(&query(&cte), values).await? {
                     let mut flat = BTreeMap::new();
-                    if let Json::Object(_) = r.json("attributes")? {
-                        flatten("persona", &r.json("attributes")?, &mut flat);
+                    let attrs = r.json("attributes")?;
+                    if attrs.is_object() {
+                        flatten("persona", &attrs, &mut flat);
                     }
                     persona_cols.extend(flat.into_keys());
                 }
@@ -436,7 +496,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let shop_started = r.opt_ts("started_at")?;
                 let cells = vec![
                     Cell::Text(r.string("agent_id")?),
@@ -498,7 +558,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let session = r.uuid("session_id")?;
                 let at = r.ts("created_at")?;
                 let seq = seqs.of(session, r.uuid("id")?);
@@ -556,20 +616,18 @@ impl<'a> Ctx<'a> {
             key("o.id", "id", KeyKind::Uuid),
         ];
         for (pos, chunk) in self.chunks() {
+            let frontstore = self.frontstore_coupons(pos, chunk).await?;
             let (cte, mut values) = self.cte(pos, chunk, 1);
             values.insert(0, self.run.run_id.clone().into());
             let sql = format!(
                 "{cte}SELECT k.pos, k.agent_id, o.id, o.created_at, o.store_id, o.subtotal, \
-                   o.discount_total, o.final_total, o.status, o.item_count, s.sim_date, s.seq, \
-                   (SELECT MIN(uc.coupon_id) FROM user_coupons uc \
-                    JOIN coupons c ON c.id = uc.coupon_id \
-                    WHERE uc.order_id = o.id AND c.type = 'frontstore') AS frontstore \
+                   o.discount_total, o.final_total, o.status, o.item_count, s.sim_date, s.seq \
                  FROM k JOIN orders o ON o.user_id = k.user_id \
                  JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let cells = vec![
                     Cell::Text(r.string("agent_id")?),
                     Cell::Ts(r.ts("created_at")?),
@@ -581,7 +639,11 @@ impl<'a> Ctx<'a> {
                     Cell::Money(r.money("final_total")?),
                     Cell::Text(r.string("status")?),
                     Cell::Int(r.i64("item_count")?),
-                    Cell::opt_text(r.opt_uuid("frontstore")?.map(|id| self.keys.code_of(id))),
+                    Cell::opt_text(
+                        frontstore
+                            .get(&r.uuid("id")?)
+                            .map(|id| self.keys.code_of(*id)),
+                    ),
                 ];
                 if let Err(e) = w.write(&cells) {
                     err = Some(e);
@@ -594,6 +656,39 @@ impl<'a> Ctx<'a> {
             }
         }
         w.finish().map_err(io_err(&path))
+    }
+
+    /// The frontstore offer each order of a chunk's agents redeemed: order → coupon. Read per
+    /// user (indexed), not per order (`user_coupons.order_id` has no index).
+    async fn frontstore_coupons(
+        &self,
+        first_pos: usize,
+        chunk: &[RunAgent],
+    ) -> Result<HashMap<Uuid, Uuid>, RecordsError> {
+        let (cte, values) = self.cte(first_pos, chunk, 0);
+        let rows = self
+            .tx
+            .query(
+                &format!(
+                    "{cte}SELECT uc.order_id, uc.coupon_id FROM k \
+                     JOIN user_coupons uc ON uc.user_id = k.user_id \
+                     WHERE uc.order_id IS NOT NULL"
+                ),
+                values,
+            )
+            .await?;
+        let mut out: HashMap<Uuid, Uuid> = HashMap::new();
+        for r in &rows {
+            let coupon = r.uuid("coupon_id")?;
+            if self.keys.coupon_type.get(&coupon).map(String::as_str) != Some("frontstore") {
+                continue;
+            }
+            // At most one frontstore offer per order; keep the smallest id if data says more.
+            let order = r.uuid("order_id")?;
+            let e = out.entry(order).or_insert(coupon);
+            *e = (*e).min(coupon);
+        }
+        Ok(out)
     }
 
     async fn order_items_file(&self) -> Result<u64, RecordsError> {
@@ -630,7 +725,7 @@ impl<'a> Ctx<'a> {
                  WHERE s.run_id = $1"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let at = r.ts("created_at")?;
                 let sku = self.keys.sku_of(r.uuid("product_id")?);
                 let name = r.string("product_name")?;
@@ -691,7 +786,7 @@ impl<'a> Ctx<'a> {
         ];
         let mut shown: HashMap<(i64, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
         let mut applied: HashMap<(i64, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
-        paged(self.tx, &sql, &values, KEYS, |r| {
+        paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
             let pos = r.i64("pos")?;
             let at = r.ts("created_at")?;
             let payload = r.json("payload")?;
@@ -759,7 +854,7 @@ impl<'a> Ctx<'a> {
                  WHERE uc.assigned_at >= $1 AND uc.assigned_at <= $2"
             );
             let mut err = None;
-            paged(self.tx, &sql, &values, KEYS, |r| {
+            paged(self.tx, self.options.page, &sql, &values, KEYS, |r| {
                 let p = r.i64("pos")?;
                 let coupon = r.uuid("coupon_id")?;
                 let assigned = r.ts("assigned_at")?;

@@ -17,14 +17,14 @@ pub mod runs;
 pub mod scope;
 pub mod summary;
 
-pub use export::{ExportReport, export_run};
+pub use export::{ExportOptions, ExportReport, export_run, export_run_with};
 pub use format::{Cell, Format};
 pub use purge::{PurgeReport, purge_run};
 pub use runs::{
     AgentDayRecord, IntervalCounters, RunRecord, RunStatus, SessionRecord, SessionStatus,
-    create_run, finish_run, list_runs, load_run, orders_by_run, record_agent_days,
-    record_metrics_interval, record_sessions, require_run, stored_snapshot, update_checkpoint,
-    update_session,
+    create_run, finish_run, list_runs, load_agent_days, load_run, orders_by_run, record_agent_days,
+    record_metrics_interval, record_sessions, require_run, stored_snapshot, unfinished_sessions,
+    update_checkpoint, update_session,
 };
 pub use summary::{RunSummary, WallInfo, write_renderings};
 
@@ -50,6 +50,11 @@ pub enum RecordsError {
         "run `{0}` is still marked running; stop it first, or pass --force if its process is gone"
     )]
     StillRunning(String),
+    /// The database has no run records at all.
+    #[error(
+        "this database has no shopsim run tables ({0}); point --database-url at the database the run used, or run `shopsim migrate`"
+    )]
+    NoRunTables(String),
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(String),
@@ -65,6 +70,23 @@ pub enum RecordsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Checks that the database holds shopsim's run tables, so a wrong `--database-url` gets a
+/// clear message instead of a driver error about a missing table.
+pub async fn ensure_run_tables(db: &crate::store::Db) -> Result<(), RecordsError> {
+    let tx = db.read().await?;
+    match tx
+        .query_opt("SELECT run_id FROM sim_runs LIMIT 1", vec![])
+        .await
+    {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(e) if e.is_unavailable() => Err(e.into()),
+        Err(_) => Err(RecordsError::NoRunTables(db.url().to_string())),
+    }
 }
 
 impl RecordsError {

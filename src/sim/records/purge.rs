@@ -102,7 +102,7 @@ pub async fn purge_run(db: &Db, run_id: &str, force: bool) -> Result<PurgeReport
             "sim_idempotency",
             format!(
                 "DELETE FROM sim_idempotency WHERE user_id IN ({users}) \
-                 AND SUBSTR(idem_key, 1, $2) = $3"
+                 AND SUBSTR(idem_key, 1, CAST($2 AS INTEGER)) = $3"
             ),
             vec![
                 run_v(),

@@ -676,3 +676,76 @@ pub async fn orders_by_run(db: &Db) -> Result<BTreeMap<String, u64>, RecordsErro
         .map(|r| Ok((r.string("run_id")?, r.i64("n")?.max(0) as u64)))
         .collect()
 }
+
+fn session_from_row(r: &Row) -> Result<SessionRecord, RecordsError> {
+    let status = r.string("status")?;
+    Ok(SessionRecord {
+        session_id: r.uuid("session_id")?,
+        run_id: r.string("run_id")?,
+        agent_id: r.string("agent_id")?,
+        sim_date: r.date("sim_date")?,
+        seq: r.i64("seq")?.clamp(0, i64::from(u32::MAX)) as u32,
+        planned_at: r.ts("planned_at")?,
+        status: SessionStatus::parse(&status).ok_or_else(|| StoreError::Decode {
+            column: "sim_sessions.status".into(),
+            reason: format!("unknown session status `{status}`"),
+        })?,
+        steps_done: r.i64("steps_done")?.clamp(0, i64::from(u32::MAX)) as u32,
+        outcome: match r.json("outcome")? {
+            Json::Null => None,
+            v => Some(v),
+        },
+        updated_at: r.ts("updated_at")?,
+    })
+}
+
+/// The day decisions recorded for `sim_date` in a run (a resumed run reuses them instead of
+/// deciding again), in no particular order.
+pub async fn load_agent_days(
+    db: &Db,
+    run_id: &str,
+    sim_date: NaiveDate,
+) -> Result<Vec<AgentDayRecord>, RecordsError> {
+    let tx = db.read().await?;
+    let rows = tx
+        .query(
+            "SELECT run_id, agent_id, sim_date, shops, plan, script_version, created_at \
+             FROM sim_agent_days WHERE run_id = $1 AND sim_date = $2",
+            vec![run_id.to_string().into(), tx.codec().date(sim_date)],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AgentDayRecord {
+                run_id: r.string("run_id")?,
+                agent_id: r.string("agent_id")?,
+                sim_date: r.date("sim_date")?,
+                shops: r.bool("shops")?,
+                plan: r.json("plan")?,
+                script_version: r.string("script_version")?,
+                created_at: r.ts("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The run's sessions that have no outcome yet (`planned` or `in_progress`), by planned time:
+/// what a resumed run must reconcile or still run.
+pub async fn unfinished_sessions(
+    db: &Db,
+    run_id: &str,
+) -> Result<Vec<SessionRecord>, RecordsError> {
+    let tx = db.read().await?;
+    let rows = tx
+        .query(
+            "SELECT session_id, run_id, agent_id, sim_date, seq, planned_at, status, steps_done, \
+               outcome, updated_at FROM sim_sessions \
+             WHERE run_id = $1 AND status IN ('planned', 'in_progress') \
+             ORDER BY planned_at, session_id",
+            vec![run_id.to_string().into()],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter().map(session_from_row).collect()
+}
