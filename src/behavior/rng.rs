@@ -57,7 +57,7 @@ pub struct StreamKey<'a> {
     pub seed: u64,
     /// The agent's stable key.
     pub agent: &'a str,
-    /// Simulated day index (0 = the run's first day).
+    /// Simulated date as days since the Common Era (0 for persona generation).
     pub day: u32,
     /// Session number within the day (0 for day-level decisions).
     pub session: u32,

@@ -471,7 +471,9 @@ impl PersonaSet {
         StreamKey {
             seed: a.seed,
             agent: a.key,
-            day: cal.day,
+            // The date itself, not the day of the run: two runs over different dates draw
+            // different numbers, and a resumed run draws the same.
+            day: chrono::Datelike::num_days_from_ce(&cal.date) as u32,
             session,
             purpose,
             step,

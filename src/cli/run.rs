@@ -51,7 +51,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_SEED")]
     seed: Option<u64>,
 
-    /// First simulated day, YYYY-MM-DD (default: 2024-01-01).
+    /// First simulated day, YYYY-MM-DD (default: one simulated hour after the latest activity
+    /// already in the database, so runs never overlap; 2024-01-01 on an empty database).
     #[arg(long, env = "SHOPSIM_START")]
     start: Option<NaiveDate>,
 
@@ -156,22 +157,16 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         }
         (None, None) => TimeScale::Max,
     };
-    let start = args
-        .start
-        .or(file.start)
-        .unwrap_or_else(|| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default());
-    let days = match (args.days, args.until.or(file.until), file.days) {
-        (Some(d), _, _) => d,
-        (None, Some(until), _) => {
-            let d = (until - start).num_days() + 1;
-            if d < 1 {
-                anyhow::bail!("--until {until} is before --start {start}");
-            }
-            u32::try_from(d).context("--until is too far after --start")?
-        }
-        (None, None, Some(d)) => d,
-        (None, None, None) => 14,
+    let start = args.start.or(file.start);
+    let until = if args.days.is_some() {
+        None
+    } else {
+        args.until.or(file.until)
     };
+    let days = args.days.or(file.days).unwrap_or(14);
+    if days == 0 {
+        anyhow::bail!("--days must be at least 1");
+    }
     let concurrency = args.concurrency.or(file.concurrency).unwrap_or(50);
     if concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
@@ -196,6 +191,7 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         seed: args.seed.or(file.seed).unwrap_or(42),
         start,
         days,
+        until,
         timezone: args
             .timezone
             .clone()
@@ -259,7 +255,10 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         settings.agents,
         settings.persona_set,
         settings.days,
-        settings.start,
+        settings.start.map_or_else(
+            || "after the latest activity".to_string(),
+            |d| d.to_string()
+        ),
         settings.time_scale,
         settings.actions,
         db.url()

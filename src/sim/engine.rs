@@ -41,8 +41,13 @@ pub struct EngineConfig {
     pub seed: u64,
     /// First simulated day (run calendar).
     pub start: NaiveDate,
-    /// Number of simulated days.
+    /// Number of calendar days the engine plans (the first and last may be partial).
     pub days: u32,
+    /// Sessions before this instant are not run (a run may start mid-day, e.g. one simulated
+    /// hour after the latest activity in the database).
+    pub from: DateTime<Utc>,
+    /// Sessions at or after this instant are not run.
+    pub until: DateTime<Utc>,
     /// The run's time zone: the calendar scripts see and the hours reported.
     pub tz: Tz,
     /// Sessions in flight at most.
@@ -62,8 +67,21 @@ pub struct DayDecision {
     pub plan: DayPlan,
     /// Version of the scripts that decided.
     pub script_version: Arc<str>,
-    /// Sessions planned: (session id, seq, simulated start).
-    pub sessions: Vec<(uuid::Uuid, u32, DateTime<Utc>)>,
+    /// The sessions to run (those inside the run's span and after the agent's activation).
+    pub sessions: Vec<PlannedRun>,
+}
+
+/// One session of a day plan that the engine will run.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PlannedRun {
+    /// Its id (deterministic).
+    pub id: uuid::Uuid,
+    /// Its number within the agent's day.
+    pub seq: u32,
+    /// Its simulated start.
+    pub at: DateTime<Utc>,
+    /// The script's plan entry.
+    pub planned: PlannedSession,
 }
 
 /// One finished (or failed, or interrupted) session.
@@ -165,7 +183,7 @@ struct Job {
 
 impl Engine {
     fn activation(&self, index: usize, agents: usize) -> DateTime<Utc> {
-        let start = local_instant(self.config.tz, self.config.start, 0);
+        let start = self.config.from;
         if self.config.ramp_up_hours == 0 || agents == 0 {
             return start;
         }
@@ -208,16 +226,16 @@ impl Engine {
                 .sessions
                 .iter()
                 .enumerate()
-                .map(|(seq, s)| {
+                .map(|(seq, planned)| {
                     let seq = seq as u32;
-                    let at = local_instant(self.config.tz, date, u32::from(s.minute));
-                    (
-                        session_id(self.config.seed, &self.config.run_id, &a.key, date, seq),
+                    PlannedRun {
+                        id: session_id(self.config.seed, &self.config.run_id, &a.key, date, seq),
                         seq,
-                        at,
-                    )
+                        at: local_instant(self.config.tz, date, u32::from(planned.minute)),
+                        planned: *planned,
+                    }
                 })
-                .filter(|(_, _, at)| *at >= active_from)
+                .filter(|r| r.at >= active_from && r.at < self.config.until)
                 .collect();
             out.push(DayDecision {
                 agent_id: a.key.clone(),
@@ -234,7 +252,7 @@ impl Engine {
     /// Runs every simulated day (or until stopped). Agents are given back in `agents`.
     pub async fn run(
         &self,
-        agents: &mut Vec<Option<AgentState>>,
+        agents: &mut [Option<AgentState>],
         recorder: &dyn Recorder,
     ) -> anyhow::Result<EngineEnd> {
         let index: std::collections::HashMap<Arc<str>, usize> = agents
@@ -256,7 +274,8 @@ impl Engine {
                 let Some(&agent) = index.get(&d.agent_id) else {
                     continue;
                 };
-                for (planned, (_, seq, at)) in d.plan.sessions.iter().zip(d.sessions.iter()) {
+                for r in &d.sessions {
+                    let (planned, seq, at) = (&r.planned, &r.seq, &r.at);
                     let hour = if self.pacer.is_some() {
                         0
                     } else {

@@ -1,4 +1,14 @@
-//! The simulation host: simulated clock, scheduler, actions, run records.
+//! The simulation host.
+//!
+//! - [`clock`]: the simulated clock (segments of constant scale; paced release with lag).
+//! - [`engine`]: the scheduler: day plans, hourly cycles, bounded concurrency.
+//! - [`session`]: one shopping session carried out step by step; compact agent state.
+//! - [`actions`]: what agents do to the shop: HTTP (retries, breakers, outages) or in-process.
+//! - [`world`]: the shared, read-only catalog cache.
+//! - [`metrics`]: latency histograms per endpoint, outcomes by class, business counters.
+//! - [`records`]: run records in the database, export, purge, summaries.
+//! - [`recorder`]: the engine's writes of those records (plans before acting, checkpoints).
+//! - [`run`]: `shopsim run`: preparing a run and driving it.
 
 pub mod actions;
 pub mod clock;

@@ -59,14 +59,14 @@ impl Recorder for DbRecorder {
                 script_version: d.script_version.to_string(),
                 created_at: now,
             });
-            for (session_id, seq, at) in &d.sessions {
+            for r in &d.sessions {
                 sessions.push(SessionRecord {
-                    session_id: *session_id,
+                    session_id: r.id,
                     run_id: self.run_id.clone(),
                     agent_id: d.agent_id.to_string(),
                     sim_date: d.date,
-                    seq: *seq,
-                    planned_at: *at,
+                    seq: r.seq,
+                    planned_at: r.at,
                     status: SessionStatus::Planned,
                     steps_done: 0,
                     outcome: None,

@@ -64,10 +64,13 @@ pub struct RunSettings {
     pub agents: u64,
     /// Run seed.
     pub seed: u64,
-    /// First simulated day.
-    pub start: NaiveDate,
-    /// Simulated days.
+    /// First simulated day (`None`: one simulated hour after the latest activity in the
+    /// database, or 2024-01-01 on an empty one).
+    pub start: Option<NaiveDate>,
+    /// Simulated days (24-hour spans from the start).
     pub days: u32,
+    /// Last simulated day, inclusive; overrides `days`.
+    pub until: Option<NaiveDate>,
     /// Calendar time zone.
     pub timezone: String,
     /// Time scale.
@@ -133,6 +136,13 @@ pub async fn run(
             settings.run_id
         );
     }
+    let (sim_start, sim_end) = span(&db, &settings, tz).await?;
+    let start_date = sim_start.with_timezone(&tz).date_naive();
+    let last_date = (sim_end - Duration::nanoseconds(1))
+        .with_timezone(&tz)
+        .date_naive();
+    let calendar_days = u32::try_from((last_date - start_date).num_days() + 1).unwrap_or(1);
+
     // The catalog: seeded from the run seed when the database has none, then cached once.
     let mut catalog = load_catalog(&db).await?;
     if catalog.products.is_empty() {
@@ -174,7 +184,7 @@ pub async fn run(
                 }
             }
         };
-        let created_at = local_instant(tz, settings.start, 0);
+        let created_at = sim_start;
         let opts = AgentOptions::new(settings.seed, settings.agents, created_at);
         let progress = |done: u64, total: u64| tracing::info!(done, total, "creating agents");
         catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress)
@@ -185,6 +195,13 @@ pub async fn run(
         }
     }
     let listed = catalog::list_agents(&db, settings.agents).await?;
+    if (listed.len() as u64) < settings.agents {
+        anyhow::bail!(
+            "the database holds {} agents, fewer than the {} asked for",
+            listed.len(),
+            settings.agents
+        );
+    }
     let mut agents = Vec::with_capacity(listed.len());
     for a in &listed {
         let persona = set.make_persona(settings.seed, &a.agent_id, &vocab)?;
@@ -199,12 +216,6 @@ pub async fn run(
         }));
     }
 
-    let sim_start = local_instant(tz, settings.start, 0);
-    let sim_end = local_instant(
-        tz,
-        settings.start + Duration::days(i64::from(settings.days)),
-        0,
-    );
     let pacer = match settings.time_scale {
         TimeScale::Max => None,
         TimeScale::Scaled(x) => Some(PacedClock::new(ClockSchedule::start(
@@ -318,8 +329,10 @@ pub async fn run(
         config: EngineConfig {
             run_id: settings.run_id.as_str().into(),
             seed: settings.seed,
-            start: settings.start,
-            days: settings.days,
+            start: start_date,
+            days: calendar_days,
+            from: sim_start,
+            until: sim_end,
             tz,
             concurrency: settings.concurrency,
             ramp_up_hours: settings.ramp_up_hours,
@@ -358,6 +371,52 @@ pub async fn run(
         folder,
         stopped: end == EngineEnd::Stopped,
     })
+}
+
+/// The run's simulated span: from `--start` (local midnight) or one simulated hour after the
+/// latest activity already in the database (so runs never overlap), for `--days` or to the end
+/// of `--until`.
+async fn span(
+    db: &Db,
+    settings: &RunSettings,
+    tz: Tz,
+) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = match settings.start {
+        Some(d) => local_instant(tz, d, 0),
+        None => match latest_activity(db).await? {
+            Some(t) => t + Duration::hours(1),
+            None => local_instant(
+                tz,
+                NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
+                0,
+            ),
+        },
+    };
+    let end = match settings.until {
+        Some(until) => local_instant(tz, until + Duration::days(1), 0),
+        None => start + Duration::days(i64::from(settings.days)),
+    };
+    if end <= start {
+        anyhow::bail!(
+            "the run would end ({end}) before it starts ({start}); check --start, --days and --until"
+        );
+    }
+    Ok((start, end))
+}
+
+/// The latest simulated instant already in the database: sessions, orders and earlier runs.
+pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let tx = db.read().await?;
+    let row = tx
+        .query_one(
+            "SELECT MAX(t) AS t FROM (SELECT MAX(last_seen_at) AS t FROM shopping_sessions \
+             UNION ALL SELECT MAX(created_at) FROM orders UNION ALL SELECT MAX(sim_end) FROM sim_runs) x",
+            vec![],
+        )
+        .await?;
+    let t = row.opt_ts("t")?;
+    tx.commit().await?;
+    Ok(t)
 }
 
 async fn load_catalog(db: &Db) -> anyhow::Result<catalog::Catalog> {
