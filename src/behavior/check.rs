@@ -178,6 +178,39 @@ impl World {
         &self.vocab
     }
 
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Product id of script product `i`.
+    pub fn product_id(&self, i: u32) -> Option<uuid::Uuid> {
+        self.catalog.products.get(i as usize).map(|p| p.id)
+    }
+
+    /// Store id of script store `i`.
+    pub fn store_id(&self, i: u32) -> Option<uuid::Uuid> {
+        self.catalog.stores.get(i as usize).map(|s| s.id)
+    }
+
+    /// Coupon id of script coupon `i`.
+    pub fn coupon_id(&self, i: u32) -> Option<uuid::Uuid> {
+        self.catalog.coupons.get(i as usize).map(|c| c.id)
+    }
+
+    /// A coupon by id.
+    pub fn coupon_by_id(&self, id: uuid::Uuid) -> Option<&Coupon> {
+        self.coupon_index.get(&id).map(|&i| self.coupon(i))
+    }
+
+    /// The script's view of wallet offer `coupon_id` usable until `until`, or `None` for a
+    /// coupon not in the catalog.
+    pub fn offer_for(&self, coupon_id: uuid::Uuid, until: NaiveDate) -> Option<Offer> {
+        self.coupon_index
+            .get(&coupon_id)
+            .map(|&i| self.offer(i, until))
+    }
+
     fn coupon(&self, i: u32) -> &Coupon {
         &self.catalog.coupons[i as usize]
     }
@@ -195,18 +228,19 @@ impl World {
         }
     }
 
-    fn priced(&self, lines: &[CartLine]) -> Vec<PricedLine> {
+    /// Cart lines (script product indexes) priced for the domain's pricing function.
+    pub fn priced(&self, lines: &[CartLine]) -> Vec<PricedLine> {
         lines
             .iter()
-            .map(|l| {
-                let p = &self.catalog.products[l.product as usize];
-                PricedLine {
+            .filter_map(|l| {
+                let p = self.catalog.products.get(l.product as usize)?;
+                Some(PricedLine {
                     product_id: p.id,
                     category: p.category.clone(),
                     brand: Some(p.brand.clone()),
                     unit_price: p.price,
                     quantity: i64::from(l.qty),
-                }
+                })
             })
             .collect()
     }

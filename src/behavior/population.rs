@@ -50,3 +50,25 @@ pub fn vocab(stores: usize) -> Vocab {
     categories.sort();
     Vocab { categories, stores }
 }
+
+/// Personas for `catalog::create_agents`, made one agent at a time as agents are inserted (a
+/// million agents never sit in memory as JSON). A script error makes that agent's persona
+/// missing and is kept in `first_error` (the first one wins), for the caller to report.
+pub fn persona_source<'a>(
+    set: &'a PersonaSet,
+    seed: u64,
+    vocab: &'a Vocab,
+    first_error: &'a parking_lot::Mutex<Option<BehaviorError>>,
+) -> impl Fn(&str) -> Option<crate::catalog::agents::PersonaRecord> + Send + Sync + 'a {
+    move |key: &str| match set.make_persona(seed, key, vocab) {
+        Ok(p) => Some(crate::catalog::agents::PersonaRecord {
+            persona_set: set.name().to_string(),
+            script_version: set.version().to_string(),
+            attributes: p.to_json(),
+        }),
+        Err(e) => {
+            first_error.lock().get_or_insert(e);
+            None
+        }
+    }
+}

@@ -11,7 +11,6 @@ use clap::Args;
 
 use super::common::DbArgs;
 use crate::behavior::{BehaviorError, PersonaSet, population};
-use crate::catalog::agents::PersonaRecord;
 use crate::catalog::{self, AgentOptions, CatalogSpec, PersonaSource};
 use crate::store;
 use parking_lot::Mutex;
@@ -121,23 +120,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     // Personas are made per agent as it is inserted (a million agents never sit in memory as
     // JSON); the first script error is kept and fails the command.
     let persona_error: Mutex<Option<BehaviorError>> = Mutex::new(None);
-    let make_persona = |key: &str| -> Option<PersonaRecord> {
-        let (set, vocab) = persona_set.as_ref()?;
-        match set.make_persona(args.seed, key, vocab) {
-            Ok(p) => Some(PersonaRecord {
-                persona_set: set.name().to_string(),
-                script_version: set.version().to_string(),
-                attributes: p.to_json(),
-            }),
-            Err(e) => {
-                persona_error.lock().get_or_insert(e);
-                None
-            }
-        }
-    };
-    let personas: Option<PersonaSource<'_>> = persona_set
+    let make_persona = persona_set
         .as_ref()
-        .map(|_| &make_persona as PersonaSource<'_>);
+        .map(|(set, vocab)| population::persona_source(set, args.seed, vocab, &persona_error));
+    let personas: Option<PersonaSource<'_>> = make_persona.as_ref().map(|f| f as PersonaSource<'_>);
     let opts = AgentOptions {
         batch_size: args.agent_batch.max(1),
         ..AgentOptions::new(args.seed, args.agents, args.created_at)
@@ -151,7 +137,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let agents = catalog::create_agents(&db, &opts, personas, &progress)
         .await
         .context("creating agents")?;
-    if let Some(e) = persona_error.into_inner() {
+    if let Some(e) = persona_error.lock().take() {
         return Err(anyhow::Error::new(e)
             .context("generating personas (agents created before the error were kept)"));
     }

@@ -11,11 +11,10 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::behavior::check::World as DryRunWorld;
 use crate::behavior::inputs::History;
 use crate::behavior::reload::{self, LiveSet, ReloadEvent};
 use crate::behavior::{BehaviorError, population};
-use crate::catalog::{self, AgentOptions, PersonaSource, agents::PersonaRecord};
+use crate::catalog::{self, AgentOptions, PersonaSource};
 use crate::domain::ShopConfig;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::sim::actions::{
@@ -160,37 +159,24 @@ pub async fn run(
             "the database has products but no stores; the catalog is incomplete (run `shopsim seed`)"
         );
     }
-    let dry_world = Arc::new(DryRunWorld::new(catalog.clone()));
-    let live = LiveSet::load(&settings.behaviors, &settings.persona_set, dry_world)?;
+    let world = Arc::new(World::new(catalog));
+    let live = LiveSet::load(&settings.behaviors, &settings.persona_set, world.clone())?;
     let set = live.current();
-    let vocab = population::vocab(catalog.stores.len());
-    let world = World::new(catalog);
+    let vocab = population::vocab(world.catalog().stores.len());
 
     // Agents: created with the persona set when the database has fewer than asked for.
     let existing = catalog::count_agents(&db).await?;
     if existing < settings.agents {
         let persona_error: parking_lot::Mutex<Option<BehaviorError>> =
             parking_lot::Mutex::new(None);
-        let make = |key: &str| -> Option<PersonaRecord> {
-            match set.make_persona(settings.seed, key, &vocab) {
-                Ok(p) => Some(PersonaRecord {
-                    persona_set: set.name().to_string(),
-                    script_version: set.version().to_string(),
-                    attributes: p.to_json(),
-                }),
-                Err(e) => {
-                    persona_error.lock().get_or_insert(e);
-                    None
-                }
-            }
-        };
+        let make = population::persona_source(&set, settings.seed, &vocab, &persona_error);
         let created_at = sim_start;
         let opts = AgentOptions::new(settings.seed, settings.agents, created_at);
         let progress = |done: u64, total: u64| tracing::info!(done, total, "creating agents");
         catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress)
             .await
             .context("creating agents")?;
-        if let Some(e) = persona_error.into_inner() {
+        if let Some(e) = persona_error.lock().take() {
             return Err(anyhow::Error::new(e).context("generating personas"));
         }
     }

@@ -189,7 +189,7 @@ impl Runner<'_, '_> {
                     .filter(|o| o.status == "active")
                     .filter_map(|o| {
                         let until = o.eligible_until.map_or(NaiveDate::MAX, |t| t.date_naive());
-                        self.cx.world.offer(o.coupon.id, until)
+                        self.cx.world.offer_for(o.coupon.id, until)
                     })
                     .collect();
                 self.agent.wallet = offers.into();
@@ -293,7 +293,9 @@ impl Runner<'_, '_> {
                     .iter()
                     .find(|o| self.cx.world.coupon_id(o.coupon) == Some(c.id))
                     .map(|o| o.eligible_until);
-                self.cx.world.offer(c.id, until.unwrap_or(self.cal.date))
+                self.cx
+                    .world
+                    .offer_for(c.id, until.unwrap_or(self.cal.date))
             })
             .collect();
         if cart.eligible.is_empty() {
@@ -362,7 +364,7 @@ impl Runner<'_, '_> {
                 self.cx
                     .world
                     .coupon_id(o.coupon)
-                    .and_then(|id| self.cx.world.coupon(id))
+                    .and_then(|id| self.cx.world.coupon_by_id(id))
                     .cloned()
             })
             .collect();
