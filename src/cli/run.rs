@@ -220,11 +220,12 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     // The database URL: flag/env (clap) > file > default; clap's default only when neither.
     let db_from_cli = std::env::args().any(|a| a.starts_with("--database-url"))
         || std::env::var_os("DATABASE_URL").is_some();
+    let db_given = db_from_cli || file.database_url.is_some();
     if !db_from_cli && let Some(url) = &file.database_url {
         args.db.database_url = url.clone();
     }
     let settings = resolve(&args, file)?;
-    if settings.api_url.is_some() && !db_from_cli && args.config.is_none() {
+    if settings.api_url.is_some() && !db_given {
         anyhow::bail!(
             "--api-url needs the API's database too (--database-url or DATABASE_URL): shopsim writes its agents and run records there"
         );

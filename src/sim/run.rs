@@ -124,6 +124,9 @@ pub async fn run(
     if settings.agents == 0 {
         anyhow::bail!("--agents must be at least 1");
     }
+    if let Some(url) = &settings.api_url {
+        preflight(url).await?;
+    }
     store::migrate(&db)
         .await
         .context("creating missing tables")?;
@@ -403,6 +406,39 @@ pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
     let t = row.opt_ts("t")?;
     tx.commit().await?;
     Ok(t)
+}
+
+/// Checks once, before anything is written, that the API answers `GET /health`: a wrong
+/// `--api-url` is a clear error now rather than an outage the run waits out forever.
+async fn preflight(base: &str) -> anyhow::Result<()> {
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    // reqwest is built without a default TLS provider (https API URLs need one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => anyhow::bail!(
+            "the API at {base} answered {} to GET /health; check --api-url",
+            r.status()
+        ),
+        Err(e) => {
+            // reqwest's message hides the cause (refused, DNS, TLS): show the whole chain.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                reason.push_str(": ");
+                reason.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            anyhow::bail!(
+                "the API at {base} is not reachable ({reason}); check --api-url and that the API runs"
+            )
+        }
+    }
 }
 
 async fn load_catalog(db: &Db) -> anyhow::Result<catalog::Catalog> {

@@ -262,3 +262,43 @@ async fn full_run_http_matches_inprocess(t: TestDb) {
         );
     }
 }
+
+/// A wrong API URL or persona set is a clear error before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_fail_fast_with_what_to_fix() {
+    let t = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = settings("bad-url", ActionsMode::Http, dir.path());
+    s.api_url = Some(format!("http://127.0.0.1:{port}"));
+    let err = run(t.db.clone(), s, CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not reachable") && err.contains("--api-url"),
+        "{err}"
+    );
+    let mut s = settings("bad-set", ActionsMode::Inprocess, dir.path());
+    s.persona_set = "no_such_set".into();
+    let err = format!(
+        "{:#}",
+        run(t.db.clone(), s, CancellationToken::new())
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("no_such_set") && err.contains("grocery"),
+        "{err}"
+    );
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) AS n FROM sim_runs").await,
+        0,
+        "nothing recorded for refused runs"
+    );
+}
