@@ -104,7 +104,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_RESTOCK_LEVEL")]
     restock_level: Option<i64>,
 
-    /// No live dashboard: status lines on stderr instead.
+    /// No live dashboard: a status line on stderr every 5 seconds (the default until the
+    /// terminal dashboard lands).
     #[arg(long)]
     no_tui: bool,
 }
@@ -234,9 +235,6 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "--api-url and --actions inprocess contradict each other: in-process actions do not use the API"
         );
-    }
-    if !args.no_tui {
-        tracing::debug!("the live dashboard is not available yet; printing status lines");
     }
     let db = args.db.connect().await?;
     let cancel = CancellationToken::new();

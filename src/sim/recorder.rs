@@ -26,6 +26,7 @@ pub struct DbRecorder {
     pacer: Option<PacedClock>,
     seq: AtomicU64,
     last: Mutex<Snapshot>,
+    checkpoint: Arc<Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl DbRecorder {
@@ -39,7 +40,13 @@ impl DbRecorder {
             pacer,
             seq: AtomicU64::new(0),
             last: Mutex::new(Snapshot::default()),
+            checkpoint: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The simulated time of the last checkpoint (for status lines).
+    pub fn checkpoint(&self) -> Arc<Mutex<Option<DateTime<Utc>>>> {
+        self.checkpoint.clone()
     }
 }
 
@@ -129,6 +136,7 @@ impl Recorder for DbRecorder {
             None => serde_json::json!({ "time_scale": "max" }),
         };
         update_checkpoint(&self.db, &self.run_id, end, &clock).await?;
+        *self.checkpoint.lock() = Some(end);
         Ok(())
     }
 }

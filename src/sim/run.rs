@@ -334,7 +334,15 @@ pub async fn run(
         cancel: cancel.clone(),
     };
     let recorder = DbRecorder::new(db.clone(), &settings.run_id, metrics.clone(), pacer.clone());
+    let status_line = tokio::spawn(status_lines(
+        settings.run_id.clone(),
+        metrics.clone(),
+        recorder.checkpoint(),
+        pacer.clone(),
+        sim_end,
+    ));
     let outcome = engine.run(&mut agents, &recorder).await;
+    status_line.abort();
     if let Some(server) = embedded.take() {
         server
             .shutdown()
@@ -406,6 +414,55 @@ pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
     let t = row.opt_ts("t")?;
     tx.commit().await?;
     Ok(t)
+}
+
+/// One concise status line on stderr every few seconds (for runs without a terminal).
+async fn status_lines(
+    run_id: String,
+    metrics: Arc<Metrics>,
+    checkpoint: Arc<parking_lot::Mutex<Option<DateTime<Utc>>>>,
+    pacer: Option<PacedClock>,
+    sim_end: DateTime<Utc>,
+) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.tick().await;
+    let mut last_requests = 0u64;
+    loop {
+        tick.tick().await;
+        let snap = metrics.snapshot();
+        let requests = snap.requests();
+        let errors: u64 = crate::sim::metrics::Outcome::ALL
+            .iter()
+            .filter(|o| o.is_error())
+            .map(|o| snap.outcome_total(*o))
+            .sum();
+        let sim = match &pacer {
+            Some(p) => Some(p.sim_now()),
+            None => *checkpoint.lock(),
+        };
+        let sim = sim.map_or_else(
+            || "starting".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        );
+        let c = |k: crate::sim::metrics::Counter| snap.counters.get(&k).copied().unwrap_or(0);
+        let lag = if pacer.is_some() {
+            format!(" | lag p99 {:.0} ms", snap.lag.p99_ms)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "[{run_id}] sim {sim} (to {}) | wall {:.0}s | sessions {} | orders {} | requests {} ({:.0}/s) | errors {}{lag}",
+            sim_end.format("%Y-%m-%d %H:%M"),
+            started.elapsed().as_secs_f64(),
+            c(crate::sim::metrics::Counter::SessionsStarted),
+            c(crate::sim::metrics::Counter::Orders),
+            requests,
+            (requests - last_requests) as f64 / 5.0,
+            errors,
+        );
+        last_requests = requests;
+    }
 }
 
 /// Checks once, before anything is written, that the API answers `GET /health`: a wrong
