@@ -302,10 +302,16 @@ impl Engine {
                     recorder.hour_done(end).await?;
                 }
             }
-            if self.pacer.is_some() {
-                recorder
-                    .hour_done(local_instant(self.config.tz, date + Duration::days(1), 0))
-                    .await?;
+            if let Some(p) = &self.pacer {
+                // The day is done only when the paced clock reaches its end: without this wait
+                // a run ends (and checkpoints) at its last session, ahead of the clock, and
+                // reports an achieved scale above the target.
+                let end = local_instant(self.config.tz, date + Duration::days(1), 0);
+                tokio::select! {
+                    _ = p.wait_until(end) => {}
+                    _ = self.cancel.cancelled() => return Ok(EngineEnd::Stopped),
+                }
+                recorder.hour_done(end).await?;
             }
         }
         Ok(if self.cancel.is_cancelled() {

@@ -17,4 +17,6 @@ mod migrate;
 mod pooler;
 mod records;
 mod run;
+mod run_faults;
+mod run_paced;
 mod seed;
