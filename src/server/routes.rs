@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -28,11 +28,18 @@ const MAX_QUANTITY: i64 = 1_000_000;
 #[derive(Debug, Clone)]
 pub(crate) enum WriteOp {
     SelectStore(Uuid),
-    AddToCart { product_id: Uuid, quantity: i64 },
+    AddToCart {
+        product_id: Uuid,
+        quantity: i64,
+    },
     ClearCart,
     ApplyCoupon(Uuid),
     Checkout,
     Refresh(Uuid),
+    /// A product view that records an event (with a session header).
+    ViewProduct(Uuid),
+    /// The eligible-offers list that records an event (with a session header).
+    Eligible,
 }
 
 /// Runs `op` in `tx`; the status and JSON body of the answer on success.
@@ -49,6 +56,8 @@ pub(crate) async fn perform(
             quantity,
         } => ok(shop.add_to_cart(tx, ctx, product_id, quantity).await?),
         WriteOp::ClearCart => ok(shop.clear_cart(tx, ctx).await?),
+        WriteOp::ViewProduct(product_id) => ok(shop.get_product(tx, ctx, product_id).await?),
+        WriteOp::Eligible => ok(shop.eligible_coupons(tx, ctx).await?),
         WriteOp::ApplyCoupon(coupon_id) => ok(shop.apply_coupon(tx, ctx, coupon_id).await?),
         WriteOp::Checkout => {
             let (_, body) = ok(shop.checkout(tx, ctx).await?)?;
@@ -158,16 +167,21 @@ pub(crate) async fn list_products(
     Ok(Json(page))
 }
 
-/// `GET /api/products/{id}` (records a `view_product` event with a session header).
+/// `GET /api/products/{id}` (records a `view_product` event with a session header, and then
+/// honours an `Idempotency-Key` like a write, so a retried view records one event).
 pub(crate) async fn get_product(
     State(s): State<AppState>,
     ApiCtx(ctx): ApiCtx,
     UuidPath(id): UuidPath,
-) -> Result<Json<ProductDetail>, ApiError> {
-    let tx = s.begin(ctx.session_id.is_some()).await?;
-    let detail = s.shop.get_product(&tx, &ctx, id).await?;
+    req: WriteNoBody,
+) -> Result<Response, ApiError> {
+    if ctx.session_id.is_some() {
+        return run_write(&s, &ctx, &req.meta, WriteOp::ViewProduct(id)).await;
+    }
+    let tx = s.db.read().await?;
+    let detail: ProductDetail = s.shop.get_product(&tx, &ctx, id).await?;
     tx.commit().await?;
-    Ok(Json(detail))
+    Ok(Json(detail).into_response())
 }
 
 /// `GET /api/cart`.
@@ -222,15 +236,20 @@ pub(crate) async fn clear_cart(
     run_write(&s, &ctx, &req.meta, WriteOp::ClearCart).await
 }
 
-/// `GET /api/coupons/eligible` (records a `view_coupons` event with a session header).
+/// `GET /api/coupons/eligible` (records a `view_coupons` event with a session header, and then
+/// honours an `Idempotency-Key` like a write).
 pub(crate) async fn eligible_coupons(
     State(s): State<AppState>,
     ApiCtx(ctx): ApiCtx,
-) -> Result<Json<EligibleCoupons>, ApiError> {
-    let tx = s.begin(ctx.session_id.is_some()).await?;
-    let coupons = s.shop.eligible_coupons(&tx, &ctx).await?;
+    req: WriteNoBody,
+) -> Result<Response, ApiError> {
+    if ctx.session_id.is_some() {
+        return run_write(&s, &ctx, &req.meta, WriteOp::Eligible).await;
+    }
+    let tx = s.db.read().await?;
+    let coupons: EligibleCoupons = s.shop.eligible_coupons(&tx, &ctx).await?;
     tx.commit().await?;
-    Ok(Json(coupons))
+    Ok(Json(coupons).into_response())
 }
 
 /// Body of `POST /api/cart/coupons`.

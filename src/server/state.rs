@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::ServerConfig;
 use super::faults::Faults;
 use crate::domain::Shop;
-use crate::store::{Db, Tx};
+use crate::store::Db;
 
 /// Shared server state (cheap to clone).
 #[derive(Clone)]
@@ -47,16 +47,6 @@ impl AppState {
             restock_lock: tokio::sync::Mutex::new(()),
             faults,
         }))
-    }
-
-    /// A transaction for a request that only reads, unless `writes` (e.g. a product view that
-    /// records a session event): on SQLite a read transaction that starts writing could fail.
-    pub async fn begin(&self, writes: bool) -> Result<Tx, crate::store::StoreError> {
-        if writes {
-            self.db.write().await
-        } else {
-            self.db.read().await
-        }
     }
 }
 

@@ -225,10 +225,11 @@ async fn http_session_flow_and_rejections(t: TestDb) {
         .await,
         1
     );
-    // Every write carried its key (the server stored one answer per key).
+    // Every write carried its key (the server stored one answer per key), and so did each
+    // session's two product views and its eligible-offers list, which record events.
     assert_eq!(
         count(db, "SELECT COUNT(*) AS n FROM sim_idempotency").await,
-        2 * 6 + 5
+        2 * 6 + 5 + 2 * 3
     );
 
     // Out of stock is a rejection, counted as such.

@@ -2,7 +2,8 @@
 //! server), through one shared `reqwest::Client`.
 //!
 //! Every request carries `Authorization`, `X-Sim-Time` (the step's simulated time) and
-//! `X-Shopping-Session-Id`; every write carries the step's `Idempotency-Key`, so a resent step
+//! `X-Shopping-Session-Id`; every write — and every read that records a session event (product
+//! view, eligible offers) — carries the step's `Idempotency-Key`, so a resent step
 //! never applies twice. How an answer is handled:
 //!
 //! | answer | handling | metrics outcome |
@@ -638,6 +639,8 @@ impl SessionActions for HttpSession {
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
         let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
         call.param = Some(("{id}", product_id));
+        // It records a view event: keyed like a write, so a retried view records it once.
+        call.write = true;
         self.run(step, call).await
     }
 
@@ -656,11 +659,10 @@ impl SessionActions for HttpSession {
     }
 
     async fn eligible_coupons(&mut self, step: Step) -> ActionResult<EligibleCoupons> {
-        self.run(
-            step,
-            Self::call(Endpoint::EligibleCoupons, Method::GET, None),
-        )
-        .await
+        let mut call = Self::call(Endpoint::EligibleCoupons, Method::GET, None);
+        // It records a view_coupons event: keyed like a write, so a retry records it once.
+        call.write = true;
+        self.run(step, call).await
     }
 
     async fn apply_coupon(
