@@ -16,11 +16,12 @@ use shopsim::store::{Db, DbConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
-use crate::support::TestDb;
+use crate::support::{TestDb, count, read_dir};
 
 backend_tests!(full_run_http_matches_inprocess);
 
-fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> RunSettings {
+/// The settings of the end-to-end runs: 372 `grocery` agents, 14 days from 2024-01-01, `max`.
+pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> RunSettings {
     RunSettings {
         run_id: run_id.into(),
         persona_set: "grocery".into(),
@@ -40,13 +41,6 @@ fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> RunSettings {
         run_dir: run_dir.into(),
         restock_level: 500,
     }
-}
-
-async fn count(db: &Db, sql: &str) -> u64 {
-    let tx = db.read().await.unwrap();
-    let n = tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap();
-    tx.commit().await.unwrap();
-    n as u64
 }
 
 /// Every order's totals follow the pricing rules from its items and the coupons it used.
@@ -190,21 +184,6 @@ async fn summary_matches_database(db: &Db, r: &RunResult) {
         "no session may fail against a healthy server"
     );
     assert!(r.folder.join("summary.md").exists() && r.folder.join("metadata.json").exists());
-}
-
-fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 async fn full_run_http_matches_inprocess(t: TestDb) {

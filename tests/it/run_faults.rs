@@ -9,14 +9,13 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use shopsim::domain::ShopConfig;
 use shopsim::server::{self, FailMode, FaultCounters, FaultPatch, FaultSettings, ServerConfig};
-use shopsim::sim::clock::TimeScale;
 use shopsim::sim::records::{Format, export_run};
-use shopsim::sim::run::{ActionsMode, AuthMode, RunSettings, run};
+use shopsim::sim::run::{ActionsMode, RunSettings, run};
 use shopsim::store::{Backend, Db, DbConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
-use crate::support::TestDb;
+use crate::support::{TestDb, count, read_dir};
 
 backend_tests!(faulty_server_switched_off_mid_run);
 
@@ -32,23 +31,10 @@ fn settings(
     dir: &Path,
 ) -> RunSettings {
     RunSettings {
-        run_id: run_id.into(),
-        persona_set: "grocery".into(),
-        behaviors: concat!(env!("CARGO_MANIFEST_DIR"), "/behaviors").into(),
         agents: AGENTS,
-        seed: 42,
-        start: Some(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
         days: DAYS,
-        until: None,
-        timezone: "UTC".into(),
-        time_scale: TimeScale::Max,
-        concurrency: 50,
-        ramp_up_hours: 0,
-        actions,
         api_url,
-        auth: AuthMode::Dev,
-        run_dir: dir.into(),
-        restock_level: 500,
+        ..crate::run::settings(run_id, actions, dir)
     }
 }
 
@@ -63,28 +49,6 @@ async fn rows(db: &Db, sql: &str) -> Vec<String> {
         .collect();
     tx.commit().await.unwrap();
     out
-}
-
-async fn count(db: &Db, sql: &str) -> u64 {
-    let tx = db.read().await.unwrap();
-    let n = tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap();
-    tx.commit().await.unwrap();
-    n as u64
-}
-
-fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 async fn faulty_server_switched_off_mid_run(t: TestDb) {

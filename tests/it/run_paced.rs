@@ -8,11 +8,10 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use shopsim::sim::clock::TimeScale;
 use shopsim::sim::records::{Format, export_run};
-use shopsim::sim::run::{ActionsMode, AuthMode, RunSettings, run};
-use shopsim::store::Db;
+use shopsim::sim::run::{ActionsMode, RunSettings, run};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, count, read_dir};
 
 const AGENTS: u64 = 20;
 /// Simulated seconds per wall second: 4 simulated hours.
@@ -20,47 +19,14 @@ const SCALE: f64 = 3600.0 * 4.0;
 
 fn settings(run_id: &str, time_scale: TimeScale, dir: &Path) -> RunSettings {
     RunSettings {
-        run_id: run_id.into(),
-        persona_set: "grocery".into(),
-        behaviors: concat!(env!("CARGO_MANIFEST_DIR"), "/behaviors").into(),
         agents: AGENTS,
         seed: 7,
         // The engine runs whole days from local midnight: one day is 6 s of wall time here.
         start: Some(NaiveDate::from_ymd_opt(2024, 3, 4).unwrap()),
         days: 1,
-        until: None,
-        timezone: "UTC".into(),
         time_scale,
-        concurrency: 50,
-        ramp_up_hours: 0,
-        actions: ActionsMode::Inprocess,
-        api_url: None,
-        auth: AuthMode::Dev,
-        run_dir: dir.into(),
-        restock_level: 500,
+        ..crate::run::settings(run_id, ActionsMode::Inprocess, dir)
     }
-}
-
-async fn count(db: &Db, sql: &str) -> u64 {
-    let tx = db.read().await.unwrap();
-    let n = tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap();
-    tx.commit().await.unwrap();
-    n as u64
-}
-
-fn read_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,3 +162,27 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// `SELECT COUNT(*) AS n …` as a number.
+pub async fn count(db: &Db, sql: &str) -> u64 {
+    let tx = db.read().await.unwrap();
+    let n = tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap();
+    tx.commit().await.unwrap();
+    n as u64
+}
+
+/// Every file of a folder as (name, bytes), sorted by name.
+pub fn read_dir(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
