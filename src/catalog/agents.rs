@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::Value;
 use uuid::Uuid;
 
-use super::batch::{insert_ignore, insert_ignore_returning};
 use crate::ids;
 use crate::money::Money;
+use crate::store::batch::{insert_ignore, insert_ignore_returning};
 use crate::store::{Codec, Db, StoreError, Tx};
 
 /// Default number of agents per write transaction.
@@ -313,7 +313,7 @@ async fn insert_batch(
     let mut user_of: HashMap<String, Uuid> = HashMap::new();
     if (inserted as usize) < names.len() {
         let emails: Vec<Value> = names.iter().map(|n| agent_email(n).into()).collect();
-        for chunk in emails.chunks(super::batch::MAX_ROWS) {
+        for chunk in emails.chunks(crate::store::batch::MAX_ROWS) {
             let placeholders = (1..=chunk.len())
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use sea_orm::Value;
 use uuid::Uuid;
 
-use super::batch::{MAX_ROWS, insert_ignore};
 use super::model::{Catalog, Coupon, CouponKind, DiscountType, InventoryRow, Product, Store};
+use crate::store::batch::{MAX_ROWS, insert_ignore};
 use crate::store::{Backend, Db, StoreError, Tx};
 
 /// What loading did to one table.

@@ -11,7 +11,6 @@
 //! - [`model`]: the catalog as plain values.
 
 pub mod agents;
-mod batch;
 pub mod csv;
 pub mod generate;
 pub mod load;

@@ -3,6 +3,7 @@
 //! Nothing here knows about HTTP or the simulation; the domain layer, the reference server and
 //! the simulation host all go through [`Db`] and [`Tx`].
 
+pub mod batch;
 mod codec;
 mod config;
 mod db;

@@ -19,10 +19,8 @@ use super::RecordsError;
 use crate::sim::metrics::{
     self, Counter, Endpoint, EndpointSummary, IntervalHistograms, LatencySummary, Outcome, Snapshot,
 };
+use crate::store::batch::insert_ignore;
 use crate::store::{Backend, Codec, Db, Row, StoreError, Tx};
-
-/// Most rows in one multi-row statement.
-pub const MAX_ROWS_PER_STATEMENT: usize = 500;
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,40 +416,6 @@ pub async fn finish_run(db: &Db, run_id: &str, status: RunStatus) -> Result<(), 
         return Err(RecordsError::UnknownRun(run_id.to_string()));
     }
     Ok(())
-}
-
-/// Builds `INSERT INTO table (cols) VALUES (…), (…) ON CONFLICT DO NOTHING` for up to
-/// [`MAX_ROWS_PER_STATEMENT`] rows at a time and runs them; returns the rows inserted.
-async fn insert_ignore(
-    tx: &Tx,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<Value>>,
-) -> Result<u64, StoreError> {
-    let mut inserted = 0;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<Value>> = rows.by_ref().take(MAX_ROWS_PER_STATEMENT).collect();
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
-        let mut values = Vec::with_capacity(chunk.len() * columns.len());
-        for (r, row) in chunk.into_iter().enumerate() {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for i in 0..row.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", values.len() + i + 1));
-            }
-            sql.push(')');
-            values.extend(row);
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        inserted += tx.exec(&sql, values).await?;
-    }
-    Ok(inserted)
 }
 
 /// Records agents' day decisions in the caller's transaction. A (run, agent, date) already

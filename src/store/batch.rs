@@ -5,7 +5,9 @@
 
 use sea_orm::Value;
 
-use crate::store::{Row, StoreError, Tx};
+use super::codec::Row;
+use super::db::Tx;
+use super::error::StoreError;
 
 /// Most rows in one statement.
 pub const MAX_ROWS: usize = 500;
