@@ -1,5 +1,5 @@
-//! One agent-day decision (`plan_day`) per persona set, and a whole simulated agent-day
-//! (day plan plus any sessions it plans) through `check`'s in-memory shop.
+//! One agent-day decision (`plan_day`) per persona set, and the host's floor (a set whose
+//! plan_day returns at once). Whole runs are measured by `scripts/bench-run`.
 //!
 //! `cargo bench --bench decisions`
 
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use criterion::{Criterion, criterion_group, criterion_main};
 use shopsim::behavior::calendar::Calendar;
-use shopsim::behavior::check::{CheckConfig, World, agent_key, run_check};
 use shopsim::behavior::inputs::History;
+use shopsim::behavior::world::{World, agent_key};
 use shopsim::behavior::{Agent, PersonaSet};
 
 fn bench(c: &mut Criterion) {
@@ -62,24 +62,6 @@ fn bench(c: &mut Criterion) {
                 };
                 set.plan_day(&agent, &calendars[i % 7], world.view())
                     .expect("plan")
-            })
-        });
-        if name == "floor" {
-            continue;
-        }
-        c.bench_function(&format!("{name}/agent_day_full_10x7"), |b| {
-            b.iter(|| {
-                run_check(
-                    &set,
-                    &world,
-                    &CheckConfig {
-                        seed: 42,
-                        agents: 10,
-                        days: 7,
-                        start,
-                    },
-                )
-                .expect("check")
             })
         });
     }

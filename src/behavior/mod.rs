@@ -15,11 +15,10 @@
 //! - [`inputs`]: catalog, history, wallet and cart as scripts see them.
 //! - [`outputs`]: validation of decisions (errors name file, function and field).
 //! - [`reload`]: the folder watcher: recompile, dry-run, swap atomically, keep the last good.
-//! - [`check`]: `shopsim check`: an in-memory simulation and its statistics.
+//! - [`world`]: the shared read-only catalog cache the scripts decide from.
 //! - [`population`]: personas for many agents (`shopsim seed --persona-set`).
 
 pub mod calendar;
-pub mod check;
 pub mod engine;
 pub mod error;
 pub mod inputs;
@@ -29,6 +28,7 @@ pub mod population;
 pub mod reload;
 pub mod rng;
 pub mod set;
+pub mod world;
 
 pub use error::BehaviorError;
 pub use set::{Agent, Decision, Outcome, PersonaSet, Vocab};

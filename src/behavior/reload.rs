@@ -18,11 +18,11 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc;
 
 use super::calendar::Calendar;
-use super::check::{World, agent_key};
 use super::error::BehaviorError;
 use super::inputs::{CartLine, CartState, History, Offer};
 use super::outputs::StepAction;
 use super::set::{Agent, Outcome, PersonaSet};
+use super::world::{World, agent_key};
 
 /// Debounce window for file events.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);

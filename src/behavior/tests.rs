@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 
 use super::calendar::Calendar;
-use super::check::{World, agent_key};
 use super::error::BehaviorError;
 use super::inputs::History;
 use super::reload::{LiveSet, ReloadEvent};
 use super::set::{Agent, PersonaSet};
+use super::world::{World, agent_key};
 
 static WORLD: LazyLock<Arc<World>> =
     LazyLock::new(|| Arc::new(World::new(crate::catalog::generate::generate(1))));

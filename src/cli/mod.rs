@@ -41,8 +41,9 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Serve the VoiceOffers API (the reference server) until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
-    /// Compile a persona set and simulate it in memory (no server, no database): prints
-    /// sessions, baskets, abandonment, offers and timing statistics.
+    /// Compile a persona set and run it through the engine in process on an in-memory
+    /// database (no server, no files): prints sessions, baskets, abandonment, offers and
+    /// timing statistics, equal to those of `run --actions inprocess` with the same seed.
     Check(check::CheckArgs),
     /// Write a run's dataset (agents with personas, sessions, events, orders, order items,
     /// offers) as CSV or JSON lines, byte-identical for the same dataset on any backend.
@@ -60,7 +61,7 @@ pub async fn main() -> ExitCode {
         Command::Run(args) => run::run(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Runs(args) => runs::run(args).await,
     };

@@ -210,6 +210,8 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
             .or(file.run_dir)
             .unwrap_or_else(|| PathBuf::from("simulation_runs")),
         restock_level: args.restock_level.or(file.restock_level).unwrap_or(500),
+        hot_reload: true,
+        status_line: true,
     })
 }
 

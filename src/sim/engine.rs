@@ -217,7 +217,7 @@ impl Engine {
                         plan = d.value;
                     }
                     Err(e) => {
-                        self.metrics.add(Counter::ScriptErrors, 1);
+                        self.metrics.script_error(format!("{date} {}: {e}", a.key));
                         tracing::warn!(agent = %a.key, %date, error = %e, "plan_day failed; the agent does not shop today");
                     }
                 }

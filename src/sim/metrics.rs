@@ -259,7 +259,12 @@ pub struct Metrics {
     lag: Mutex<Hists>,
     outcomes: Vec<Vec<AtomicU64>>, // [endpoint][outcome]
     counters: Vec<AtomicU64>,
+    warnings: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// Warnings kept for display (the dashboard, `shopsim check`); older ones are dropped here but
+/// never from the log.
+const KEPT_WARNINGS: usize = 20;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -281,7 +286,28 @@ impl Metrics {
                 .map(|_| Outcome::ALL.iter().map(|_| AtomicU64::new(0)).collect())
                 .collect(),
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            warnings: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Counts a behaviour-script error and keeps its message among the recent warnings.
+    pub fn script_error(&self, message: String) {
+        self.add(Counter::ScriptErrors, 1);
+        self.warn(message);
+    }
+
+    /// Keeps `message` among the recent warnings (the last 20).
+    pub fn warn(&self, message: String) {
+        let mut w = self.warnings.lock();
+        if w.len() == KEPT_WARNINGS {
+            w.pop_front();
+        }
+        w.push_back(message);
+    }
+
+    /// The recent warnings, oldest first.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().iter().cloned().collect()
     }
 
     /// Records one request: its latency (from the *scheduled* send time in paced mode, so

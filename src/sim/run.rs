@@ -88,6 +88,12 @@ pub struct RunSettings {
     pub run_dir: PathBuf,
     /// Inventory level at simulated midnight (reference server / in-process).
     pub restock_level: i64,
+    /// Watch the persona set's folder and hot-reload edits (operational: not stored).
+    #[serde(skip)]
+    pub hot_reload: bool,
+    /// Print a status line on stderr every few seconds (operational: not stored).
+    #[serde(skip)]
+    pub status_line: bool,
 }
 
 /// What a finished (or stopped) run reports.
@@ -110,12 +116,30 @@ fn tz(settings: &RunSettings) -> anyhow::Result<Tz> {
     })
 }
 
-/// Runs a simulation to the end (or until `cancel`).
+/// Runs a simulation to the end (or until `cancel`) and writes its renderings
+/// (`summary.md`, `metadata.json`) to `<run-dir>/<run_id>/`.
 pub async fn run(
     db: Db,
     settings: RunSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunResult> {
+    let run_dir = settings.run_dir.clone();
+    let (summary, stopped) = simulate(db, settings, cancel).await?;
+    let folder = records::write_renderings(&run_dir, &summary)?;
+    Ok(RunResult {
+        summary,
+        folder,
+        stopped,
+    })
+}
+
+/// Runs a simulation to the end (or until `cancel`, then `stopped` is true) and returns its
+/// summary, writing nothing outside the database.
+pub async fn simulate(
+    db: Db,
+    settings: RunSettings,
+    cancel: CancellationToken,
+) -> anyhow::Result<(RunSummary, bool)> {
     let wall_start = Instant::now();
     let tz = tz(&settings)?;
     if settings.days == 0 {
@@ -293,9 +317,10 @@ pub async fn run(
     };
 
     // Hot reload: edits of the persona set take effect at the next decision.
-    let watcher = reload::watch(live.clone());
+    let watcher = settings.hot_reload.then(|| reload::watch(live.clone()));
     let _reload_task = match watcher {
-        Ok(mut w) => Some(tokio::spawn(async move {
+        None => None,
+        Some(Ok(mut w)) => Some(tokio::spawn(async move {
             while let Some(ev) = w.events.recv().await {
                 match ev {
                     ReloadEvent::Reloaded { version } => {
@@ -308,7 +333,7 @@ pub async fn run(
                 }
             }
         })),
-        Err(e) => {
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "cannot watch the behaviours folder; scripts will not hot-reload");
             None
         }
@@ -334,15 +359,19 @@ pub async fn run(
         cancel: cancel.clone(),
     };
     let recorder = DbRecorder::new(db.clone(), &settings.run_id, metrics.clone(), pacer.clone());
-    let status_line = tokio::spawn(status_lines(
-        settings.run_id.clone(),
-        metrics.clone(),
-        recorder.checkpoint(),
-        pacer.clone(),
-        sim_end,
-    ));
+    let status_line = settings.status_line.then(|| {
+        tokio::spawn(status_lines(
+            settings.run_id.clone(),
+            metrics.clone(),
+            recorder.checkpoint(),
+            pacer.clone(),
+            sim_end,
+        ))
+    });
     let outcome = engine.run(&mut agents, &recorder).await;
-    status_line.abort();
+    if let Some(task) = status_line {
+        task.abort();
+    }
     if let Some(server) = embedded.take() {
         server
             .shutdown()
@@ -360,14 +389,10 @@ pub async fn run(
         wall: wall_start.elapsed(),
         target: Some(settings.time_scale),
     };
-    let summary =
+    let mut summary =
         RunSummary::from_database(&db, &settings.run_id, &metrics.snapshot(), &wall).await?;
-    let folder = records::write_renderings(&settings.run_dir, &summary)?;
-    Ok(RunResult {
-        summary,
-        folder,
-        stopped: end == EngineEnd::Stopped,
-    })
+    summary.warnings = metrics.warnings();
+    Ok((summary, end == EngineEnd::Stopped))
 }
 
 /// The run's simulated span: from `--start` (local midnight) or one simulated hour after the

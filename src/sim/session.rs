@@ -151,7 +151,11 @@ impl Runner<'_, '_> {
     }
 
     fn script_error(&self, e: &BehaviorError) {
-        self.cx.metrics.add(Counter::ScriptErrors, 1);
+        self.cx.metrics.script_error(format!(
+            "{} {}: {e}",
+            self.at.format("%Y-%m-%d %H:%M"),
+            self.agent.key
+        ));
         tracing::warn!(agent = %self.agent.key, error = %e, "behaviour script error; the session goes on without that decision");
     }
 

@@ -2,4 +2,4 @@
 //! and coupons by script position for the scripts, ids for the actions), loaded once and shared
 //! by every agent.
 
-pub use crate::behavior::check::World;
+pub use crate::behavior::world::World;

@@ -40,6 +40,8 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         auth: AuthMode::Dev,
         run_dir: run_dir.into(),
         restock_level: 500,
+        hot_reload: false,
+        status_line: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Run records and what is built from them: the records themselves ([`runs`]), which rows
 //! belong to a run ([`scope`]), the analysts' export ([`export`]), deleting a run
-//! ([`purge`]) and the run summary renderings ([`summary`]).
+//! ([`purge`]), the run summary renderings ([`summary`]) and the shopping statistics in them
+//! ([`shopping`]).
 //!
 //! ## Which rows are a run's
 //! A run's rows are its `sim_*` rows; the `shopping_sessions` whose id is one of the run's
@@ -15,6 +16,7 @@ pub mod format;
 pub mod purge;
 pub mod runs;
 pub mod scope;
+pub mod shopping;
 pub mod summary;
 
 pub use export::{ExportOptions, ExportReport, export_run, export_run_with};
@@ -26,6 +28,7 @@ pub use runs::{
     record_metrics_interval, record_sessions, require_run, stored_snapshot, unfinished_sessions,
     update_checkpoint, update_session,
 };
+pub use shopping::ShoppingStats;
 pub use summary::{RunSummary, WallInfo, write_renderings};
 
 use crate::sim::metrics::MetricsError;

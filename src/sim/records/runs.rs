@@ -97,6 +97,18 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl RunRecord {
+    /// The run's calendar time zone (`timezone` in its configuration; UTC when absent or not
+    /// an IANA name, as for runs recorded before the key existed).
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.config
+            .get("timezone")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(chrono_tz::Tz::UTC)
+    }
+}
+
 /// One agent's decision for one simulated day, recorded before the agent acts on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentDayRecord {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::RecordsError;
 use super::runs::{RunRecord, RunStatus, require_run};
 use super::scope::{run_session_ids, run_user_ids};
+use super::shopping::{ShoppingStats, Totals};
 use crate::money::Money;
 use crate::sim::clock::TimeScale;
 use crate::sim::metrics::{Counter, LatencySummary, Outcome, Snapshot};
@@ -151,6 +152,14 @@ pub struct RunSummary {
     pub errors: ErrorCounts,
     /// Release lag in paced mode (absent in `max` mode or with no samples).
     pub lag: Option<LatencySummary>,
+    /// Versions (content hashes) of the persona set's scripts that made the day decisions.
+    pub script_versions: Vec<String>,
+    /// How the shoppers shopped (the statistics `shopsim check` prints).
+    pub shopping: ShoppingStats,
+    /// The last warnings of the run (script errors first of all); empty when re-rendered
+    /// from the database, where only their count is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunSummary {
@@ -234,6 +243,31 @@ impl RunSummary {
             .await?;
         let offers_assigned = offers_row.i64("n")?.max(0) as u64;
         let offers_redeemed = offers_row.i64("used")?.max(0) as u64;
+        let mut script_versions = Vec::new();
+        for r in tx
+            .query(
+                "SELECT script_version, MIN(created_at) AS first FROM sim_agent_days \
+                 WHERE run_id = $1 GROUP BY script_version ORDER BY first, script_version",
+                vec![run_v()],
+            )
+            .await?
+        {
+            script_versions.push(r.string("script_version")?);
+        }
+        let sessions = sessions_planned - st("planned");
+        let offers_applied = events_by_type.get("coupon_apply").copied().unwrap_or(0);
+        let shopping = ShoppingStats::from_database(
+            &tx,
+            run_id,
+            run.timezone(),
+            Totals {
+                agent_days,
+                sessions,
+                events,
+                offers_applied,
+            },
+        )
+        .await?;
         tx.commit().await?;
 
         let sim_reached = match run.status {
@@ -296,7 +330,7 @@ impl RunSummary {
             agents,
             agent_days,
             sessions_planned,
-            sessions: sessions_planned - st("planned"),
+            sessions,
             sessions_completed: completed,
             abandoned,
             sessions_failed: failed,
@@ -308,7 +342,7 @@ impl RunSummary {
             orders,
             revenue,
             offers_assigned,
-            offers_applied: events_by_type.get("coupon_apply").copied().unwrap_or(0),
+            offers_applied,
             offers_redeemed,
             events,
             events_by_type,
@@ -316,6 +350,9 @@ impl RunSummary {
             business_rejections,
             errors,
             lag: (paced && metrics.lag.count > 0).then_some(metrics.lag),
+            script_versions,
+            shopping,
+            warnings: Vec::new(),
         })
     }
 
@@ -375,6 +412,37 @@ impl RunSummary {
         ];
         for (k, v) in rows {
             push(&mut s, format!("| {k} | {v} |"));
+        }
+        push(&mut s, String::new());
+        push(&mut s, "## Shopping".into());
+        push(&mut s, String::new());
+        let sh = &self.shopping;
+        for (k, v) in [
+            (
+                "sessions per agent-hour",
+                format!("{:.3}%", 100.0 * sh.sessions_per_agent_hour),
+            ),
+            (
+                "events per session",
+                format!("{:.2}", sh.events_per_session),
+            ),
+            (
+                "products per order (mean / median)",
+                format!("{:.2} / {}", sh.mean_basket_items, sh.median_basket_items),
+            ),
+            ("mean order total", format!("${:.2}", sh.mean_order_total)),
+            (
+                "offers applied per session",
+                format!("{:.3}", sh.offers_per_session),
+            ),
+            ("orders by hour (0–23)", format!("{:?}", sh.orders_by_hour)),
+            (
+                "orders by weekday (Mon–Sun)",
+                format!("{:?}", sh.orders_by_weekday),
+            ),
+            ("script versions", self.script_versions.join(", ")),
+        ] {
+            push(&mut s, format!("- {k}: {v}"));
         }
         push(&mut s, String::new());
         push(&mut s, "## Requests".into());
