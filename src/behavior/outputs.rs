@@ -5,7 +5,7 @@
 //! simulated time of every step comes from the plan, never from a moving clock.
 
 use rhai::{Array, Dynamic, Map};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest think time (a day, in simulated seconds).
 pub const MAX_THINK: u32 = 86_400;
@@ -106,7 +106,7 @@ fn no_extra(m: &Map, allowed: &[&str], prefix: &str) -> Result<(), FieldError> {
 }
 
 /// A planned session: when and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedSession {
     /// Minute of the simulated day the session starts (0–1439).
     pub minute: u16,
@@ -115,7 +115,7 @@ pub struct PlannedSession {
 }
 
 /// The day plan. No sessions means the agent does not shop today.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayPlan {
     /// Sessions, in time order.
     pub sessions: Vec<PlannedSession>,

@@ -142,6 +142,7 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         auth: AuthMode::Dev,
         run_dir: PathBuf::from("simulation_runs"),
         restock_level: ShopConfig::default().restock_level,
+        max_outage: std::time::Duration::from_secs(60),
         hot_reload: false,
         status_line: false,
     };

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::common::DbArgs;
 use crate::sim::clock::TimeScale;
-use crate::sim::run::{self, ActionsMode, AuthMode, RunSettings};
+use crate::sim::records::{self, RunRecord, RunStatus};
+use crate::sim::run::{self, ActionsMode, AuthMode, IMMUTABLE_KEYS, RunSettings};
 
 /// Simulate shoppers against the VoiceOffers API (or the embedded reference server).
 ///
@@ -104,6 +105,22 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_RESTOCK_LEVEL")]
     restock_level: Option<i64>,
 
+    /// Longest database outage the run waits out before it stops, resumable (e.g. `30m`,
+    /// `2h`; default: 1h).
+    #[arg(long, env = "SHOPSIM_MAX_OUTAGE", value_parser = super::common::parse_duration)]
+    max_outage: Option<std::time::Duration>,
+
+    /// Resume the latest unfinished run in the database (with its stored configuration;
+    /// operational options such as --time-scale, --concurrency and --api-url may change).
+    /// `--run-id ID` alone also resumes run ID when it exists and is unfinished.
+    #[arg(long, conflicts_with = "run_id")]
+    resume: bool,
+
+    /// Start a new run even though the database holds an unfinished run with the same
+    /// configuration (without it, shopsim asks whether to resume that run).
+    #[arg(long, conflicts_with = "resume")]
+    new: bool,
+
     /// No live dashboard: a status line on stderr every 5 seconds (the default until the
     /// terminal dashboard lands).
     #[arg(long)]
@@ -132,6 +149,7 @@ struct FileSettings {
     auth: Option<AuthMode>,
     run_dir: Option<PathBuf>,
     restock_level: Option<i64>,
+    max_outage: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
@@ -210,6 +228,12 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
             .or(file.run_dir)
             .unwrap_or_else(|| PathBuf::from("simulation_runs")),
         restock_level: args.restock_level.or(file.restock_level).unwrap_or(500),
+        max_outage: match (args.max_outage, &file.max_outage) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("config file: max-outage `{text}`: {e}"))?,
+            (None, None) => std::time::Duration::from_secs(3600),
+        },
         hot_reload: true,
         status_line: true,
     })
@@ -227,7 +251,30 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if !db_from_cli && let Some(url) = &file.database_url {
         args.db.database_url = url.clone();
     }
-    let settings = resolve(&args, file)?;
+    let db = args.db.connect().await?;
+    crate::store::migrate(&db)
+        .await
+        .context("creating missing tables")?;
+    let given = Given::of(&args, &file);
+    let run_id = if args.resume {
+        Some(latest_unfinished(&db).await?)
+    } else {
+        args.run_id.clone().or(file.run_id.clone())
+    };
+    let stored = match &run_id {
+        Some(id) => records::load_run(&db, id)
+            .await?
+            .filter(|r| r.status != RunStatus::Finished),
+        None => None,
+    };
+    let fresh = resolve(&args, file)?;
+    let settings = match &stored {
+        Some(run) => resumed_settings(run, fresh, &given)?,
+        None => fresh,
+    };
+    if run_id.is_none() && !args.new {
+        refuse_if_unfinished_twin(&db, &settings).await?;
+    }
     if settings.api_url.is_some() && !db_given {
         anyhow::bail!(
             "--api-url needs the API's database too (--database-url or DATABASE_URL): shopsim writes its agents and run records there"
@@ -238,18 +285,24 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             "--api-url and --actions inprocess contradict each other: in-process actions do not use the API"
         );
     }
-    let db = args.db.connect().await?;
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        // Ctrl-C, or SIGTERM from a process manager or Kubernetes: stop gracefully.
+        if stop_signal().await {
             eprintln!("stopping: finishing in-flight steps (Ctrl-C again to abort)");
             stop.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if stop_signal().await {
                 std::process::exit(130);
             }
         }
     });
+    if stored.is_some() {
+        eprintln!(
+            "resuming run {} from its last checkpoint (its stored configuration; `shopsim runs show {}` shows it)",
+            settings.run_id, settings.run_id
+        );
+    }
     eprintln!(
         "run {}: {} agents, persona set {}, {} simulated day(s) from {}, time scale {}, actions {:?}, database {}",
         settings.run_id,
@@ -272,4 +325,181 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Which settings the command gave (flag, environment or config file), by stored key.
+struct Given(Vec<&'static str>);
+
+impl Given {
+    fn of(args: &RunArgs, file: &FileSettings) -> Given {
+        let mut keys = Vec::new();
+        let mut add = |key: &'static str, given: bool| {
+            if given {
+                keys.push(key);
+            }
+        };
+        add(
+            "persona_set",
+            args.persona_set.is_some() || file.persona_set.is_some(),
+        );
+        add(
+            "behaviors",
+            args.behaviors.is_some() || file.behaviors.is_some(),
+        );
+        add("agents", args.agents.is_some() || file.agents.is_some());
+        add("seed", args.seed.is_some() || file.seed.is_some());
+        add("start", args.start.is_some() || file.start.is_some());
+        add("days", args.days.is_some() || file.days.is_some());
+        add("until", args.until.is_some() || file.until.is_some());
+        add(
+            "timezone",
+            args.timezone.is_some() || file.timezone.is_some(),
+        );
+        add(
+            "time_scale",
+            args.time_scale.is_some() || file.time_scale.is_some(),
+        );
+        add(
+            "concurrency",
+            args.concurrency.is_some() || file.concurrency.is_some(),
+        );
+        add(
+            "ramp_up_hours",
+            args.ramp_up.is_some() || file.ramp_up.is_some(),
+        );
+        add("actions", args.actions.is_some() || file.actions.is_some());
+        add("api_url", args.api_url.is_some() || file.api_url.is_some());
+        add("auth", args.auth.is_some() || file.auth.is_some());
+        add("run_dir", args.run_dir.is_some() || file.run_dir.is_some());
+        add(
+            "restock_level",
+            args.restock_level.is_some() || file.restock_level.is_some(),
+        );
+        add(
+            "max_outage",
+            args.max_outage.is_some() || file.max_outage.is_some(),
+        );
+        Given(keys)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.contains(&key)
+    }
+}
+
+/// The settings of a resumed run: its stored configuration, with the operational settings
+/// this command gives. An immutable setting the command gives must equal the stored one.
+fn resumed_settings(
+    run: &RunRecord,
+    fresh: RunSettings,
+    given: &Given,
+) -> anyhow::Result<RunSettings> {
+    let fresh_json = serde_json::to_value(&fresh)?;
+    for key in IMMUTABLE_KEYS.into_iter().filter(|k| given.has(k)) {
+        let (was, now) = (
+            run.config.get(key).unwrap_or(&serde_json::Value::Null),
+            fresh_json.get(key).unwrap_or(&serde_json::Value::Null),
+        );
+        if was != now {
+            anyhow::bail!(
+                "run `{}` was started with {key} = {was}, and this command asks for {key} = {now}; a resumed run keeps its {key} (drop the option, or choose another --run-id for a new run)",
+                run.run_id
+            );
+        }
+    }
+    let mut settings: RunSettings = serde_json::from_value(run.config.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "the stored configuration of run `{}` does not parse ({e}); it was recorded by another shopsim version",
+            run.run_id
+        )
+    })?;
+    if given.has("time_scale") {
+        settings.time_scale = fresh.time_scale;
+    }
+    if given.has("concurrency") {
+        settings.concurrency = fresh.concurrency;
+    }
+    if given.has("api_url") {
+        settings.api_url = fresh.api_url;
+    }
+    if given.has("auth") {
+        settings.auth = fresh.auth;
+    }
+    if given.has("run_dir") {
+        settings.run_dir = fresh.run_dir;
+    }
+    if given.has("behaviors") {
+        settings.behaviors = fresh.behaviors;
+    }
+    if given.has("max_outage") {
+        settings.max_outage = fresh.max_outage;
+    }
+    settings.hot_reload = fresh.hot_reload;
+    settings.status_line = fresh.status_line;
+    Ok(settings)
+}
+
+/// The latest unfinished run (what `--resume` resumes).
+async fn latest_unfinished(db: &crate::store::Db) -> anyhow::Result<String> {
+    records::list_runs(db)
+        .await?
+        .into_iter()
+        .find(|r| r.status != RunStatus::Finished)
+        .map(|r| r.run_id)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--resume: {} holds no unfinished run (see `shopsim runs list`); start a new run without --resume",
+                db.url()
+            )
+        })
+}
+
+/// A plain `shopsim run` (no --run-id) on a database holding an unfinished run with the same
+/// configuration is most likely meant to continue it: say so rather than start a twin.
+async fn refuse_if_unfinished_twin(
+    db: &crate::store::Db,
+    settings: &RunSettings,
+) -> anyhow::Result<()> {
+    let mine = serde_json::to_value(settings)?;
+    for run in records::list_runs(db).await? {
+        if run.status == RunStatus::Finished {
+            continue;
+        }
+        let same = IMMUTABLE_KEYS
+            .into_iter()
+            .filter(|k| *k != "start" || !mine["start"].is_null())
+            .all(|k| run.config.get(k) == mine.get(k));
+        if same {
+            anyhow::bail!(
+                "run `{}` ({}, checkpoint {}) has the same configuration and is unfinished: resume it with `shopsim run --run-id {}` (or `--resume`), or start a new run anyway with `--new`",
+                run.run_id,
+                run.status,
+                run.checkpoint_at.map_or_else(
+                    || "none".to_string(),
+                    |t| t.format("%Y-%m-%d %H:%M").to_string()
+                ),
+                run.run_id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM; false when no signal can be awaited.
+async fn stop_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return tokio::signal::ctrl_c().await.is_ok();
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.is_ok(),
+            _ = term.recv() => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }

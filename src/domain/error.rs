@@ -7,7 +7,7 @@
 use crate::store::StoreError;
 
 /// Business rejections, each with its own stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     /// The user has not selected a store yet.

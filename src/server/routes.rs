@@ -40,6 +40,9 @@ pub(crate) enum WriteOp {
     ViewProduct(Uuid),
     /// The eligible-offers list that records an event (with a session header).
     Eligible,
+    /// The wallet read with an `Idempotency-Key`: a resumed session reads the wallet it read
+    /// the first time, not one its own later checkout has changed.
+    Wallet(Uuid),
 }
 
 /// Runs `op` in `tx`; the status and JSON body of the answer on success.
@@ -63,13 +66,15 @@ pub(crate) async fn perform(
             let (_, body) = ok(shop.checkout(tx, ctx).await?)?;
             Ok((StatusCode::CREATED, body))
         }
+        WriteOp::Wallet(user_id) => {
+            if !shop.user_exists(tx, user_id).await? {
+                return Err(user_not_found(user_id).into());
+            }
+            ok(shop.wallet(tx, user_id, ctx.now).await?)
+        }
         WriteOp::Refresh(user_id) => {
             if !shop.user_exists(tx, user_id).await? {
-                return Err(DomainError::NotFound {
-                    code: "user_not_found",
-                    what: format!("user {user_id}"),
-                }
-                .into());
+                return Err(user_not_found(user_id).into());
             }
             let target = Ctx {
                 user_id,
@@ -313,23 +318,31 @@ pub(crate) async fn list_orders(
     Ok(Json(orders))
 }
 
-/// `GET /api/offers/wallet/{user_id}`.
+/// `GET /api/offers/wallet/{user_id}` (with an `Idempotency-Key`, answered like a write: the
+/// answer is stored and replayed, so a resumed session sees the wallet it saw).
 pub(crate) async fn wallet(
     State(s): State<AppState>,
     ApiCtx(ctx): ApiCtx,
     UuidPath(user_id): UuidPath,
-) -> Result<Json<WalletView>, ApiError> {
+    req: WriteNoBody,
+) -> Result<Response, ApiError> {
+    if req.meta.key.is_some() {
+        return run_write(&s, &ctx, &req.meta, WriteOp::Wallet(user_id)).await;
+    }
     let tx = s.db.read().await?;
     if !s.shop.user_exists(&tx, user_id).await? {
-        return Err(DomainError::NotFound {
-            code: "user_not_found",
-            what: format!("user {user_id}"),
-        }
-        .into());
+        return Err(user_not_found(user_id).into());
     }
-    let w = s.shop.wallet(&tx, user_id, ctx.now).await?;
+    let w: WalletView = s.shop.wallet(&tx, user_id, ctx.now).await?;
     tx.commit().await?;
-    Ok(Json(w))
+    Ok(Json(w).into_response())
+}
+
+fn user_not_found(user_id: Uuid) -> DomainError {
+    DomainError::NotFound {
+        code: "user_not_found",
+        what: format!("user {user_id}"),
+    }
 }
 
 /// Body of `POST /api/offers/refresh`.

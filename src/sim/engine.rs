@@ -105,8 +105,13 @@ pub trait Recorder: Send + Sync {
     /// Day plans, recorded before any of them is acted on. An error stops the run (nothing may
     /// act on an unrecorded decision).
     async fn day_planned(&self, decisions: &[DayDecision]) -> anyhow::Result<()>;
+    /// Sessions released to run (planned → in progress).
+    async fn sessions_started(&self, ids: &[uuid::Uuid]) -> anyhow::Result<()>;
     /// A session ended.
     async fn session_ended(&self, record: &SessionDone) -> anyhow::Result<()>;
+    /// The day decisions already recorded for `date` (a resumed run reuses them: a decision
+    /// is never rolled twice).
+    async fn recorded_plans(&self, date: NaiveDate) -> anyhow::Result<RecordedPlans>;
     /// A simulated hour (the batch) finished: `end` is its end.
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()>;
 }
@@ -119,12 +124,31 @@ impl Recorder for NoRecorder {
     async fn day_planned(&self, _: &[DayDecision]) -> anyhow::Result<()> {
         Ok(())
     }
+    async fn sessions_started(&self, _: &[uuid::Uuid]) -> anyhow::Result<()> {
+        Ok(())
+    }
     async fn session_ended(&self, _: &SessionDone) -> anyhow::Result<()> {
         Ok(())
+    }
+    async fn recorded_plans(&self, _: NaiveDate) -> anyhow::Result<RecordedPlans> {
+        Ok(RecordedPlans::new())
     }
     async fn hour_done(&self, _: DateTime<Utc>) -> anyhow::Result<()> {
         Ok(())
     }
+}
+
+/// Recorded day plans by agent: the plan and the script version that made it.
+pub type RecordedPlans = std::collections::HashMap<Arc<str>, (DayPlan, Arc<str>)>;
+
+/// Where a resumed run picks up.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeState {
+    /// The last checkpoint: days before its (local) date are done.
+    pub checkpoint: Option<DateTime<Utc>>,
+    /// Sessions that already ended: their effects are replayed into the agents, and they
+    /// are never run again.
+    pub ended: std::collections::HashSet<uuid::Uuid>,
 }
 
 /// How a run of the engine ended.
@@ -153,6 +177,8 @@ pub struct Engine {
     pub pacer: Option<PacedClock>,
     /// Graceful stop.
     pub cancel: CancellationToken,
+    /// Set when the run resumes an interrupted one.
+    pub resume: Option<ResumeState>,
 }
 
 /// The UTC instant of local `date` at `minute` in `tz` (DST gaps move forward, folds take the
@@ -178,7 +204,7 @@ pub fn session_id(seed: u64, run_id: &str, agent: &str, date: NaiveDate, seq: u3
 
 struct Job {
     agent: usize,
-    sessions: Vec<(u32, PlannedSession, DateTime<Utc>)>,
+    sessions: Vec<PlannedRun>,
 }
 
 impl Engine {
@@ -191,8 +217,13 @@ impl Engine {
         start + Duration::seconds(secs)
     }
 
-    /// Plans day `day` for every agent.
-    fn plan_day(&self, agents: &[Option<AgentState>], day: u32) -> Vec<DayDecision> {
+    /// Plans day `day` for every agent; an agent with a recorded decision keeps it.
+    fn plan_day(
+        &self,
+        agents: &[Option<AgentState>],
+        day: u32,
+        recorded: &RecordedPlans,
+    ) -> Vec<DayDecision> {
         let date = self.config.start + Duration::days(i64::from(day));
         let cal = Calendar::new(date, day, 0);
         let day_end = local_instant(self.config.tz, date + Duration::days(1), 0);
@@ -203,7 +234,10 @@ impl Engine {
             let active_from = self.activation(i, agents.len());
             let mut plan = DayPlan::default();
             let mut version = set.version().clone();
-            if active_from < day_end {
+            if let Some((p, v)) = recorded.get(&a.key) {
+                plan = p.clone();
+                version = v.clone();
+            } else if active_from < day_end {
                 let agent = Agent {
                     seed: self.config.seed,
                     key: &a.key,
@@ -253,7 +287,7 @@ impl Engine {
     pub async fn run(
         &self,
         agents: &mut [Option<AgentState>],
-        recorder: &dyn Recorder,
+        recorder: Arc<dyn Recorder>,
     ) -> anyhow::Result<EngineEnd> {
         let index: std::collections::HashMap<Arc<str>, usize> = agents
             .iter()
@@ -261,56 +295,93 @@ impl Engine {
             .filter_map(|(i, a)| a.as_ref().map(|a| (a.key.clone(), i)))
             .collect();
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        for day in 0..self.config.days {
+        let empty = std::collections::HashSet::new();
+        let ended = self.resume.as_ref().map_or(&empty, |r| &r.ended);
+        let resumed_at = self.resume.as_ref().and_then(|r| r.checkpoint);
+        let first_day = resumed_at.map_or(0, |t| {
+            let date = t.with_timezone(&self.config.tz).date_naive();
+            u32::try_from((date - self.config.start).num_days()).unwrap_or(0)
+        });
+        for day in first_day..self.config.days {
             if self.cancel.is_cancelled() {
                 return Ok(EngineEnd::Stopped);
             }
             let date = self.config.start + Duration::days(i64::from(day));
-            let decisions = self.plan_day(agents, day);
+            let recorded = if self.resume.is_some() {
+                recorder.recorded_plans(date).await?
+            } else {
+                RecordedPlans::new()
+            };
+            let decisions = self.plan_day(agents, day, &recorded);
             recorder.day_planned(&decisions).await?;
             // Jobs per hour: the sessions of one agent in one hour (max) or one day (paced).
+            // Sessions that already ended (a resumed run) are not run again.
             let mut by_hour: Vec<Vec<Job>> = (0..24).map(|_| Vec::new()).collect();
             for d in &decisions {
                 let Some(&agent) = index.get(&d.agent_id) else {
                     continue;
                 };
-                for r in &d.sessions {
-                    let (planned, seq, at) = (&r.planned, &r.seq, &r.at);
+                for r in d.sessions.iter().filter(|r| !ended.contains(&r.id)) {
                     let hour = if self.pacer.is_some() {
                         0
                     } else {
-                        usize::from(planned.minute / 60)
+                        usize::from(r.planned.minute / 60)
                     };
                     let jobs = &mut by_hour[hour];
                     match jobs.last_mut() {
-                        Some(j) if j.agent == agent => j.sessions.push((*seq, *planned, *at)),
+                        Some(j) if j.agent == agent => j.sessions.push(*r),
                         _ => jobs.push(Job {
                             agent,
-                            sessions: vec![(*seq, *planned, *at)],
+                            sessions: vec![*r],
                         }),
                     }
                 }
+            }
+            if let Some(p) = &self.pacer {
+                // One task per agent-day; a checkpoint at every simulated hour meanwhile.
+                let jobs = by_hour.into_iter().flatten().collect();
+                let hours = async {
+                    for hour in 1..=24u32 {
+                        let end = local_instant(self.config.tz, date, hour * 60);
+                        if resumed_at.is_some_and(|t| end <= t) {
+                            continue;
+                        }
+                        // The day is done only when the paced clock reaches its end: without
+                        // this wait a run ends (and checkpoints) at its last session, ahead of
+                        // the clock, and reports an achieved scale above the target.
+                        tokio::select! {
+                            _ = p.wait_until(end) => {}
+                            _ = self.cancel.cancelled() => return Ok(()),
+                        }
+                        recorder.hour_done(end).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                };
+                let (ran, ticked) = tokio::join!(
+                    self.run_jobs(agents, jobs, date, day, &permits, &recorder),
+                    hours
+                );
+                ran?;
+                ticked?;
+                continue;
             }
             for (hour, jobs) in by_hour.into_iter().enumerate() {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);
                 }
-                self.run_jobs(agents, jobs, date, day, &permits, recorder)
+                let end = local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
+                if jobs.is_empty() && resumed_at.is_some_and(|t| end <= t) {
+                    continue;
+                }
+                let ids: Vec<uuid::Uuid> = jobs
+                    .iter()
+                    .flat_map(|j| j.sessions.iter().map(|r| r.id))
+                    .collect();
+                if !ids.is_empty() {
+                    recorder.sessions_started(&ids).await?;
+                }
+                self.run_jobs(agents, jobs, date, day, &permits, &recorder)
                     .await?;
-                if self.pacer.is_none() {
-                    let end = local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
-                    recorder.hour_done(end).await?;
-                }
-            }
-            if let Some(p) = &self.pacer {
-                // The day is done only when the paced clock reaches its end: without this wait
-                // a run ends (and checkpoints) at its last session, ahead of the clock, and
-                // reports an achieved scale above the target.
-                let end = local_instant(self.config.tz, date + Duration::days(1), 0);
-                tokio::select! {
-                    _ = p.wait_until(end) => {}
-                    _ = self.cancel.cancelled() => return Ok(EngineEnd::Stopped),
-                }
                 recorder.hour_done(end).await?;
             }
         }
@@ -328,7 +399,7 @@ impl Engine {
         date: NaiveDate,
         day: u32,
         permits: &Arc<Semaphore>,
-        recorder: &dyn Recorder,
+        recorder: &Arc<dyn Recorder>,
     ) -> anyhow::Result<()> {
         let mut tasks = JoinSet::new();
         for job in jobs {
@@ -341,15 +412,19 @@ impl Engine {
                 self.metrics.clone(),
                 self.actions.clone(),
             );
-            let (pacer, cancel, permits) =
-                (self.pacer.clone(), self.cancel.clone(), permits.clone());
+            let (pacer, cancel, permits, recorder) = (
+                self.pacer.clone(),
+                self.cancel.clone(),
+                permits.clone(),
+                recorder.clone(),
+            );
             let (run_id, seed) = (self.config.run_id.clone(), self.config.seed);
             tasks.spawn(async move {
-                let mut records = Vec::with_capacity(job.sessions.len());
-                for (seq, planned, at) in job.sessions {
+                let mut first_err = None;
+                for run in job.sessions {
                     if let Some(p) = &pacer {
                         tokio::select! {
-                            lag = p.wait_until(at) => metrics.record_lag(lag),
+                            lag = p.wait_until(run.at) => metrics.record_lag(lag),
                             _ = cancel.cancelled() => break,
                         }
                     }
@@ -359,20 +434,25 @@ impl Engine {
                     // An agent's next session never starts before its previous one ended (in
                     // simulated time): one planned earlier starts a second after.
                     let at = match state.busy_until {
-                        Some(busy) if busy >= at => busy + Duration::seconds(1),
-                        _ => at,
+                        Some(busy) if busy >= run.at => busy + Duration::seconds(1),
+                        _ => run.at,
                     };
                     let Ok(_permit) = permits.acquire().await else {
                         break;
                     };
-                    let session_id = session_id(seed, &run_id, &state.key, date, seq);
+                    if pacer.is_some()
+                        && let Err(e) = recorder.sessions_started(&[run.id]).await
+                    {
+                        first_err.get_or_insert(e);
+                        break;
+                    }
                     let info = SessionInfo {
                         run_id: run_id.clone(),
                         agent_id: state.key.clone(),
                         user_id: state.user_id,
-                        session_id,
+                        session_id: run.id,
                         sim_date: date,
-                        session_seq: seq,
+                        session_seq: run.seq,
                     };
                     let set = live.current();
                     let cx = SessionContext {
@@ -390,29 +470,34 @@ impl Engine {
                         &mut state,
                         info,
                         &cal,
-                        seq,
-                        planned,
+                        run.seq,
+                        run.planned,
                         at,
                     )
                     .await;
                     let interrupted = matches!(report.end, SessionEnd::Interrupted);
-                    records.push(SessionDone {
+                    // Recorded as it ends: a crash loses no ended session.
+                    let done = SessionDone {
                         agent_id: state.key.clone(),
-                        session_id,
+                        session_id: run.id,
                         date,
-                        seq,
+                        seq: run.seq,
                         report,
-                    });
+                    };
+                    if let Err(e) = recorder.session_ended(&done).await {
+                        first_err.get_or_insert(e);
+                        break;
+                    }
                     if interrupted {
                         break;
                     }
                 }
-                (job.agent, state, records)
+                (job.agent, state, first_err)
             });
         }
         let mut first_err = None;
         while let Some(joined) = tasks.join_next().await {
-            let (agent, state, records) = match joined {
+            let (agent, state, err) = match joined {
                 Ok(done) => done,
                 Err(e) => {
                     // A panicking session must not take the run down; its agent sits out.
@@ -421,10 +506,8 @@ impl Engine {
                 }
             };
             agents[agent] = Some(state);
-            for r in &records {
-                if let Err(e) = recorder.session_ended(r).await {
-                    first_err.get_or_insert(e);
-                }
+            if let Some(e) = err {
+                first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)

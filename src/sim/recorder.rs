@@ -1,20 +1,28 @@
-//! Run records in the database: day plans before anything acts on them, session outcomes,
-//! and per-hour checkpoints with the interval's metrics.
+//! Run records in the database: day plans before anything acts on them, sessions released
+//! and ended, and per-hour checkpoints with the interval's metrics.
+//!
+//! An unreachable database is an outage, not an error: every write is retried with backoff
+//! (the run waits, shows it, and goes on when the database is back) for up to
+//! `max_outage`; after that the run stops with a message, resumable from its last records.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
 
+use crate::behavior::outputs::DayPlan;
 use crate::sim::clock::PacedClock;
-use crate::sim::engine::{DayDecision, Recorder, SessionDone};
+use crate::sim::engine::{DayDecision, RecordedPlans, Recorder, SessionDone};
 use crate::sim::metrics::{Metrics, Snapshot};
 use crate::sim::records::{
-    AgentDayRecord, IntervalCounters, SessionRecord, SessionStatus, record_agent_days,
-    record_metrics_interval, record_sessions, update_checkpoint, update_session,
+    AgentDayRecord, IntervalCounters, RecordsError, SessionRecord, SessionStatus, load_agent_days,
+    mark_in_progress, next_metrics_seq, record_agent_days, record_metrics_interval,
+    record_sessions, update_checkpoint, update_session,
 };
-use crate::sim::session::SessionEnd;
 use crate::store::Db;
 
 /// Writes the run's records to its database.
@@ -27,20 +35,81 @@ pub struct DbRecorder {
     seq: AtomicU64,
     last: Mutex<Snapshot>,
     checkpoint: Arc<Mutex<Option<DateTime<Utc>>>>,
+    cancel: CancellationToken,
+    max_outage: Duration,
 }
 
 impl DbRecorder {
-    /// A recorder for `run_id` (shard 0 until runs are sharded).
-    pub fn new(db: Db, run_id: &str, metrics: Arc<Metrics>, pacer: Option<PacedClock>) -> Self {
-        Self {
+    /// A recorder for `run_id` (shard 0 until runs are sharded). A resumed run continues
+    /// its metrics intervals after the last one stored.
+    pub async fn new(
+        db: Db,
+        run_id: &str,
+        metrics: Arc<Metrics>,
+        pacer: Option<PacedClock>,
+        cancel: CancellationToken,
+        max_outage: Duration,
+    ) -> anyhow::Result<Self> {
+        let seq = next_metrics_seq(&db, run_id, 0).await?;
+        Ok(Self {
             db,
             run_id: run_id.to_string(),
             shard: 0,
             metrics,
             pacer,
-            seq: AtomicU64::new(0),
+            seq: AtomicU64::new(seq),
             last: Mutex::new(Snapshot::default()),
             checkpoint: Arc::new(Mutex::new(None)),
+            cancel,
+            max_outage,
+        })
+    }
+
+    /// Runs one write, waiting out database outages: retried with backoff while the
+    /// database is unreachable, for up to `max_outage`.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut write: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RecordsError>>,
+    {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        let mut down = false;
+        loop {
+            match write().await {
+                Ok(v) => {
+                    if down {
+                        tracing::warn!(what, waited = ?started.elapsed(), "the database is back; the run goes on");
+                    }
+                    return Ok(v);
+                }
+                Err(RecordsError::Store(e)) if e.is_unavailable() => {
+                    if started.elapsed() >= self.max_outage {
+                        anyhow::bail!(
+                            "the database has been unreachable for {} while {what} ({e}); the run stopped and resumes from its last records with the same command (or `shopsim run --run-id {}`)",
+                            humantime::format_duration(Duration::from_secs(
+                                started.elapsed().as_secs()
+                            )),
+                            self.run_id
+                        );
+                    }
+                    if !down {
+                        down = true;
+                        let msg = format!("database unreachable while {what}: {e}; waiting for it");
+                        tracing::warn!("{msg}");
+                        self.metrics.warn(msg);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => anyhow::bail!(
+                            "stopped during a database outage while {what}; resume with `shopsim run --run-id {}`",
+                            self.run_id
+                        ),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -81,33 +150,70 @@ impl Recorder for DbRecorder {
                 });
             }
         }
-        let tx = self.db.write().await?;
-        record_agent_days(&tx, &days).await?;
-        record_sessions(&tx, &sessions).await?;
-        tx.commit().await?;
-        Ok(())
+        self.retrying("recording day plans", || async {
+            let tx = self.db.write().await?;
+            record_agent_days(&tx, &days).await?;
+            record_sessions(&tx, &sessions).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sessions_started(&self, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
+        self.retrying("marking sessions in progress", || async {
+            let tx = self.db.write().await?;
+            mark_in_progress(&tx, ids).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recorded_plans(&self, date: NaiveDate) -> anyhow::Result<RecordedPlans> {
+        let rows = self
+            .retrying("reading recorded day plans", || {
+                load_agent_days(&self.db, &self.run_id, date)
+            })
+            .await?;
+        let mut plans = RecordedPlans::with_capacity(rows.len());
+        for r in rows {
+            let plan: DayPlan = serde_json::from_value(r.plan).map_err(|e| {
+                anyhow::anyhow!(
+                    "the recorded day plan of {} on {date} in run {} does not parse ({e}); the run's records are damaged",
+                    r.agent_id,
+                    self.run_id
+                )
+            })?;
+            plans.insert(r.agent_id.into(), (plan, r.script_version.into()));
+        }
+        Ok(plans)
     }
 
     async fn session_ended(&self, done: &SessionDone) -> anyhow::Result<()> {
-        let status = match &done.report.end {
-            SessionEnd::Completed { .. } => SessionStatus::Completed,
-            SessionEnd::Abandoned => SessionStatus::Abandoned,
-            SessionEnd::Failed { .. } => SessionStatus::Failed,
-            // Left in its current state: resumed later with the same idempotency keys.
-            SessionEnd::Interrupted => return Ok(()),
+        // An interrupted session stays as it is: resumed later with the same idempotency
+        // keys. One the actions recorded with its work needs nothing more.
+        let Some(status) = done.report.status() else {
+            return Ok(());
         };
+        if done.report.recorded {
+            return Ok(());
+        }
         let outcome = serde_json::to_value(&done.report)?;
-        let tx = self.db.write().await?;
-        update_session(
-            &tx,
-            done.session_id,
-            status,
-            done.report.steps,
-            Some(&outcome),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.retrying("recording a session's outcome", || async {
+            let tx = self.db.write().await?;
+            update_session(
+                &tx,
+                done.session_id,
+                status,
+                done.report.steps,
+                Some(&outcome),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()> {
@@ -120,22 +226,28 @@ impl Recorder for DbRecorder {
         };
         let histograms = self.metrics.take_interval()?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        record_metrics_interval(
-            &self.db,
-            &self.run_id,
-            self.shard,
-            seq,
-            end,
-            Utc::now(),
-            &counters.to_json(),
-            &histograms,
-        )
+        let (counters, wall) = (counters.to_json(), Utc::now());
+        self.retrying("recording metrics", || {
+            record_metrics_interval(
+                &self.db,
+                &self.run_id,
+                self.shard,
+                seq,
+                end,
+                wall,
+                &counters,
+                &histograms,
+            )
+        })
         .await?;
         let clock = match &self.pacer {
             Some(p) => serde_json::to_value(p.schedule())?,
             None => serde_json::json!({ "time_scale": "max" }),
         };
-        update_checkpoint(&self.db, &self.run_id, end, &clock).await?;
+        self.retrying("recording a checkpoint", || {
+            update_checkpoint(&self.db, &self.run_id, end, &clock)
+        })
+        .await?;
         *self.checkpoint.lock() = Some(end);
         Ok(())
     }

@@ -21,11 +21,11 @@ use crate::sim::actions::{
     Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, TxMode,
 };
 use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
-use crate::sim::engine::{Engine, EngineConfig, EngineEnd, local_instant};
+use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
 use crate::sim::metrics::Metrics;
 use crate::sim::recorder::DbRecorder;
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, WallInfo};
-use crate::sim::session::AgentState;
+use crate::sim::session::{AgentState, SessionReport};
 use crate::sim::world::World;
 use crate::store::{self, Db};
 
@@ -88,6 +88,9 @@ pub struct RunSettings {
     pub run_dir: PathBuf,
     /// Inventory level at simulated midnight (reference server / in-process).
     pub restock_level: i64,
+    /// Longest database outage the run waits out before it stops (resumable).
+    #[serde(default = "default_max_outage", with = "humantime_serde_compat")]
+    pub max_outage: std::time::Duration,
     /// Watch the persona set's folder and hot-reload edits (operational: not stored).
     #[serde(skip)]
     pub hot_reload: bool,
@@ -154,15 +157,26 @@ pub async fn simulate(
     store::migrate(&db)
         .await
         .context("creating missing tables")?;
-    if records::load_run(&db, &settings.run_id).await?.is_some() {
-        anyhow::bail!(
-            "run `{}` already exists in {}; choose another --run-id, or remove it with `shopsim runs purge {}`",
-            settings.run_id,
-            db.url(),
-            settings.run_id
-        );
+    // Start or resume: an unfinished run with this id is resumed (its immutable
+    // configuration must match), a finished one is refused.
+    let stored = records::load_run(&db, &settings.run_id).await?;
+    if let Some(run) = &stored {
+        if run.status == RunStatus::Finished {
+            anyhow::bail!(
+                "run `{}` already finished in {}; its records stay in the database (see `shopsim runs show {}`); choose another --run-id for a new run, or remove it with `shopsim runs purge {}`",
+                settings.run_id,
+                db.url(),
+                settings.run_id,
+                settings.run_id
+            );
+        }
+        check_immutable(run, &settings)?;
+        tracing::info!(run_id = %settings.run_id, checkpoint = ?run.checkpoint_at, "resuming an unfinished run");
     }
-    let (sim_start, sim_end) = span(&db, &settings, tz).await?;
+    let (sim_start, sim_end) = match &stored {
+        Some(run) => (run.sim_start, run.sim_end),
+        None => span(&db, &settings, tz).await?,
+    };
     let start_date = sim_start.with_timezone(&tz).date_naive();
     let last_date = (sim_end - Duration::nanoseconds(1))
         .with_timezone(&tz)
@@ -229,34 +243,58 @@ pub async fn simulate(
         }));
     }
 
+    // The simulated clock continues from the last checkpoint; every change of scale (and
+    // every restart) is a segment of the run's recorded clock.
+    let resume_from = stored
+        .as_ref()
+        .and_then(|r| r.checkpoint_at)
+        .unwrap_or(sim_start);
     let pacer = match settings.time_scale {
         TimeScale::Max => None,
-        TimeScale::Scaled(x) => Some(PacedClock::new(ClockSchedule::start(
-            Utc::now(),
-            sim_start,
-            x,
-        ))),
+        TimeScale::Scaled(x) => {
+            let recorded = stored
+                .as_ref()
+                .and_then(|r| r.clock.clone())
+                .and_then(|c| serde_json::from_value::<ClockSchedule>(c).ok());
+            let schedule = match recorded {
+                Some(mut clock) => {
+                    clock.restart(Utc::now(), resume_from, x);
+                    clock
+                }
+                None => ClockSchedule::start(Utc::now(), resume_from, x),
+            };
+            Some(PacedClock::new(schedule))
+        }
     };
     let now = Utc::now();
-    records::create_run(
-        &db,
-        &RunRecord {
-            run_id: settings.run_id.clone(),
-            status: RunStatus::Running,
-            config: serde_json::to_value(&settings)?,
-            seed: settings.seed,
-            persona_set: settings.persona_set.clone(),
-            agents: agents.len() as u64,
-            sim_start,
-            sim_end,
-            checkpoint_at: None,
-            clock: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        },
-    )
-    .await?;
+    let mut resume = None;
+    match &stored {
+        Some(run) => {
+            records::finish_run(&db, &settings.run_id, RunStatus::Running).await?;
+            resume = Some(replay_ended(&db, run, &mut agents, &world).await?);
+        }
+        None => {
+            records::create_run(
+                &db,
+                &RunRecord {
+                    run_id: settings.run_id.clone(),
+                    status: RunStatus::Running,
+                    config: serde_json::to_value(&settings)?,
+                    seed: settings.seed,
+                    persona_set: settings.persona_set.clone(),
+                    agents: agents.len() as u64,
+                    sim_start,
+                    sim_end,
+                    checkpoint_at: None,
+                    clock: None,
+                    created_at: now,
+                    updated_at: now,
+                    finished_at: None,
+                },
+            )
+            .await?
+        }
+    }
 
     let metrics = Arc::new(Metrics::new());
     let shop = ShopConfig {
@@ -357,8 +395,19 @@ pub async fn simulate(
         metrics: metrics.clone(),
         pacer: pacer.clone(),
         cancel: cancel.clone(),
+        resume,
     };
-    let recorder = DbRecorder::new(db.clone(), &settings.run_id, metrics.clone(), pacer.clone());
+    let recorder = Arc::new(
+        DbRecorder::new(
+            db.clone(),
+            &settings.run_id,
+            metrics.clone(),
+            pacer.clone(),
+            cancel.clone(),
+            settings.max_outage,
+        )
+        .await?,
+    );
     let status_line = settings.status_line.then(|| {
         tokio::spawn(status_lines(
             settings.run_id.clone(),
@@ -368,7 +417,15 @@ pub async fn simulate(
             sim_end,
         ))
     });
-    let outcome = engine.run(&mut agents, &recorder).await;
+    let outcome = engine.run(&mut agents, recorder.clone()).await;
+    if let (Ok(EngineEnd::Stopped), Some(p)) = (&outcome, &pacer) {
+        // Stopped between hourly checkpoints: keep the metrics and the clock reached.
+        use crate::sim::engine::Recorder;
+        let reached = p.sim_now().min(sim_end);
+        if let Err(e) = recorder.hour_done(reached).await {
+            tracing::warn!(error = %e, "could not record the last checkpoint");
+        }
+    }
     if let Some(task) = status_line {
         task.abort();
     }
@@ -539,4 +596,103 @@ pub fn generate_run_id(now: DateTime<Utc>) -> String {
         &["run-id".into()],
     );
     format!("run-{}-{:04x}", now.format("%Y%m%d-%H%M%S"), salt & 0xffff)
+}
+
+fn default_max_outage() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
+/// Durations in the stored configuration as humantime text (`1h`, `30m`).
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The configuration keys a resumed run may not change: they decide what the run is (its
+/// agents, their decisions and the dataset). Time scale, concurrency, API URL, run folder and
+/// outage patience are operational and may change on every restart.
+pub const IMMUTABLE_KEYS: [&str; 10] = [
+    "persona_set",
+    "agents",
+    "seed",
+    "start",
+    "days",
+    "until",
+    "timezone",
+    "ramp_up_hours",
+    "actions",
+    "restock_level",
+];
+
+/// Refuses to resume `run` with settings that contradict its immutable configuration, naming
+/// the first key that differs.
+pub fn check_immutable(run: &RunRecord, settings: &RunSettings) -> anyhow::Result<()> {
+    let given = serde_json::to_value(settings)?;
+    for key in IMMUTABLE_KEYS {
+        let (was, now) = (
+            run.config.get(key).unwrap_or(&serde_json::Value::Null),
+            given.get(key).unwrap_or(&serde_json::Value::Null),
+        );
+        // A run that started "after the latest activity" keeps its resolved start.
+        if key == "start" && now.is_null() {
+            continue;
+        }
+        if was != now {
+            anyhow::bail!(
+                "run `{}` was started with {key} = {was}, and this command asks for {key} = {now}; a resumed run keeps its {key} (drop the option, or choose another --run-id for a new run)",
+                run.run_id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the agents of a resumed run from the outcomes of its ended sessions (in their
+/// order), and says which sessions not to run again.
+async fn replay_ended(
+    db: &Db,
+    run: &RunRecord,
+    agents: &mut [Option<AgentState>],
+    world: &World,
+) -> anyhow::Result<ResumeState> {
+    let ended = records::ended_sessions(db, &run.run_id).await?;
+    let index: std::collections::HashMap<&str, usize> = agents
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.as_ref().map(|a| (&*a.key, i)))
+        .collect();
+    let mut positions = Vec::with_capacity(ended.len());
+    for e in &ended {
+        let report: SessionReport = serde_json::from_value(e.outcome.clone()).map_err(|err| {
+            anyhow::anyhow!(
+                "the recorded outcome of session {} of run {} does not parse ({err}); the run's records are damaged",
+                e.session_id,
+                run.run_id
+            )
+        })?;
+        positions.push((index.get(e.agent_id.as_str()).copied(), report, e));
+    }
+    let mut ids = std::collections::HashSet::with_capacity(ended.len());
+    for (pos, report, e) in positions {
+        ids.insert(e.session_id);
+        if let Some(a) = pos.and_then(|i| agents[i].as_mut()) {
+            a.replay(&report, e.sim_date, world);
+        }
+    }
+    tracing::info!(
+        ended = ids.len(),
+        "replayed the ended sessions into the agents"
+    );
+    Ok(ResumeState {
+        checkpoint: run.checkpoint_at,
+        ended: ids,
+    })
 }

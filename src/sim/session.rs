@@ -21,6 +21,7 @@ use crate::domain::{RejectCode, price_cart};
 use crate::sim::actions::{ActionError, Actions, SessionActions, SessionInfo, Step};
 use crate::sim::clock::PacedClock;
 use crate::sim::metrics::{Counter, Metrics};
+use crate::sim::records::SessionStatus;
 use crate::sim::world::World;
 
 /// Most times a script may retry or substitute one add.
@@ -45,8 +46,76 @@ pub struct AgentState {
     pub busy_until: Option<DateTime<Utc>>,
 }
 
+impl AgentState {
+    /// Applies what a finished session did to the agent's own state: the offer refresh it
+    /// asked for, the session and order in its history, and when it ended. A resumed run
+    /// rebuilds agents with this from the recorded outcomes; a live session applies its
+    /// history and end the same way.
+    pub fn replay(&mut self, report: &SessionReport, date: NaiveDate, world: &World) {
+        if let Some(r) = &report.effects.refresh {
+            self.next_refresh = r.next_refresh_at;
+            if let Some(wallet) = &r.wallet {
+                self.wallet = wallet
+                    .iter()
+                    .filter_map(|(c, until)| world.offer_for(world.coupon_id(*c)?, *until))
+                    .collect();
+            }
+        }
+        self.finish(report, date);
+    }
+
+    /// The session's history and end (not the refresh, which a live session applies when it
+    /// happens because later decisions of the same session see the new wallet).
+    fn finish(&mut self, report: &SessionReport, date: NaiveDate) {
+        if matches!(report.end, SessionEnd::Interrupted) {
+            self.busy_until = Some(report.ended_at);
+            return;
+        }
+        let history = Arc::make_mut(&mut self.history);
+        if let Some(o) = &report.effects.order {
+            history.record_order(o.date, &o.basket, crate::money::Money::cents(o.total_cents));
+        }
+        history.record_session(date);
+        self.busy_until = Some(report.ended_at);
+    }
+}
+
+/// What a session changed in its agent's own state, kept with its outcome so that a resumed
+/// run rebuilds every agent exactly as the uninterrupted run had it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AgentEffects {
+    /// The offer refresh the session asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshNote>,
+    /// The order it placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderNote>,
+}
+
+/// An offer refresh as the agent saw it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshNote {
+    /// When the next refresh is due.
+    pub next_refresh_at: Option<DateTime<Utc>>,
+    /// The active offers read after a refresh that assigned new ones: (script coupon index,
+    /// last usable date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<Vec<(u32, NaiveDate)>>,
+}
+
+/// An order as the agent's history records it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OrderNote {
+    /// The date the history records.
+    pub date: NaiveDate,
+    /// Script product indexes of the basket, in cart order.
+    pub basket: Vec<u32>,
+    /// What was paid, in cents.
+    pub total_cents: i64,
+}
+
 /// How a session ended.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SessionEnd {
     /// Checked out.
@@ -68,7 +137,7 @@ pub enum SessionEnd {
 }
 
 /// What one session did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SessionReport {
     /// How it ended.
     pub end: SessionEnd,
@@ -78,6 +147,25 @@ pub struct SessionReport {
     pub offers_applied: u32,
     /// Simulated time of the last step.
     pub ended_at: DateTime<Utc>,
+    /// What it changed in the agent's own state.
+    #[serde(default)]
+    pub effects: AgentEffects,
+    /// The actions recorded the outcome with the work (in-process, one transaction per
+    /// session): the recorder has nothing left to write.
+    #[serde(skip)]
+    pub recorded: bool,
+}
+
+impl SessionReport {
+    /// The run-record status of this end (`None`: interrupted, still to be run).
+    pub fn status(&self) -> Option<SessionStatus> {
+        match &self.end {
+            SessionEnd::Completed { .. } => Some(SessionStatus::Completed),
+            SessionEnd::Abandoned => Some(SessionStatus::Abandoned),
+            SessionEnd::Failed { .. } => Some(SessionStatus::Failed),
+            SessionEnd::Interrupted => None,
+        }
+    }
 }
 
 /// What a session needs from the run.
@@ -105,6 +193,7 @@ struct Runner<'a, 'b> {
     at: DateTime<Utc>,
     seq: u32,
     reactions: u32,
+    effects: AgentEffects,
 }
 
 enum Stop {
@@ -181,6 +270,10 @@ impl Runner<'_, '_> {
                 .await
                 .map_err(Self::fail)?;
             self.agent.next_refresh = refreshed.next_refresh_at;
+            self.effects.refresh = Some(RefreshNote {
+                next_refresh_at: refreshed.next_refresh_at,
+                wallet: None,
+            });
             if refreshed.refreshed {
                 self.cx
                     .metrics
@@ -196,6 +289,14 @@ impl Runner<'_, '_> {
                         self.cx.world.offer_for(o.coupon.id, until)
                     })
                     .collect();
+                if let Some(note) = &mut self.effects.refresh {
+                    note.wallet = Some(
+                        offers
+                            .iter()
+                            .map(|o| (o.coupon, o.eligible_until))
+                            .collect(),
+                    );
+                }
                 self.agent.wallet = offers.into();
             }
         }
@@ -459,12 +560,11 @@ impl Runner<'_, '_> {
         };
         match self.actions.checkout(step).await {
             Ok(done) => {
-                let products: Vec<u32> = cart.lines.iter().map(|l| l.product).collect();
-                Arc::make_mut(&mut self.agent.history).record_order(
-                    step.at.date_naive(),
-                    &products,
-                    done.order.totals.final_total,
-                );
+                self.effects.order = Some(OrderNote {
+                    date: step.at.date_naive(),
+                    basket: cart.lines.iter().map(|l| l.product).collect(),
+                    total_cents: done.order.totals.final_total.as_cents(),
+                });
                 SessionEnd::Completed {
                     order_id: done.order.id,
                     final_total_cents: done.order.totals.final_total.as_cents(),
@@ -528,12 +628,16 @@ pub async fn run_session(
                     reason: other.to_string(),
                 },
             };
-            return SessionReport {
+            let report = SessionReport {
                 end,
                 steps: 0,
                 offers_applied: 0,
                 ended_at: start,
+                effects: AgentEffects::default(),
+                recorded: false,
             };
+            agent.finish(&report, cal.date);
+            return report;
         }
     };
     let mut runner = Runner {
@@ -545,20 +649,43 @@ pub async fn run_session(
         at: start,
         seq: 0,
         reactions: 0,
+        effects: AgentEffects::default(),
     };
     let mut applied = 0;
-    let mut end = runner.run(planned, &mut applied).await;
+    let end = runner.run(planned, &mut applied).await;
     let (steps, ended_at) = (runner.seq, runner.at);
-    let Runner { actions, agent, .. } = runner;
-    if let Err(e) = actions.close().await {
-        end = match e {
-            ActionError::Interrupted(_) => SessionEnd::Interrupted,
-            other => SessionEnd::Failed {
-                reason: format!("closing the session: {other}"),
-            },
-        };
+    let Runner {
+        actions,
+        agent,
+        mut effects,
+        ..
+    } = runner;
+    if !matches!(end, SessionEnd::Completed { .. }) {
+        effects.order = None;
     }
-    match &end {
+    let mut report = SessionReport {
+        end,
+        steps,
+        offers_applied: applied,
+        ended_at,
+        effects,
+        recorded: false,
+    };
+    match actions.close(&report).await {
+        Ok(recorded) => report.recorded = recorded,
+        Err(e) => {
+            report.end = match e {
+                ActionError::Interrupted(_) => SessionEnd::Interrupted,
+                other => SessionEnd::Failed {
+                    reason: format!("closing the session: {other}"),
+                },
+            };
+            // Nothing of the session was kept (in-process) or it failed late (HTTP); either
+            // way no order enters the agent's history.
+            report.effects.order = None;
+        }
+    }
+    match &report.end {
         SessionEnd::Completed {
             final_total_cents, ..
         } => {
@@ -577,14 +704,6 @@ pub async fn run_session(
         SessionEnd::Failed { .. } => cx.metrics.add(Counter::SessionsFailed, 1),
         SessionEnd::Interrupted => {}
     }
-    if !matches!(end, SessionEnd::Interrupted) {
-        Arc::make_mut(&mut agent.history).record_session(cal.date);
-    }
-    agent.busy_until = Some(ended_at);
-    SessionReport {
-        end,
-        steps,
-        offers_applied: applied,
-        ended_at,
-    }
+    agent.finish(&report, cal.date);
+    report
 }

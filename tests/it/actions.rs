@@ -130,7 +130,7 @@ async fn script(actions: &dyn Actions, fx: &Fixture) {
             .await
             .unwrap();
         shop(s.as_mut(), fx, n as u32, 0).await.unwrap();
-        s.close().await.unwrap();
+        s.close(&closing()).await.unwrap();
     }
     let mut s = actions
         .open_session(info("agent_001", fx.user1, 2))
@@ -162,7 +162,7 @@ async fn script(actions: &dyn Actions, fx: &Fixture) {
         ),
         "{empty:?}"
     );
-    s.close().await.unwrap();
+    s.close(&closing()).await.unwrap();
 }
 
 async fn count(db: &Db, sql: &str) -> i64 {
@@ -259,7 +259,7 @@ async fn http_session_flow_and_rejections(t: TestDb) {
     let summary = &metrics.snapshot().endpoints[&Endpoint::CartSummary];
     assert!(summary.latency.max_ms >= 2000.0, "{summary:?}");
     assert!(summary.latency.p50_ms < 2000.0, "{summary:?}");
-    Box::new(s).close().await.unwrap();
+    Box::new(s).close(&closing()).await.unwrap();
 
     assert_eq!(metrics.outcome_count(Endpoint::Checkout, Outcome::Ok), 2);
     assert_eq!(
@@ -312,7 +312,7 @@ async fn http_mixed_faults_complete_without_double_writes(t: TestDb) {
         for (agent, user) in [("agent_001", app.fx.user1), ("agent_002", app.fx.user2)] {
             let mut s = actions.open_session(info(agent, user, seq)).await.unwrap();
             shop(s.as_mut(), &app.fx, seq, 0).await.unwrap();
-            s.close().await.unwrap();
+            s.close(&closing()).await.unwrap();
         }
     }
     let db = &app.t.db;
@@ -374,7 +374,7 @@ async fn http_rate_limit_honours_retry_after(t: TestDb) {
         .await
         .unwrap();
     shop(s.as_mut(), &app.fx, 0, 0).await.unwrap();
-    s.close().await.unwrap();
+    s.close(&closing()).await.unwrap();
     let server = app.server.faults().counters();
     let limited = total(&metrics, Outcome::RateLimited);
     assert!(limited > 0, "{server:?}");
@@ -811,7 +811,7 @@ async fn inprocess_database_error_rolls_back_the_session(t: TestDb) {
         );
         assert_eq!(metrics.outcome_count(Endpoint::Checkout, Outcome::Db), 1);
         let later = s.cart_summary(step(seq, 4)).await;
-        s.close().await.unwrap();
+        s.close(&closing()).await.unwrap();
         let lines = count(&t.db, "SELECT COUNT(*) AS n FROM cart_items").await;
         let sessions = count(&t.db, "SELECT COUNT(*) AS n FROM shopping_sessions").await;
         match mode {
@@ -851,7 +851,7 @@ async fn http_scaling_plan_paths_work(t: TestDb) {
         .await
         .unwrap();
     let order = shop(s.as_mut(), &app.fx, 0, 0).await.unwrap();
-    s.close().await.unwrap();
+    s.close(&closing()).await.unwrap();
     assert_eq!(order.order.item_count, 3);
     assert_eq!(
         count(&app.t.db, "SELECT COUNT(*) AS n FROM orders").await,
@@ -1011,7 +1011,7 @@ async fn inprocess_session_is_redone_after_its_connection_dies() {
 
     s.add_to_cart(step(0, 3), fx.cola, 1).await.unwrap();
     let order = s.checkout(step(0, 4)).await.unwrap();
-    s.close().await.unwrap();
+    s.close(&closing()).await.unwrap();
     assert_eq!(order.order.item_count, 3);
     assert!(actions.outage().is_none());
     assert!(metrics.outcome_count(Endpoint::AddToCart, Outcome::Db) >= 1);
@@ -1067,4 +1067,16 @@ fn a_bad_api_url_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("localhost:8080") && e.contains("http://"), "{e}");
+}
+
+/// The report a test session closes with: an abandoned session, so in-process work commits.
+fn closing() -> shopsim::sim::session::SessionReport {
+    shopsim::sim::session::SessionReport {
+        end: shopsim::sim::session::SessionEnd::Abandoned,
+        steps: 0,
+        offers_applied: 0,
+        ended_at: chrono::Utc::now(),
+        effects: Default::default(),
+        recorded: false,
+    }
 }

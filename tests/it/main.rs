@@ -12,6 +12,7 @@ mod actions;
 mod api;
 mod app;
 mod behavior;
+mod crash;
 mod domain;
 mod migrate;
 mod pooler;

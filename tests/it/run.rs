@@ -40,6 +40,7 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         auth: AuthMode::Dev,
         run_dir: run_dir.into(),
         restock_level: 500,
+        max_outage: std::time::Duration::from_secs(600),
         hot_reload: false,
         status_line: false,
     }

@@ -44,6 +44,7 @@ use crate::domain::{
     EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
+use crate::sim::session::SessionReport;
 
 /// The HTTP actions: one client, one breaker per endpoint, one retry budget, one outage gate,
 /// shared by every session. Cheap to clone.
@@ -633,6 +634,9 @@ impl SessionActions for HttpSession {
     async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
         let mut call = Self::call(Endpoint::Wallet, Method::GET, None);
         call.param = Some(("{user_id}", self.info.user_id));
+        // Keyed like a write: a resumed session must read the wallet it read the first time,
+        // not one its own later checkout has changed.
+        call.write = true;
         self.run(step, call).await
     }
 
@@ -697,8 +701,8 @@ impl SessionActions for HttpSession {
         self.scheduled = Some(release);
     }
 
-    async fn close(self: Box<Self>) -> ActionResult<()> {
-        Ok(())
+    async fn close(self: Box<Self>, _report: &SessionReport) -> ActionResult<bool> {
+        Ok(false)
     }
 }
 

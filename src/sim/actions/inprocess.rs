@@ -32,10 +32,12 @@ use super::outage::{OutageGate, OutageInfo, Probe};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
-    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, SelectStoreResult,
-    Shop, ShopConfig, WalletView,
+    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, RejectCode,
+    SelectStoreResult, Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
+use crate::sim::records::{RecordsError, update_session};
+use crate::sim::session::SessionReport;
 use crate::store::{Db, StoreError, Tx};
 
 /// How in-process sessions use transactions.
@@ -237,9 +239,8 @@ fn sim_day(now: chrono::DateTime<chrono::Utc>) -> i64 {
 
 /// One domain call of a step.
 trait DomainOp: Copy + Send + Sync + 'static {
-    type Output: Send;
+    type Output: Send + serde::Serialize + serde::de::DeserializeOwned;
     const ENDPOINT: Endpoint;
-    const WRITES: bool;
     fn call<'a>(
         self,
         shop: &'a Shop,
@@ -249,14 +250,13 @@ trait DomainOp: Copy + Send + Sync + 'static {
 }
 
 macro_rules! domain_op {
-    ($name:ident { $($field:ident : $ty:ty),* } -> $out:ty, $endpoint:expr, writes = $writes:expr,
+    ($name:ident { $($field:ident : $ty:ty),* } -> $out:ty, $endpoint:expr,
      |$shop:ident, $tx:ident, $ctx:ident| $body:expr) => {
         #[derive(Clone, Copy)]
         struct $name { $($field: $ty),* }
         impl DomainOp for $name {
             type Output = $out;
             const ENDPOINT: Endpoint = $endpoint;
-            const WRITES: bool = $writes;
             fn call<'a>(self, $shop: &'a Shop, $tx: &'a Tx, $ctx: &'a Ctx)
                 -> BoxFuture<'a, DomainResult<$out>> {
                 let Self { $($field),* } = self;
@@ -267,25 +267,25 @@ macro_rules! domain_op {
 }
 
 domain_op!(SelectStore { store_id: Uuid } -> SelectStoreResult, Endpoint::SelectStore,
-    writes = true, |shop, tx, ctx| shop.select_store(tx, ctx, store_id));
+    |shop, tx, ctx| shop.select_store(tx, ctx, store_id));
 domain_op!(Refresh {} -> RefreshResult, Endpoint::RefreshOffers,
-    writes = true, |shop, tx, ctx| shop.refresh_offers(tx, ctx));
+    |shop, tx, ctx| shop.refresh_offers(tx, ctx));
 domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
-    writes = false, |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
+    |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
 domain_op!(ViewProduct { product_id: Uuid } -> ProductDetail, Endpoint::ViewProduct,
-    writes = true, |shop, tx, ctx| shop.get_product(tx, ctx, product_id));
+    |shop, tx, ctx| shop.get_product(tx, ctx, product_id));
 domain_op!(AddToCart { product_id: Uuid, quantity: i64 } -> AddToCartResult, Endpoint::AddToCart,
-    writes = true, |shop, tx, ctx| shop.add_to_cart(tx, ctx, product_id, quantity));
+    |shop, tx, ctx| shop.add_to_cart(tx, ctx, product_id, quantity));
 domain_op!(Eligible {} -> EligibleCoupons, Endpoint::EligibleCoupons,
-    writes = true, |shop, tx, ctx| shop.eligible_coupons(tx, ctx));
+    |shop, tx, ctx| shop.eligible_coupons(tx, ctx));
 domain_op!(ApplyCoupon { coupon_id: Uuid } -> ApplyCouponResult, Endpoint::ApplyCoupon,
-    writes = true, |shop, tx, ctx| shop.apply_coupon(tx, ctx, coupon_id));
+    |shop, tx, ctx| shop.apply_coupon(tx, ctx, coupon_id));
 domain_op!(Summary {} -> CartSummary, Endpoint::CartSummary,
-    writes = false, |shop, tx, ctx| shop.cart_summary(tx, ctx));
+    |shop, tx, ctx| shop.cart_summary(tx, ctx));
 domain_op!(Checkout {} -> CheckoutResult, Endpoint::Checkout,
-    writes = true, |shop, tx, ctx| shop.checkout(tx, ctx));
+    |shop, tx, ctx| shop.checkout(tx, ctx));
 domain_op!(Abandon {} -> ClearCartResult, Endpoint::Abandon,
-    writes = true, |shop, tx, ctx| shop.clear_cart(tx, ctx));
+    |shop, tx, ctx| shop.clear_cart(tx, ctx));
 
 /// The driver of one session in-process.
 pub struct InProcessSession {
@@ -364,7 +364,10 @@ impl InProcessSession {
             let started = Instant::now();
             let ran = match shared.tx_mode {
                 TxMode::PerSession => self.in_session_tx(op, &ctx).await?,
-                TxMode::PerStep => self.in_own_tx(op, &ctx).await?,
+                TxMode::PerStep => {
+                    let key = self.info.idempotency_key(step);
+                    self.in_own_tx(op, &ctx, &key).await?
+                }
             };
             let latency = Instant::now().saturating_duration_since(from.take().unwrap_or(started));
             let record = |o: Outcome| shared.metrics.record_request(O::ENDPOINT, latency, o);
@@ -510,27 +513,44 @@ impl InProcessSession {
     }
 
     /// Runs `op` in a transaction of its own and commits it.
-    async fn in_own_tx<O: DomainOp>(&mut self, op: O, ctx: &Ctx) -> ActionResult<Ran<O::Output>> {
+    async fn in_own_tx<O: DomainOp>(
+        &mut self,
+        op: O,
+        ctx: &Ctx,
+        key: &str,
+    ) -> ActionResult<Ran<O::Output>> {
         let shared = self.shared.clone();
-        // The server restocks before any request that opens a new simulated day, reads
-        // included: so does this (which makes a read step write once a day).
-        let restock_due = shared.restock_due(ctx.now);
-        let tx = shared.begin(O::WRITES || restock_due).await?;
+        // Every step writes its answer under the step's idempotency key in its own
+        // transaction (reads included: a resumed session must see what it saw), so a step
+        // re-run after a crash replays its first answer instead of applying twice.
+        let tx = shared.begin(true).await?;
         let result = async {
-            let day = if O::WRITES || restock_due {
-                shared.restock(&tx, ctx.now).await?
-            } else {
-                None
+            if let Some(stored) = stored_answer(&tx, ctx.user_id, key).await? {
+                return Ok((None, stored));
+            }
+            // The server restocks before any request that opens a new simulated day.
+            let day = shared.restock(&tx, ctx.now).await?;
+            let answer = match op.call(&shared.shop, &tx, ctx).await {
+                Ok(out) => StepAnswer::Ok(out),
+                Err(DomainError::Rejected { code, message }) => {
+                    StepAnswer::Rejected { code, message }
+                }
+                Err(e) => return Err(e),
             };
-            let out = op.call(&shared.shop, &tx, ctx).await?;
-            Ok::<_, DomainError>((day, out))
+            store_answer(&tx, ctx, key, &answer).await?;
+            Ok::<_, DomainError>((day, answer))
         }
         .await;
         match result {
-            Ok((day, out)) => match tx.commit().await {
+            Ok((day, answer)) => match tx.commit().await {
                 Ok(()) => {
                     shared.restocked(day);
-                    Ok(Ran::Done(out))
+                    Ok(match answer {
+                        StepAnswer::Ok(out) => Ran::Done(out),
+                        StepAnswer::Rejected { code, message } => {
+                            Ran::Failed(DomainError::Rejected { code, message })
+                        }
+                    })
                 }
                 // The commit's outcome is unknown: do not run the step again.
                 Err(e) => Ok(Ran::Failed(DomainError::Store(e))),
@@ -539,6 +559,58 @@ impl InProcessSession {
             Err(e) => Ok(Ran::Failed(e)),
         }
     }
+}
+
+/// A step's answer as kept under its idempotency key (`PerStep` mode).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StepAnswer<T> {
+    Ok(T),
+    Rejected { code: RejectCode, message: String },
+}
+
+async fn stored_answer<T: serde::de::DeserializeOwned>(
+    tx: &Tx,
+    user_id: Uuid,
+    key: &str,
+) -> DomainResult<Option<StepAnswer<T>>> {
+    let row = tx
+        .query_opt(
+            "SELECT response FROM sim_idempotency WHERE user_id = $1 AND idem_key = $2",
+            vec![tx.codec().uuid(user_id), key.into()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let text = row.opt_string("response")?.unwrap_or_default();
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        DomainError::Store(StoreError::Decode {
+            column: "sim_idempotency.response".into(),
+            reason: format!("stored answer of step {key} does not parse: {e}"),
+        })
+    })
+}
+
+async fn store_answer<T: serde::Serialize>(
+    tx: &Tx,
+    ctx: &Ctx,
+    key: &str,
+    answer: &StepAnswer<T>,
+) -> DomainResult<()> {
+    let text = serde_json::to_string(answer).map_err(|e| {
+        DomainError::Store(StoreError::Decode {
+            column: "sim_idempotency.response".into(),
+            reason: format!("answer of step {key} does not serialise: {e}"),
+        })
+    })?;
+    let c = tx.codec();
+    tx.exec(
+        "INSERT INTO sim_idempotency \
+           (user_id, idem_key, request_hash, state, status_code, response, created_at) \
+         VALUES ($1, $2, 'inprocess', 'done', 200, $3, $4)",
+        vec![c.uuid(ctx.user_id), key.into(), text.into(), c.ts(ctx.now)],
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -607,15 +679,42 @@ impl SessionActions for InProcessSession {
         self.scheduled = Some(release);
     }
 
-    async fn close(mut self: Box<Self>) -> ActionResult<()> {
+    async fn close(mut self: Box<Self>, report: &SessionReport) -> ActionResult<bool> {
         let Some(tx) = self.tx.take() else {
             // PerStep mode, or already rolled back (the failing step reported why).
-            return Ok(());
+            return Ok(false);
         };
+        let Some(status) = report.status() else {
+            // Interrupted: dropping the transaction rolls the session back; a resumed run
+            // runs it again from its first step.
+            return Ok(false);
+        };
+        // The outcome commits with the work: after a crash a session is either wholly
+        // applied and recorded, or not applied at all.
+        let outcome = serde_json::to_value(report)
+            .map_err(|e| db_failure(format!("the session outcome is not serialisable: {e}")))?;
+        if let Err(e) = update_session(
+            &tx,
+            self.info.session_id,
+            status,
+            report.steps,
+            Some(&outcome),
+        )
+        .await
+        {
+            if let RecordsError::Store(e) = &e
+                && e.is_unavailable()
+            {
+                self.shared.report_outage(e);
+            }
+            return Err(db_failure(format!(
+                "recording the session failed ({e}); its steps were not kept"
+            )));
+        }
         match tx.commit().await {
             Ok(()) => {
                 self.shared.restocked(self.restock_day);
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 if e.is_unavailable() {

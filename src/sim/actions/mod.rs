@@ -28,7 +28,7 @@
 //!     Err(ActionError::Failed { .. }) => …,            // end the session, record the reason
 //!     Err(ActionError::Interrupted(_)) => …,           // Ctrl-C
 //! }
-//! s.close().await?;                                    // always, once
+//! s.close(&report).await?;                             // always, once
 //! actions.breaker_states(); actions.outage();          // for the dashboard
 //! ```
 
@@ -59,6 +59,7 @@ use crate::domain::{
     EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::Outcome;
+use crate::sim::session::SessionReport;
 
 /// The metrics outcome of a business rejection.
 pub fn outcome_of(code: RejectCode) -> Outcome {
@@ -184,7 +185,10 @@ pub trait SessionActions: Send {
     /// from then and queueing is not hidden. Applies to the next step only; without it latency
     /// is measured from when the request is sent.
     fn set_scheduled(&mut self, _release: tokio::time::Instant) {}
-    /// Ends the session: commits in-process work. Called once, after the last step, whatever
-    /// the outcome (a failed session is closed too).
-    async fn close(self: Box<Self>) -> ActionResult<()>;
+    /// Ends the session. Called once, after the last step, whatever the outcome (a failed
+    /// session is closed too). In-process work in one session transaction commits here
+    /// together with the session's run record (`report`), so a crash can never leave work
+    /// applied without its outcome; an interrupted session is rolled back instead, to be run
+    /// again on resume. Returns true when the outcome was recorded here.
+    async fn close(self: Box<Self>, report: &SessionReport) -> ActionResult<bool>;
 }

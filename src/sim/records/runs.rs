@@ -725,3 +725,78 @@ pub async fn unfinished_sessions(
     tx.commit().await?;
     rows.iter().map(session_from_row).collect()
 }
+
+/// The next free metrics interval number of `shard` in a run (a resumed run continues the
+/// sequence; recording an existing number would be ignored).
+pub async fn next_metrics_seq(db: &Db, run_id: &str, shard: u32) -> Result<u64, RecordsError> {
+    let tx = db.read().await?;
+    let row = tx
+        .query_one(
+            "SELECT MAX(seq) AS seq FROM sim_metrics WHERE run_id = $1 AND shard = $2",
+            vec![run_id.to_string().into(), i64::from(shard).into()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(row.opt_i64("seq")?.map_or(0, |s| s.max(-1) as u64 + 1))
+}
+
+/// Marks planned sessions as released to run (`in_progress`), in the caller's transaction.
+/// Sessions already past `planned` are left as they are.
+pub async fn mark_in_progress(tx: &Tx, session_ids: &[Uuid]) -> Result<u64, RecordsError> {
+    let c = tx.codec();
+    let mut n = 0;
+    for chunk in session_ids.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut params = vec![c.ts(Utc::now())];
+        params.extend(chunk.iter().map(|id| c.uuid(*id)));
+        n += tx
+            .exec(
+                &format!(
+                    "UPDATE sim_sessions SET status = 'in_progress', updated_at = $1 \
+                     WHERE status = 'planned' AND session_id IN ({})",
+                    placeholders.join(", ")
+                ),
+                params,
+            )
+            .await?;
+    }
+    Ok(n)
+}
+
+/// One ended session of a run as a resumed run replays it into its agent.
+#[derive(Debug, Clone)]
+pub struct EndedSession {
+    /// The session.
+    pub session_id: Uuid,
+    /// The agent's natural key.
+    pub agent_id: String,
+    /// Simulated date of its day plan.
+    pub sim_date: NaiveDate,
+    /// The recorded outcome (JSON of the engine's session report).
+    pub outcome: Json,
+}
+
+/// The run's ended sessions (completed, abandoned, failed) with their outcomes, by agent and
+/// planned time: what a resumed run replays into its agents and never runs again.
+pub async fn ended_sessions(db: &Db, run_id: &str) -> Result<Vec<EndedSession>, RecordsError> {
+    let tx = db.read().await?;
+    let rows = tx
+        .query(
+            "SELECT session_id, agent_id, sim_date, outcome FROM sim_sessions \
+             WHERE run_id = $1 AND status IN ('completed', 'abandoned', 'failed') \
+             ORDER BY agent_id, planned_at, seq",
+            vec![run_id.to_string().into()],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EndedSession {
+                session_id: r.uuid("session_id")?,
+                agent_id: r.string("agent_id")?,
+                sim_date: r.date("sim_date")?,
+                outcome: r.json("outcome")?,
+            })
+        })
+        .collect()
+}

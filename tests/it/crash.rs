@@ -1,0 +1,336 @@
+//! The crash harness: a `max` run as a child process (the real `shopsim` binary), killed with
+//! SIGKILL at random moments and started again with the same command (start-or-resume, as a
+//! process manager or a Kubernetes pod would), until it finishes. Then the invariants, and the
+//! export byte-identical to an uninterrupted run's.
+//!
+//! `SHOPSIM_CRASH_KILLS` (default 5) and `SHOPSIM_CRASH_SEED` (default 1) set the number of
+//! kills and the seed of their moments, for long local runs (`scripts/crash-test`).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use shopsim::sim::records::{Format, export_run};
+use shopsim::store::Db;
+use tokio::process::{Child, Command};
+
+use crate::backend_tests;
+use crate::support::{TestDb, count, read_dir};
+
+backend_tests!(killed_http_run_resumes_to_the_same_dataset);
+backend_tests!(killed_inprocess_run_resumes_to_the_same_dataset);
+backend_tests!(interrupted_run_resumes_with_ctrl_c_and_resume_flag);
+
+const AGENTS: &str = "200";
+const DAYS: &str = "5";
+
+/// Kills and their seed (environment, for long local runs).
+pub fn plan() -> (u32, u64) {
+    let kills = std::env::var("SHOPSIM_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let seed = std::env::var("SHOPSIM_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    (kills, seed)
+}
+
+/// A small deterministic generator for kill moments (xorshift64*).
+pub struct Moments(u64);
+
+impl Moments {
+    pub fn new(seed: u64) -> Self {
+        Moments(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The `shopsim run` command of a test run.
+pub fn run_command(url: &str, run_id: &str, actions: &str, dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopsim"));
+    cmd.args([
+        "run",
+        "--database-url",
+        url,
+        "--run-id",
+        run_id,
+        "--agents",
+        AGENTS,
+        "--days",
+        DAYS,
+        "--start",
+        "2024-01-01",
+        "--seed",
+        "5",
+        "--actions",
+        actions,
+        "--time-scale",
+        "max",
+        "--no-tui",
+        "--run-dir",
+    ])
+    .arg(dir)
+    .args(extra)
+    .env("RUST_LOG", "warn")
+    .env_remove("DATABASE_URL")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    cmd
+}
+
+/// Waits for a child and returns its exit status with its stderr.
+pub async fn finish(child: Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().await.expect("wait for shopsim");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// Runs the command to the end once, uninterrupted; its wall time.
+pub async fn run_through(mut cmd: Command) -> Duration {
+    let started = Instant::now();
+    let (status, err) = finish(cmd.spawn().expect("start shopsim")).await;
+    assert!(status.success(), "shopsim run failed: {status}\n{err}");
+    started.elapsed()
+}
+
+/// Starts the command, kills it with SIGKILL after a random share of `typical`, and again,
+/// `kills` times (or until it finishes by itself); then runs it to the end. Returns the kills
+/// done.
+pub async fn kill_and_resume(
+    make: impl Fn() -> Command,
+    typical: Duration,
+    kills: u32,
+    moments: &mut Moments,
+) -> u32 {
+    let mut done = 0;
+    while done < kills {
+        let mut child = make().spawn().expect("start shopsim");
+        // Any moment: during startup, planning, sessions and checkpoints. Each attempt gets a
+        // share of the run so that `kills` kills happen before it can finish.
+        let after = Duration::from_millis(300).mul_f64(moments.unit())
+            + typical.mul_f64(1.2 * moments.unit() / f64::from(kills.max(1)));
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.expect("wait");
+                assert!(status.success(), "shopsim run failed before its kill: {status}");
+                return done;
+            }
+            _ = tokio::time::sleep(after) => {
+                child.start_kill().expect("SIGKILL");
+                let _ = child.wait().await;
+                done += 1;
+            }
+        }
+    }
+    let (status, err) = finish(make().spawn().expect("start shopsim")).await;
+    assert!(status.success(), "the resumed run failed: {status}\n{err}");
+    done
+}
+
+/// The crash suite's invariants on a finished run.
+pub async fn check_invariants(db: &Db, run_id: &str) {
+    let q = |sql: &str| sql.replace("RUN", run_id);
+    assert_eq!(
+        count(
+            db,
+            &q("SELECT COUNT(*) AS n FROM sim_runs WHERE run_id = 'RUN' AND status = 'finished'")
+        )
+        .await,
+        1,
+        "the run finished"
+    );
+    // No (run, agent, date) decision twice.
+    assert_eq!(
+        count(db, &q("SELECT COUNT(*) AS n FROM (SELECT agent_id, sim_date FROM sim_agent_days WHERE run_id = 'RUN' GROUP BY agent_id, sim_date HAVING COUNT(*) > 1) d")).await,
+        0,
+        "a day decided twice"
+    );
+    // Every planned session has exactly one outcome.
+    assert_eq!(
+        count(db, &q("SELECT COUNT(*) AS n FROM sim_sessions WHERE run_id = 'RUN' AND (status NOT IN ('completed', 'abandoned', 'failed') OR outcome IS NULL)")).await,
+        0,
+        "a session without an outcome"
+    );
+    // No write applied twice: one order per session at most, one cart line per product, one
+    // coupon application per coupon, one offer draw per coupon and cycle.
+    assert_eq!(
+        count(db, "SELECT COUNT(*) AS n FROM (SELECT shopping_session_id FROM orders WHERE shopping_session_id IS NOT NULL GROUP BY shopping_session_id HAVING COUNT(*) > 1) d").await,
+        0,
+        "a session with two orders"
+    );
+    assert_eq!(
+        count(db, "SELECT COUNT(*) AS n FROM (SELECT order_id, product_id FROM order_items GROUP BY order_id, product_id HAVING COUNT(*) > 1) d").await,
+        0,
+        "a product twice in one order"
+    );
+    assert_eq!(
+        count(db, "SELECT COUNT(*) AS n FROM (SELECT user_id, coupon_id, offer_cycle_id FROM user_coupons GROUP BY user_id, coupon_id, offer_cycle_id HAVING COUNT(*) > 1) d").await,
+        0,
+        "an offer drawn twice in one cycle"
+    );
+    // No order lost that the API acknowledged: every completed session has its order.
+    assert_eq!(
+        count(db, &q("SELECT COUNT(*) AS n FROM sim_sessions s WHERE s.run_id = 'RUN' AND s.status = 'completed' AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.shopping_session_id = s.session_id)")).await,
+        0,
+        "a completed session without its order"
+    );
+    assert_eq!(
+        count(db, &q("SELECT COUNT(*) AS n FROM orders o WHERE o.shopping_session_id IN (SELECT session_id FROM sim_sessions WHERE run_id = 'RUN' AND status <> 'completed')")).await,
+        0,
+        "an order of a session not recorded as completed"
+    );
+}
+
+/// Exports the run as CSV into `dir` and returns the files.
+pub async fn export(db: &Db, run_id: &str, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    export_run(db, run_id, Format::Csv, dir).await.unwrap();
+    read_dir(dir)
+}
+
+/// An uninterrupted reference run on a fresh database of the same backend: its export.
+async fn reference(t: &TestDb, actions: &str, dir: &Path) -> (Vec<(String, Vec<u8>)>, Duration) {
+    let fresh = if t.url.to_string().starts_with("sqlite") {
+        TestDb::sqlite().await
+    } else {
+        TestDb::postgres().await.expect("postgres")
+    };
+    let took = run_through(run_command(
+        &fresh.url.to_string(),
+        "crash",
+        actions,
+        &dir.join("runs-ref"),
+        &[],
+    ))
+    .await;
+    (export(&fresh.db, "crash", &dir.join("ref")).await, took)
+}
+
+async fn crash_suite(t: TestDb, actions: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, typical) = reference(&t, actions, dir.path()).await;
+    let (kills, seed) = plan();
+    let mut moments = Moments::new(seed);
+    let url = t.url.to_string();
+    let runs = dir.path().join("runs");
+    let done = kill_and_resume(
+        || run_command(&url, "crash", actions, &runs, &[]),
+        typical,
+        kills,
+        &mut moments,
+    )
+    .await;
+    eprintln!("{actions}: {done} kills (seed {seed}), reference run {typical:?}");
+    assert!(done >= kills.min(5), "only {done} kills happened");
+    check_invariants(&t.db, "crash").await;
+    let got = export(&t.db, "crash", &dir.path().join("got")).await;
+    assert_eq!(expected.len(), got.len());
+    for ((name, a), (_, b)) in expected.iter().zip(&got) {
+        assert!(a == b, "{name} differs from the uninterrupted run's");
+    }
+}
+
+async fn killed_http_run_resumes_to_the_same_dataset(t: TestDb) {
+    crash_suite(t, "http").await;
+}
+
+async fn killed_inprocess_run_resumes_to_the_same_dataset(t: TestDb) {
+    crash_suite(t, "inprocess").await;
+}
+
+/// Ctrl-C (SIGINT) stops gracefully with exit code 130; the same command resumes (pod-style
+/// restart), `--resume` too, a contradicting command is refused, and the dataset equals an
+/// uninterrupted run's.
+async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, typical) = reference(&t, "inprocess", dir.path()).await;
+    let url = t.url.to_string();
+    let runs = dir.path().join("runs");
+    let child = run_command(&url, "crash", "inprocess", &runs, &[])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(typical.mul_f64(0.5)).await;
+    let pid = child.id().expect("pid") as i32;
+    // SIGINT, as Ctrl-C sends.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let (status, err) = finish(child).await;
+    if status.code() != Some(0) {
+        assert_eq!(status.code(), Some(130), "Ctrl-C exits 130: {err}");
+        // A plain run with the same configuration (no --run-id) does not start a twin.
+        let mut plain = Command::new(env!("CARGO_BIN_EXE_shopsim"));
+        plain
+            .args([
+                "run",
+                "--database-url",
+                &url,
+                "--agents",
+                AGENTS,
+                "--days",
+                DAYS,
+            ])
+            .args([
+                "--start",
+                "2024-01-01",
+                "--seed",
+                "5",
+                "--actions",
+                "inprocess",
+            ])
+            .args(["--no-tui", "--run-dir"])
+            .arg(&runs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (status, err) = finish(plain.spawn().unwrap()).await;
+        assert!(!status.success());
+        assert!(
+            err.contains("shopsim run --run-id crash") && err.contains("--new"),
+            "{err}"
+        );
+        // A contradicting command is refused, naming the key.
+        let mut other = run_command(&url, "crash", "inprocess", &runs, &[]);
+        other.args(["--restock-level", "7"]);
+        let (status, err) = finish(other.spawn().unwrap()).await;
+        assert!(!status.success());
+        assert!(err.contains("restock_level"), "{err}");
+        // `--resume` picks the unfinished run up with its stored configuration.
+        let mut resume = Command::new(env!("CARGO_BIN_EXE_shopsim"));
+        resume
+            .args([
+                "run",
+                "--database-url",
+                &url,
+                "--resume",
+                "--no-tui",
+                "--run-dir",
+            ])
+            .arg(&runs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (status, err) = finish(resume.spawn().unwrap()).await;
+        assert!(status.success(), "{err}");
+    }
+    // Run again after the end: a finished run is not run twice.
+    let (status, err) = finish(
+        run_command(&url, "crash", "inprocess", &runs, &[])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        !status.success() && err.contains("already finished"),
+        "{err}"
+    );
+    check_invariants(&t.db, "crash").await;
+    let got = export(&t.db, "crash", &dir.path().join("got")).await;
+    assert!(expected == got, "the resumed run's export differs");
+}
