@@ -144,8 +144,11 @@ pub type RecordedPlans = std::collections::HashMap<Arc<str>, (DayPlan, Arc<str>)
 /// Where a resumed run picks up.
 #[derive(Debug, Clone, Default)]
 pub struct ResumeState {
-    /// The last checkpoint: days before its (local) date are done.
+    /// The last checkpoint: days before its (local) date are done…
     pub checkpoint: Option<DateTime<Utc>>,
+    /// …unless a session of an earlier day has not ended (it was interrupted after its hour
+    /// was checkpointed): the run resumes from that day.
+    pub first_unfinished: Option<NaiveDate>,
     /// Sessions that already ended: their effects are replayed into the agents, and they
     /// are never run again.
     pub ended: std::collections::HashSet<uuid::Uuid>,
@@ -298,8 +301,14 @@ impl Engine {
         let empty = std::collections::HashSet::new();
         let ended = self.resume.as_ref().map_or(&empty, |r| &r.ended);
         let resumed_at = self.resume.as_ref().and_then(|r| r.checkpoint);
-        let first_day = resumed_at.map_or(0, |t| {
+        // Without a checkpoint the run starts over from its first day (recorded decisions and
+        // ended sessions are still reused).
+        let unfinished = self.resume.as_ref().and_then(|r| r.first_unfinished);
+        let first_date = resumed_at.map(|t| {
             let date = t.with_timezone(&self.config.tz).date_naive();
+            unfinished.map_or(date, |u| date.min(u))
+        });
+        let first_day = first_date.map_or(0, |date| {
             u32::try_from((date - self.config.start).num_days()).unwrap_or(0)
         });
         for day in first_day..self.config.days {

@@ -37,6 +37,8 @@ pub struct DbRecorder {
     checkpoint: Arc<Mutex<Option<DateTime<Utc>>>>,
     cancel: CancellationToken,
     max_outage: Duration,
+    checkpoints: AtomicU64,
+    checkpoint_nanos: AtomicU64,
 }
 
 impl DbRecorder {
@@ -62,7 +64,18 @@ impl DbRecorder {
             checkpoint: Arc::new(Mutex::new(None)),
             cancel,
             max_outage,
+            checkpoints: AtomicU64::new(0),
+            checkpoint_nanos: AtomicU64::new(0),
         })
+    }
+
+    /// Checkpoints taken by this process and the wall time they took (metrics interval and
+    /// checkpoint row): what `BENCHMARKS.md` reports as their cost.
+    pub fn checkpoint_cost(&self) -> (u64, Duration) {
+        (
+            self.checkpoints.load(Ordering::Relaxed),
+            Duration::from_nanos(self.checkpoint_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     /// Runs one write, waiting out database outages: retried with backoff while the
@@ -217,6 +230,7 @@ impl Recorder for DbRecorder {
     }
 
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let now = self.metrics.snapshot();
         let counters = {
             let mut last = self.last.lock();
@@ -249,6 +263,11 @@ impl Recorder for DbRecorder {
         })
         .await?;
         *self.checkpoint.lock() = Some(end);
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 }

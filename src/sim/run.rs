@@ -429,6 +429,16 @@ pub async fn simulate(
     if let Some(task) = status_line {
         task.abort();
     }
+    let (checkpoints, spent) = recorder.checkpoint_cost();
+    tracing::info!(
+        checkpoints,
+        total_ms = spent.as_millis() as u64,
+        share = format!(
+            "{:.2}%",
+            100.0 * spent.as_secs_f64() / wall_start.elapsed().as_secs_f64().max(1e-9)
+        ),
+        "checkpoints (metrics interval + checkpoint row, hourly)"
+    );
     if let Some(server) = embedded.take() {
         server
             .shutdown()
@@ -687,12 +697,19 @@ async fn replay_ended(
             a.replay(&report, e.sim_date, world);
         }
     }
+    let first_unfinished = records::unfinished_sessions(db, &run.run_id)
+        .await?
+        .iter()
+        .map(|s| s.sim_date)
+        .min();
     tracing::info!(
         ended = ids.len(),
+        ?first_unfinished,
         "replayed the ended sessions into the agents"
     );
     Ok(ResumeState {
         checkpoint: run.checkpoint_at,
+        first_unfinished,
         ended: ids,
     })
 }

@@ -226,10 +226,11 @@ async fn http_session_flow_and_rejections(t: TestDb) {
         1
     );
     // Every write carried its key (the server stored one answer per key), and so did each
-    // session's two product views and its eligible-offers list, which record events.
+    // session's two product views and its eligible-offers list, which record events, and the
+    // two wallet reads (a resumed session reads the wallet it read the first time).
     assert_eq!(
         count(db, "SELECT COUNT(*) AS n FROM sim_idempotency").await,
-        2 * 6 + 5 + 2 * 3
+        2 * 6 + 5 + 2 * 3 + 2
     );
 
     // Out of stock is a rejection, counted as such.

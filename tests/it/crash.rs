@@ -102,29 +102,60 @@ pub async fn run_through(mut cmd: Command) -> Duration {
     started.elapsed()
 }
 
-/// Starts the command, kills it with SIGKILL after a random share of `typical`, and again,
-/// `kills` times (or until it finishes by itself); then runs it to the end. Returns the kills
-/// done.
+/// The simulated time of the run's last checkpoint, if any.
+async fn checkpoint(db: &Db, run_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let tx = db.read().await.ok()?;
+    let row = tx
+        .query_opt(
+            "SELECT checkpoint_at FROM sim_runs WHERE run_id = $1",
+            vec![run_id.to_string().into()],
+        )
+        .await
+        .ok()??;
+    let t = row.opt_ts("checkpoint_at").ok()?;
+    let _ = tx.commit().await;
+    t
+}
+
+/// Starts the command and kills it with SIGKILL, `kills` times, then runs it to the end.
+/// The moments are random but tied to progress, so the count does not depend on the machine's
+/// speed: each kill waits until the run's checkpoint passes a random simulated hour (sorted,
+/// some at the start: those kills hit startup, planning or replay), then a random few
+/// milliseconds more. Returns the kills done.
 pub async fn kill_and_resume(
     make: impl Fn() -> Command,
-    typical: Duration,
+    db: &Db,
+    run_id: &str,
     kills: u32,
     moments: &mut Moments,
 ) -> u32 {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let span_hours: f64 = DAYS.parse::<f64>().unwrap() * 24.0 - 12.0;
+    let mut targets: Vec<f64> = (0..kills)
+        .map(|_| (moments.unit() * 1.2 - 0.2).max(0.0) * span_hours)
+        .collect();
+    targets.sort_by(f64::total_cmp);
     let mut done = 0;
-    while done < kills {
+    for hours in targets {
+        let target = start + chrono::Duration::seconds((hours * 3600.0) as i64);
+        let extra = Duration::from_millis((moments.unit() * 50.0) as u64);
         let mut child = make().spawn().expect("start shopsim");
-        // Any moment: during startup, planning, sessions and checkpoints. Each attempt gets a
-        // share of the run so that `kills` kills happen before it can finish.
-        let after = Duration::from_millis(300).mul_f64(moments.unit())
-            + typical.mul_f64(1.2 * moments.unit() / f64::from(kills.max(1)));
+        let reached = async {
+            while checkpoint(db, run_id).await.is_none_or(|c| c < target) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(extra).await;
+        };
         tokio::select! {
             status = child.wait() => {
                 let status = status.expect("wait");
-                assert!(status.success(), "shopsim run failed before its kill: {status}");
-                return done;
+                panic!("shopsim run ended ({status}) before its kill at {target}");
             }
-            _ = tokio::time::sleep(after) => {
+            _ = reached => {
                 child.start_kill().expect("SIGKILL");
                 let _ = child.wait().await;
                 done += 1;
@@ -223,13 +254,14 @@ async fn crash_suite(t: TestDb, actions: &str) {
     let runs = dir.path().join("runs");
     let done = kill_and_resume(
         || run_command(&url, "crash", actions, &runs, &[]),
-        typical,
+        &t.db,
+        "crash",
         kills,
         &mut moments,
     )
     .await;
     eprintln!("{actions}: {done} kills (seed {seed}), reference run {typical:?}");
-    assert!(done >= kills.min(5), "only {done} kills happened");
+    assert_eq!(done, kills);
     check_invariants(&t.db, "crash").await;
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
     assert_eq!(expected.len(), got.len());
@@ -333,4 +365,117 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
     check_invariants(&t.db, "crash").await;
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
     assert!(expected == got, "the resumed run's export differs");
+}
+
+backend_tests!(killed_server_is_waited_out);
+
+/// A free loopback port (bound and released; the server binds it again right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `shopsim serve` on `port` for the test run's seed; returns once it answers.
+async fn start_server(url: &str, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args(["serve", "--database-url", url, "--seed", "5", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start shopsim serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "shopsim serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// The API server (not the host) is killed mid-run and restarted: the host waits the outage
+/// out (no retry budget spent, nothing dropped) and the dataset equals an uninterrupted run's.
+async fn killed_server_is_waited_out(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, typical) = reference(&t, "http", dir.path()).await;
+    let url = t.url.to_string();
+    let port = free_port();
+    let mut server = start_server(&url, port).await;
+    let api = format!("http://127.0.0.1:{port}");
+    let runs = dir.path().join("runs");
+    let run = run_command(&url, "crash", "http", &runs, &["--api-url", &api])
+        .spawn()
+        .unwrap();
+    let mut moments = Moments::new(plan().1);
+    for _ in 0..2 {
+        tokio::time::sleep(typical.mul_f64(0.15 + 0.2 * moments.unit())).await;
+        server.start_kill().unwrap();
+        let _ = server.wait().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server = start_server(&url, port).await;
+    }
+    let (status, err) = finish(run).await;
+    assert!(
+        status.success(),
+        "the run did not survive the server's restarts: {err}"
+    );
+    check_invariants(&t.db, "crash").await;
+    let got = export(&t.db, "crash", &dir.path().join("got")).await;
+    assert!(
+        expected == got,
+        "the export differs from the uninterrupted run's"
+    );
+}
+
+/// PostgreSQL itself restarts mid-run (twice): the host pauses, waits for the database and
+/// goes on; the dataset equals an uninterrupted run's. It restarts the shared cluster, so
+/// `.ci/run` runs it alone, after every other test (`--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts PostgreSQL: .ci/run runs it as a separate serial step"]
+async fn postgres_restart_is_waited_out() {
+    for actions in ["inprocess", "http"] {
+        let t = TestDb::postgres()
+            .await
+            .expect("SHOPSIM_TEST_DATABASE_URL must be set for the PostgreSQL restart test");
+        let dir = tempfile::tempdir().unwrap();
+        let (expected, typical) = reference(&t, actions, dir.path()).await;
+        let url = t.url.to_string();
+        let runs = dir.path().join("runs");
+        let run_id = "crash";
+        let run = run_command(&url, run_id, actions, &runs, &[])
+            .spawn()
+            .unwrap();
+        for _ in 0..2 {
+            tokio::time::sleep(typical.mul_f64(0.3)).await;
+            let version = std::fs::read_dir("/etc/postgresql")
+                .expect("/etc/postgresql")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .next()
+                .expect("a PostgreSQL cluster");
+            let status = std::process::Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+                .status()
+                .expect("pg_ctlcluster");
+            assert!(status.success(), "restarting PostgreSQL failed");
+        }
+        let (status, err) = finish(run).await;
+        assert!(
+            status.success(),
+            "{actions}: the run did not survive PostgreSQL restarts: {err}"
+        );
+        check_invariants(&t.db, run_id).await;
+        let got = export(&t.db, run_id, &dir.path().join("got")).await;
+        assert!(
+            expected == got,
+            "{actions}: the export differs from the uninterrupted run's"
+        );
+    }
 }
