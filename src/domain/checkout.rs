@@ -247,53 +247,80 @@ impl Shop {
             )
             .await?;
         let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
-        if orders.is_empty() {
-            return Ok(OrdersPage { orders, total });
-        }
-        let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
-        let item_rows = tx
-            .query(
-                &format!(
-                    "SELECT order_id, product_id, product_name, product_price, quantity, \
-                       applied_coupon_id, discount_amount, line_total FROM order_items \
-                     WHERE order_id IN ({}) ORDER BY order_id, product_id",
-                    in_list(ids.len(), 1)
-                ),
-                uuid_values(tx, &ids),
-            )
-            .await?;
-        // The frontstore coupon is not an orders column: it is the redeemed frontstore offer.
-        let mut values = uuid_values(tx, &ids);
-        values.push(codec.uuid(ctx.user_id));
-        let frontstore_rows = tx
-            .query(
-                &format!(
-                    "SELECT uc.order_id, uc.coupon_id FROM user_coupons uc \
-                     JOIN coupons c ON c.id = uc.coupon_id \
-                     WHERE uc.order_id IN ({}) AND uc.user_id = ${} AND c.type = 'frontstore'",
-                    in_list(ids.len(), 1),
-                    ids.len() + 1
-                ),
-                values,
-            )
-            .await?;
-        let mut items: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
-        for r in &item_rows {
-            items
-                .entry(r.uuid("order_id")?)
-                .or_default()
-                .push(order_item_view(r)?);
-        }
-        let mut frontstore: HashMap<Uuid, Uuid> = HashMap::new();
-        for r in &frontstore_rows {
-            frontstore.insert(r.uuid("order_id")?, r.uuid("coupon_id")?);
-        }
-        for order in &mut orders {
-            order.items = items.remove(&order.id).unwrap_or_default();
-            order.frontstore_coupon_id = frontstore.get(&order.id).copied();
-        }
+        attach_items(tx, ctx.user_id, &mut orders).await?;
         Ok(OrdersPage { orders, total })
     }
+}
+
+/// The order placed in shopping session `session_id`, if any (with its items): how a resumed
+/// host reconciles a session whose checkout may have reached an API that cannot say so.
+pub async fn session_order(tx: &Tx, session_id: Uuid) -> DomainResult<Option<OrderView>> {
+    let rows = tx
+        .query(
+            "SELECT id, user_id, store_id, subtotal, discount_total, final_total, status, \
+               item_count, shopping_session_id, created_at FROM orders \
+             WHERE shopping_session_id = $1 ORDER BY created_at, id LIMIT 1",
+            vec![tx.codec().uuid(session_id)],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let user_id = row.uuid("user_id")?;
+    let mut orders = vec![order_view(row)?];
+    attach_items(tx, user_id, &mut orders).await?;
+    Ok(orders.pop())
+}
+
+/// Fills the orders' items and frontstore coupons (three queries for any number of orders).
+async fn attach_items(tx: &Tx, user_id: Uuid, orders: &mut [OrderView]) -> DomainResult<()> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let codec = tx.codec();
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let item_rows = tx
+        .query(
+            &format!(
+                "SELECT order_id, product_id, product_name, product_price, quantity, \
+                   applied_coupon_id, discount_amount, line_total FROM order_items \
+                 WHERE order_id IN ({}) ORDER BY order_id, product_id",
+                in_list(ids.len(), 1)
+            ),
+            uuid_values(tx, &ids),
+        )
+        .await?;
+    // The frontstore coupon is not an orders column: it is the redeemed frontstore offer.
+    let mut values = uuid_values(tx, &ids);
+    values.push(codec.uuid(user_id));
+    let frontstore_rows = tx
+        .query(
+            &format!(
+                "SELECT uc.order_id, uc.coupon_id FROM user_coupons uc \
+                 JOIN coupons c ON c.id = uc.coupon_id \
+                 WHERE uc.order_id IN ({}) AND uc.user_id = ${} AND c.type = 'frontstore'",
+                in_list(ids.len(), 1),
+                ids.len() + 1
+            ),
+            values,
+        )
+        .await?;
+    let mut items: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
+    for r in &item_rows {
+        items
+            .entry(r.uuid("order_id")?)
+            .or_default()
+            .push(order_item_view(r)?);
+    }
+    let mut frontstore: HashMap<Uuid, Uuid> = HashMap::new();
+    for r in &frontstore_rows {
+        frontstore.insert(r.uuid("order_id")?, r.uuid("coupon_id")?);
+    }
+    for order in orders.iter_mut() {
+        order.items = items.remove(&order.id).unwrap_or_default();
+        order.frontstore_coupon_id = frontstore.get(&order.id).copied();
+    }
+    Ok(())
 }
 
 fn order_view(r: &Row) -> Result<OrderView, StoreError> {

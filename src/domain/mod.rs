@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 pub use cart::{MAX_ADD_QUANTITY, ineligibility};
 pub use catalog_reads::MAX_PAGE;
-pub use checkout::order_id;
+pub use checkout::{order_id, session_order};
 pub use error::{DomainError, RejectCode};
 pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
 pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};

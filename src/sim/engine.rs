@@ -152,6 +152,8 @@ pub struct ResumeState {
     /// Sessions that already ended: their effects are replayed into the agents, and they
     /// are never run again.
     pub ended: std::collections::HashSet<uuid::Uuid>,
+    /// Sessions that were in progress: run again with their keys, their checkout reconciled.
+    pub in_progress: std::collections::HashSet<uuid::Uuid>,
 }
 
 /// How a run of the engine ended.
@@ -207,7 +209,8 @@ pub fn session_id(seed: u64, run_id: &str, agent: &str, date: NaiveDate, seq: u3
 
 struct Job {
     agent: usize,
-    sessions: Vec<PlannedRun>,
+    /// The sessions, each with whether it was in progress when the run stopped.
+    sessions: Vec<(PlannedRun, bool)>,
 }
 
 impl Engine {
@@ -300,6 +303,7 @@ impl Engine {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let empty = std::collections::HashSet::new();
         let ended = self.resume.as_ref().map_or(&empty, |r| &r.ended);
+        let in_progress = self.resume.as_ref().map_or(&empty, |r| &r.in_progress);
         let resumed_at = self.resume.as_ref().and_then(|r| r.checkpoint);
         // Without a checkpoint the run starts over from its first day (recorded decisions and
         // ended sessions are still reused).
@@ -337,11 +341,12 @@ impl Engine {
                         usize::from(r.planned.minute / 60)
                     };
                     let jobs = &mut by_hour[hour];
+                    let entry = (*r, in_progress.contains(&r.id));
                     match jobs.last_mut() {
-                        Some(j) if j.agent == agent => j.sessions.push(*r),
+                        Some(j) if j.agent == agent => j.sessions.push(entry),
                         _ => jobs.push(Job {
                             agent,
-                            sessions: vec![*r],
+                            sessions: vec![entry],
                         }),
                     }
                 }
@@ -384,7 +389,7 @@ impl Engine {
                 }
                 let ids: Vec<uuid::Uuid> = jobs
                     .iter()
-                    .flat_map(|j| j.sessions.iter().map(|r| r.id))
+                    .flat_map(|j| j.sessions.iter().map(|(r, _)| r.id))
                     .collect();
                 if !ids.is_empty() {
                     recorder.sessions_started(&ids).await?;
@@ -430,7 +435,7 @@ impl Engine {
             let (run_id, seed) = (self.config.run_id.clone(), self.config.seed);
             tasks.spawn(async move {
                 let mut first_err = None;
-                for run in job.sessions {
+                for (run, resumed) in job.sessions {
                     if let Some(p) = &pacer {
                         tokio::select! {
                             lag = p.wait_until(run.at) => metrics.record_lag(lag),
@@ -462,6 +467,7 @@ impl Engine {
                         session_id: run.id,
                         sim_date: date,
                         session_seq: run.seq,
+                        resumed,
                     };
                     let set = live.current();
                     let cx = SessionContext {

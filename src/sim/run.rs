@@ -24,7 +24,7 @@ use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
 use crate::sim::metrics::Metrics;
 use crate::sim::recorder::DbRecorder;
-use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, WallInfo};
+use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
 use crate::sim::session::{AgentState, SessionReport};
 use crate::sim::world::World;
 use crate::store::{self, Db};
@@ -341,6 +341,7 @@ pub async fn simulate(
                 }
             };
             let mut cfg = HttpConfig::new(base);
+            cfg.reconcile_db = Some(db.clone());
             if settings.auth == AuthMode::Jwt {
                 let secret = std::env::var("SHOPSIM_JWT_SECRET")
                     .ok()
@@ -697,11 +698,13 @@ async fn replay_ended(
             a.replay(&report, e.sim_date, world);
         }
     }
-    let first_unfinished = records::unfinished_sessions(db, &run.run_id)
-        .await?
+    let unfinished = records::unfinished_sessions(db, &run.run_id).await?;
+    let first_unfinished = unfinished.iter().map(|s| s.sim_date).min();
+    let in_progress = unfinished
         .iter()
-        .map(|s| s.sim_date)
-        .min();
+        .filter(|s| s.status == SessionStatus::InProgress)
+        .map(|s| s.session_id)
+        .collect();
     tracing::info!(
         ended = ids.len(),
         ?first_unfinished,
@@ -711,5 +714,6 @@ async fn replay_ended(
         checkpoint: run.checkpoint_at,
         first_unfinished,
         ended: ids,
+        in_progress,
     })
 }

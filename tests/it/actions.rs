@@ -44,6 +44,7 @@ fn info(agent: &str, user: Uuid, seq: u32) -> SessionInfo {
         session_id: shopsim::ids::stable_uuid(1, "session", &format!("{agent}/{seq}")),
         sim_date: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap(),
         session_seq: seq,
+        resumed: false,
     }
 }
 

@@ -340,6 +340,10 @@ pub struct HttpConfig {
     pub outage: OutageConfig,
     /// Seed of the backoff jitter streams (the run seed).
     pub seed: u64,
+    /// The API's database: before a resumed session's checkout is sent again, the host looks
+    /// there for the session's order (an API without idempotency keys cannot say whether the
+    /// first checkout went through).
+    pub reconcile_db: Option<crate::store::Db>,
 }
 
 impl HttpConfig {
@@ -356,6 +360,7 @@ impl HttpConfig {
             breaker: BreakerConfig::default(),
             outage: OutageConfig::default(),
             seed: 42,
+            reconcile_db: None,
         }
     }
 

@@ -278,6 +278,27 @@ pub struct HttpSession {
     scheduled: Option<Instant>,
 }
 
+impl HttpSession {
+    /// The order already placed in this session, read from the API's database (a resumed
+    /// session). A failed read is logged and the checkout is sent with its original key.
+    async fn placed_order(&self) -> Option<crate::domain::OrderView> {
+        let db = self.shared.config.reconcile_db.as_ref()?;
+        let read = async {
+            let tx = db.read().await?;
+            let order = crate::domain::session_order(&tx, self.info.session_id).await?;
+            tx.commit().await?;
+            Ok::<_, crate::domain::DomainError>(order)
+        };
+        match read.await {
+            Ok(order) => order,
+            Err(e) => {
+                tracing::warn!(session = %self.info.session_id, error = %e, "could not look for the resumed session's order; sending its checkout with the original key");
+                None
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for HttpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSession")
@@ -688,6 +709,15 @@ impl SessionActions for HttpSession {
     }
 
     async fn checkout(&mut self, step: Step) -> ActionResult<CheckoutResult> {
+        if self.info.resumed
+            && let Some(order) = self.placed_order().await
+        {
+            tracing::info!(session = %self.info.session_id, order = %order.id, "the resumed session's order is already in the database; its checkout is not sent again");
+            return Ok(CheckoutResult {
+                success: true,
+                order,
+            });
+        }
         self.run(step, Self::call(Endpoint::Checkout, Method::POST, None))
             .await
     }

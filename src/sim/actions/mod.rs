@@ -85,6 +85,9 @@ pub struct SessionInfo {
     pub sim_date: NaiveDate,
     /// Number of the session within the agent's day (0, 1, …).
     pub session_seq: u32,
+    /// The session was in progress when its run stopped: it is run again from its first step
+    /// with the same keys, and its checkout is reconciled with the database first.
+    pub resumed: bool,
 }
 
 /// One step of a session: its number within the session and its simulated time.
