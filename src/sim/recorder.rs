@@ -19,9 +19,9 @@ use crate::sim::clock::PacedClock;
 use crate::sim::engine::{DayDecision, RecordedPlans, Recorder, SessionDone};
 use crate::sim::metrics::{Metrics, Snapshot};
 use crate::sim::records::{
-    AgentDayRecord, IntervalCounters, RecordsError, SessionRecord, SessionStatus, load_agent_days,
-    mark_in_progress, next_metrics_seq, record_agent_days, record_metrics_interval,
-    record_sessions, update_checkpoint, update_session,
+    AgentDayRecord, IntervalCounters, MetricsInterval, RecordsError, SessionRecord, SessionStatus,
+    load_agent_days, mark_in_progress, next_metrics_seq, record_agent_days, record_checkpoint,
+    record_sessions, update_session,
 };
 use crate::store::Db;
 
@@ -241,25 +241,20 @@ impl Recorder for DbRecorder {
         let histograms = self.metrics.take_interval()?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let (counters, wall) = (counters.to_json(), Utc::now());
-        self.retrying("recording metrics", || {
-            record_metrics_interval(
-                &self.db,
-                &self.run_id,
-                self.shard,
-                seq,
-                end,
-                wall,
-                &counters,
-                &histograms,
-            )
-        })
-        .await?;
         let clock = match &self.pacer {
             Some(p) => serde_json::to_value(p.schedule())?,
             None => serde_json::json!({ "time_scale": "max" }),
         };
+        let interval = MetricsInterval {
+            shard: self.shard,
+            seq,
+            sim_time: end,
+            wall_time: wall,
+            counters: &counters,
+            histograms: &histograms,
+        };
         self.retrying("recording a checkpoint", || {
-            update_checkpoint(&self.db, &self.run_id, end, &clock)
+            record_checkpoint(&self.db, &self.run_id, &interval, &clock)
         })
         .await?;
         *self.checkpoint.lock() = Some(end);

@@ -451,8 +451,21 @@ pub async fn simulate(
         Ok(EngineEnd::Stopped) => RunStatus::Interrupted,
         Err(_) => RunStatus::Failed,
     };
-    records::finish_run(&db, &settings.run_id, status).await?;
-    let end = outcome?;
+    let marked = records::finish_run(&db, &settings.run_id, status).await;
+    let end = match (outcome, marked) {
+        (Ok(end), Ok(())) => end,
+        (Ok(_), Err(e)) => return Err(e.into()),
+        // The run's own error says what happened; the database may be why the mark failed.
+        (Err(e), marked) => {
+            if let Err(m) = marked {
+                tracing::warn!(error = %m, "could not mark the run failed; it stays resumable");
+            }
+            return Err(e.context(format!(
+                "run `{}` stopped; it resumes from its last records with the same command",
+                settings.run_id
+            )));
+        }
+    };
     let wall = WallInfo {
         wall: wall_start.elapsed(),
         target: Some(settings.time_scale),

@@ -23,11 +23,11 @@ pub use export::{ExportOptions, ExportReport, export_run, export_run_with};
 pub use format::{Cell, Format};
 pub use purge::{PurgeReport, purge_run};
 pub use runs::{
-    AgentDayRecord, EndedSession, IntervalCounters, RunRecord, RunStatus, SessionRecord,
-    SessionStatus, create_run, ended_sessions, finish_run, list_runs, load_agent_days, load_run,
-    mark_in_progress, next_metrics_seq, orders_by_run, record_agent_days, record_metrics_interval,
-    record_sessions, require_run, stored_snapshot, unfinished_sessions, update_checkpoint,
-    update_session,
+    AgentDayRecord, EndedSession, IntervalCounters, MetricsInterval, RunRecord, RunStatus,
+    SessionRecord, SessionStatus, create_run, ended_sessions, finish_run, list_runs,
+    load_agent_days, load_run, mark_in_progress, next_metrics_seq, orders_by_run,
+    record_agent_days, record_checkpoint, record_metrics_interval, record_sessions, require_run,
+    stored_snapshot, unfinished_sessions, update_checkpoint, update_session,
 };
 pub use shopping::ShoppingStats;
 pub use summary::{RunSummary, WallInfo, write_renderings};

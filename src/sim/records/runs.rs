@@ -385,6 +385,17 @@ pub async fn update_checkpoint(
     clock: &Json,
 ) -> Result<(), RecordsError> {
     let tx = db.write().await?;
+    checkpoint_in(&tx, run_id, sim_time, clock).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn checkpoint_in(
+    tx: &Tx,
+    run_id: &str,
+    sim_time: DateTime<Utc>,
+    clock: &Json,
+) -> Result<(), RecordsError> {
     let c = tx.codec();
     let n = tx
         .exec(
@@ -398,11 +409,43 @@ pub async fn update_checkpoint(
             ],
         )
         .await?;
-    tx.commit().await?;
     if n == 0 {
         return Err(RecordsError::UnknownRun(run_id.to_string()));
     }
     Ok(())
+}
+
+/// One hourly checkpoint in one transaction (one commit, one fsync): the interval's metrics
+/// (as [`record_metrics_interval`]) and the simulated time and clock reached (as
+/// [`update_checkpoint`]).
+pub async fn record_checkpoint(
+    db: &Db,
+    run_id: &str,
+    interval: &MetricsInterval<'_>,
+    clock: &Json,
+) -> Result<(), RecordsError> {
+    let tx = db.write().await?;
+    metrics_interval_in(&tx, run_id, interval).await?;
+    checkpoint_in(&tx, run_id, interval.sim_time, clock).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One metrics interval of one shard, as stored in `sim_metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsInterval<'a> {
+    /// The shard (0 until runs are sharded).
+    pub shard: u32,
+    /// Its number within the shard (a resumed run continues the sequence).
+    pub seq: u64,
+    /// Simulated end of the interval.
+    pub sim_time: DateTime<Utc>,
+    /// Wall-clock time it was recorded.
+    pub wall_time: DateTime<Utc>,
+    /// Counter deltas (JSON of [`IntervalCounters`]).
+    pub counters: &'a Json,
+    /// The interval's histograms.
+    pub histograms: &'a IntervalHistograms,
 }
 
 /// Sets the run's status. Any status but `running` stamps `finished_at`; `running` (a
@@ -558,25 +601,46 @@ pub async fn record_metrics_interval(
     counters: &Json,
     histograms: &IntervalHistograms,
 ) -> Result<(), RecordsError> {
-    let hist_text = serde_json::to_string(histograms)
-        .map_err(|e| RecordsError::Invalid(format!("cannot serialise histograms: {e}")))?;
     let tx = db.write().await?;
+    metrics_interval_in(
+        &tx,
+        run_id,
+        &MetricsInterval {
+            shard,
+            seq,
+            sim_time,
+            wall_time,
+            counters,
+            histograms,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn metrics_interval_in(
+    tx: &Tx,
+    run_id: &str,
+    m: &MetricsInterval<'_>,
+) -> Result<(), RecordsError> {
+    let hist_text = serde_json::to_string(m.histograms)
+        .map_err(|e| RecordsError::Invalid(format!("cannot serialise histograms: {e}")))?;
     let c = tx.codec();
     tx.exec(
         "INSERT INTO sim_metrics (run_id, shard, seq, sim_time, wall_time, counters, histograms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         vec![
             run_id.to_string().into(),
-            i64::from(shard).into(),
-            (seq.min(i64::MAX as u64) as i64).into(),
-            c.ts(sim_time),
-            c.ts(wall_time),
-            c.json(counters),
+            i64::from(m.shard).into(),
+            (m.seq.min(i64::MAX as u64) as i64).into(),
+            c.ts(m.sim_time),
+            c.ts(m.wall_time),
+            c.json(m.counters),
             hist_text.into(),
         ],
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
