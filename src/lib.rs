@@ -20,6 +20,8 @@
 //! - [`behavior`]: the behaviour host: persona sets and decisions in sandboxed, hot-reloaded
 //!   Rhai scripts (`behaviors/`), and `shopsim check`'s in-memory simulation.
 //! - [`sim`]: the simulation host: simulated clock, run metrics, the actions interface.
+//! - [`report`]: a run's report (and the comparison of two runs) as one self-contained HTML
+//!   file with inline SVG charts, rendered from the run's records (`shopsim report`).
 //! - [`cli`]: the command line.
 
 pub mod behavior;
@@ -30,6 +32,7 @@ pub mod ids;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod money;
+pub mod report;
 pub mod server;
 pub mod sim;
 pub mod store;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod common;
 mod export;
 mod migrate;
+mod report;
 mod run;
 mod runs;
 mod seed;
@@ -50,6 +51,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// List, show or purge the runs recorded in the database.
     Runs(runs::RunsArgs),
+    /// Render a run's report as one self-contained HTML file (charts as inline SVG) from its
+    /// records in the database, or compare two runs with --compare.
+    Report(report::ReportArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -64,6 +68,7 @@ pub async fn main() -> ExitCode {
         Command::Check(args) => check::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Runs(args) => runs::run(args).await,
+        Command::Report(args) => report::run(args).await,
     };
     match result {
         Ok(code) => code,

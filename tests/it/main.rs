@@ -17,6 +17,7 @@ mod domain;
 mod migrate;
 mod pooler;
 mod records;
+mod report;
 mod run;
 mod run_faults;
 mod run_paced;

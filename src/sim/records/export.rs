@@ -903,8 +903,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// `user_offer_cycles.is_holdout` of a LEFT JOINed `uoc` as 1 / 0 / NULL on both backends.
-const HOLDOUT: &str = "CASE WHEN uoc.user_id IS NULL THEN NULL WHEN uoc.is_holdout THEN 1 ELSE 0 END \
+/// `user_offer_cycles.is_holdout` of a LEFT JOINed `uoc` as 1 / 0 / NULL on both backends
+/// (NULL: the user never had an offer refresh). The report's holdout groups read it too.
+pub(crate) const HOLDOUT: &str = "CASE WHEN uoc.user_id IS NULL THEN NULL WHEN uoc.is_holdout THEN 1 ELSE 0 END \
      AS holdout";
 
 #[cfg(test)]
