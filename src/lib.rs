@@ -20,11 +20,14 @@
 //! - [`behavior`]: the behaviour host: persona sets and decisions in sandboxed, hot-reloaded
 //!   Rhai scripts (`behaviors/`), and `shopsim check`'s in-memory simulation.
 //! - [`sim`]: the simulation host: simulated clock, run metrics, the actions interface.
+//! - [`dashboard`]: the live terminal dashboard of a run (ratatui) and its one-line status
+//!   for runs without a terminal; it shows copies of the run's figures, never the engine.
 //! - [`cli`]: the command line.
 
 pub mod behavior;
 pub mod catalog;
 pub mod cli;
+pub mod dashboard;
 pub mod domain;
 pub mod ids;
 #[path = "../migrations/mod.rs"]
