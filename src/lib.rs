@@ -18,15 +18,18 @@
 //! - [`server`]: the reference VoiceOffers HTTP server (`shopsim serve`): auth, idempotency,
 //!   simulated time, rate limiting and fault injection around the domain.
 //! - [`behavior`]: the behaviour host: persona sets and decisions in sandboxed, hot-reloaded
-//!   Rhai scripts (`behaviors/`), and `shopsim check`'s in-memory simulation.
+//!   Rhai scripts (`behaviors/`), and the shared catalog cache they decide from.
 //! - [`sim`]: the simulation host: simulated clock, run metrics, the actions interface.
 //! - [`report`]: a run's report (and the comparison of two runs) as one self-contained HTML
 //!   file with inline SVG charts, rendered from the run's records (`shopsim report`).
+//! - [`dashboard`]: the live terminal dashboard of a run (ratatui) and its one-line status
+//!   for runs without a terminal; it shows copies of the run's figures, never the engine.
 //! - [`cli`]: the command line.
 
 pub mod behavior;
 pub mod catalog;
 pub mod cli;
+pub mod dashboard;
 pub mod domain;
 pub mod ids;
 #[path = "../migrations/mod.rs"]
