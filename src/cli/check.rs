@@ -145,6 +145,7 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         max_outage: std::time::Duration::from_secs(60),
         hot_reload: false,
         status_line: false,
+        report: false,
     };
     let (summary, _) = simulate(db.clone(), settings, CancellationToken::new()).await?;
     db.close().await;

@@ -121,6 +121,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "resume")]
     new: bool,
 
+    /// Do not render report.html at the end of the run (`shopsim report RUN_ID` renders it
+    /// any time later from the database).
+    #[arg(long)]
+    no_report: bool,
+
     /// No live dashboard: a status line on stderr every 5 seconds (the default until the
     /// terminal dashboard lands).
     #[arg(long)]
@@ -236,6 +241,7 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         },
         hot_reload: true,
         status_line: true,
+        report: !args.no_report,
     })
 }
 
@@ -436,6 +442,7 @@ fn resumed_settings(
     }
     settings.hot_reload = fresh.hot_reload;
     settings.status_line = fresh.status_line;
+    settings.report = fresh.report;
     Ok(settings)
 }
 

@@ -97,6 +97,9 @@ pub struct RunSettings {
     /// Print a status line on stderr every few seconds (operational: not stored).
     #[serde(skip)]
     pub status_line: bool,
+    /// Render `report.html` at the end of the run (operational: not stored).
+    #[serde(skip)]
+    pub report: bool,
 }
 
 /// What a finished (or stopped) run reports.
@@ -120,15 +123,26 @@ fn tz(settings: &RunSettings) -> anyhow::Result<Tz> {
 }
 
 /// Runs a simulation to the end (or until `cancel`) and writes its renderings
-/// (`summary.md`, `metadata.json`) to `<run-dir>/<run_id>/`.
+/// (`summary.md`, `metadata.json`, and `report.html` when `settings.report`) to
+/// `<run-dir>/<run_id>/`.
 pub async fn run(
     db: Db,
     settings: RunSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunResult> {
     let run_dir = settings.run_dir.clone();
-    let (summary, stopped) = simulate(db, settings, cancel).await?;
+    let report = settings.report;
+    let (summary, stopped) = simulate(db.clone(), settings, cancel).await?;
     let folder = records::write_renderings(&run_dir, &summary)?;
+    if report {
+        // The report is a rendering of the records: failing to draw it loses nothing.
+        match crate::report::write_report(&db, &summary.run_id, &run_dir).await {
+            Ok(path) => tracing::info!(path = %path.display(), "report written"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write the run's report; `shopsim report {}` renders it later", summary.run_id)
+            }
+        }
+    }
     Ok(RunResult {
         summary,
         folder,

@@ -363,6 +363,10 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
         "{err}"
     );
     check_invariants(&t.db, "crash").await;
+    assert!(
+        runs.join("crash/report.html").is_file(),
+        "the finished run wrote its report"
+    );
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
     assert!(expected == got, "the resumed run's export differs");
 }

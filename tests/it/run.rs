@@ -43,6 +43,7 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         max_outage: std::time::Duration::from_secs(600),
         hot_reload: false,
         status_line: false,
+        report: false,
     }
 }
 
