@@ -24,6 +24,7 @@
 //!   file with inline SVG charts, rendered from the run's records (`shopsim report`).
 //! - [`dashboard`]: the live terminal dashboard of a run (ratatui) and its one-line status
 //!   for runs without a terminal; it shows copies of the run's figures, never the engine.
+//! - [`logging`]: stderr lines, and JSON lines in a size-rotated file for runs.
 //! - [`cli`]: the command line.
 
 pub mod behavior;
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod domain;
 pub mod ids;
+pub mod logging;
 #[path = "../migrations/mod.rs"]
 pub mod migrations;
 pub mod money;

@@ -146,6 +146,7 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         hot_reload: false,
         status_line: false,
         report: false,
+        tui: false,
     };
     let (summary, _) = simulate(db.clone(), settings, CancellationToken::new()).await?;
     db.close().await;

@@ -82,23 +82,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); use e.g. 30s, 500ms or 2m"))
 }
 
-/// Sets up logging to stderr for commands without a dashboard.
-pub fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = if level.contains('=') || level.contains(',') {
-        EnvFilter::try_new(level)
-    } else {
-        EnvFilter::try_new(format!(
-            "{level},sqlx=warn,sea_orm=warn,sea_orm_migration=warn"
-        ))
-    }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// One line per cause, password-free.
 pub fn format_error(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -59,7 +59,17 @@ pub enum Command {
 /// Parses the command line, runs the command and turns its result into an exit code.
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    common::init_logging(&cli.log_level);
+    let targets = match &cli.command {
+        Command::Run(args) => args.log_targets(),
+        _ => crate::logging::LogTargets {
+            stderr: true,
+            file: None,
+        },
+    };
+    if let Err(e) = crate::logging::init(&cli.log_level, &targets) {
+        eprintln!("error: {e}; choose another --log-file");
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Run(args) => run::run(args).await,

@@ -126,10 +126,43 @@ pub struct RunArgs {
     #[arg(long)]
     no_report: bool,
 
-    /// No live dashboard: a status line on stderr every 5 seconds (the default until the
-    /// terminal dashboard lands).
+    /// No live dashboard: a status line on stderr every 5 seconds instead (also without a
+    /// terminal). With the dashboard, log lines go to the log file only.
     #[arg(long)]
     no_tui: bool,
+
+    /// JSON log lines (one object per event: timestamp, level, target, run_id, sim_time,
+    /// message, fields) go to this file; per-request detail only at --log-level debug.
+    #[arg(
+        long,
+        env = "SHOPSIM_LOG_FILE",
+        default_value = "simulation_runs.log",
+        value_name = "PATH"
+    )]
+    log_file: PathBuf,
+
+    /// The log file is rotated when it grows past this many MiB (5 rotated files are kept).
+    #[arg(long, env = "SHOPSIM_LOG_MAX_MIB", default_value_t = 100)]
+    log_max_mib: u64,
+}
+
+impl RunArgs {
+    /// Whether the live dashboard takes the terminal.
+    pub fn tui(&self) -> bool {
+        !self.no_tui && crate::dashboard::is_terminal()
+    }
+
+    /// Where this run logs: the JSON file always, stderr only without the dashboard.
+    pub fn log_targets(&self) -> crate::logging::LogTargets {
+        crate::logging::LogTargets {
+            stderr: !self.tui(),
+            file: Some(crate::logging::LogFile {
+                path: self.log_file.clone(),
+                max_bytes: self.log_max_mib.max(1) * 1024 * 1024,
+                keep: 5,
+            }),
+        }
+    }
 }
 
 /// The config file: the same settings as the flags.
@@ -242,6 +275,7 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         hot_reload: true,
         status_line: true,
         report: !args.no_report,
+        tui: args.tui(),
     })
 }
 
@@ -293,10 +327,16 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
+    let tui = settings.tui;
     tokio::spawn(async move {
         // Ctrl-C, or SIGTERM from a process manager or Kubernetes: stop gracefully.
         if stop_signal().await {
-            eprintln!("stopping: finishing in-flight steps (Ctrl-C again to abort)");
+            // Nothing is written over the dashboard; it shows "stopping" itself.
+            if tui {
+                tracing::warn!("stopping: finishing in-flight steps");
+            } else {
+                eprintln!("stopping: finishing in-flight steps (Ctrl-C again to abort)");
+            }
             stop.cancel();
             if stop_signal().await {
                 std::process::exit(130);
@@ -443,6 +483,7 @@ fn resumed_settings(
     settings.hot_reload = fresh.hot_reload;
     settings.status_line = fresh.status_line;
     settings.report = fresh.report;
+    settings.tui = fresh.tui;
     Ok(settings)
 }
 

@@ -14,6 +14,7 @@ pub mod actions;
 pub mod clock;
 pub mod engine;
 pub mod metrics;
+pub mod monitor;
 pub mod recorder;
 pub mod records;
 pub mod run;

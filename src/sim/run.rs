@@ -23,6 +23,7 @@ use crate::sim::actions::{
 use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
 use crate::sim::metrics::Metrics;
+use crate::sim::monitor::{Display, Monitor, Watched};
 use crate::sim::recorder::DbRecorder;
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
 use crate::sim::session::{AgentState, SessionReport};
@@ -100,6 +101,9 @@ pub struct RunSettings {
     /// Render `report.html` at the end of the run (operational: not stored).
     #[serde(skip)]
     pub report: bool,
+    /// Show the live terminal dashboard instead of status lines (operational: not stored).
+    #[serde(skip)]
+    pub tui: bool,
 }
 
 /// What a finished (or stopped) run reports.
@@ -158,6 +162,7 @@ pub async fn simulate(
     cancel: CancellationToken,
 ) -> anyhow::Result<(RunSummary, bool)> {
     let wall_start = Instant::now();
+    crate::logging::set_run_id(&settings.run_id);
     let tz = tz(&settings)?;
     if settings.days == 0 {
         anyhow::bail!("--days must be at least 1");
@@ -423,15 +428,28 @@ pub async fn simulate(
         )
         .await?,
     );
-    let status_line = settings.status_line.then(|| {
-        tokio::spawn(status_lines(
-            settings.run_id.clone(),
-            metrics.clone(),
-            recorder.checkpoint(),
-            pacer.clone(),
+    let display = if settings.tui {
+        Display::Dashboard
+    } else if settings.status_line {
+        Display::StatusLine
+    } else {
+        Display::Quiet
+    };
+    let monitor = Monitor::start(
+        Watched {
+            run_id: settings.run_id.clone(),
+            live: engine.live.clone(),
+            metrics: metrics.clone(),
+            actions: engine.actions.clone(),
+            checkpoint: recorder.checkpoint(),
+            pacer: pacer.clone(),
+            sim_start,
             sim_end,
-        ))
-    });
+            target: settings.time_scale,
+            cancel: cancel.clone(),
+        },
+        display,
+    );
     let outcome = engine.run(&mut agents, recorder.clone()).await;
     if let (Ok(EngineEnd::Stopped), Some(p)) = (&outcome, &pacer) {
         // Stopped between hourly checkpoints: keep the metrics and the clock reached.
@@ -441,9 +459,8 @@ pub async fn simulate(
             tracing::warn!(error = %e, "could not record the last checkpoint");
         }
     }
-    if let Some(task) = status_line {
-        task.abort();
-    }
+    // The terminal is given back before anything else is printed.
+    monitor.finish().await;
     let (checkpoints, spent) = recorder.checkpoint_cost();
     tracing::info!(
         checkpoints,
@@ -534,55 +551,6 @@ pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
     let t = row.opt_ts("t")?;
     tx.commit().await?;
     Ok(t)
-}
-
-/// One concise status line on stderr every few seconds (for runs without a terminal).
-async fn status_lines(
-    run_id: String,
-    metrics: Arc<Metrics>,
-    checkpoint: Arc<parking_lot::Mutex<Option<DateTime<Utc>>>>,
-    pacer: Option<PacedClock>,
-    sim_end: DateTime<Utc>,
-) {
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    tick.tick().await;
-    let mut last_requests = 0u64;
-    loop {
-        tick.tick().await;
-        let snap = metrics.snapshot();
-        let requests = snap.requests();
-        let errors: u64 = crate::sim::metrics::Outcome::ALL
-            .iter()
-            .filter(|o| o.is_error())
-            .map(|o| snap.outcome_total(*o))
-            .sum();
-        let sim = match &pacer {
-            Some(p) => Some(p.sim_now()),
-            None => *checkpoint.lock(),
-        };
-        let sim = sim.map_or_else(
-            || "starting".to_string(),
-            |t| t.format("%Y-%m-%d %H:%M").to_string(),
-        );
-        let c = |k: crate::sim::metrics::Counter| snap.counters.get(&k).copied().unwrap_or(0);
-        let lag = if pacer.is_some() {
-            format!(" | lag p99 {:.0} ms", snap.lag.p99_ms)
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "[{run_id}] sim {sim} (to {}) | wall {:.0}s | sessions {} | orders {} | requests {} ({:.0}/s) | errors {}{lag}",
-            sim_end.format("%Y-%m-%d %H:%M"),
-            started.elapsed().as_secs_f64(),
-            c(crate::sim::metrics::Counter::SessionsStarted),
-            c(crate::sim::metrics::Counter::Orders),
-            requests,
-            (requests - last_requests) as f64 / 5.0,
-            errors,
-        );
-        last_requests = requests;
-    }
 }
 
 /// Checks once, before anything is written, that the API answers `GET /health`: a wrong

@@ -14,6 +14,7 @@ mod app;
 mod behavior;
 mod crash;
 mod domain;
+mod logs;
 mod migrate;
 mod pooler;
 mod records;

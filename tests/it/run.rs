@@ -44,6 +44,7 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         hot_reload: false,
         status_line: false,
         report: false,
+        tui: false,
     }
 }
 

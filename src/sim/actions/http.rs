@@ -165,6 +165,14 @@ impl Actions for HttpActions {
     fn mode(&self) -> &'static str {
         "http"
     }
+
+    fn breakers(&self) -> Vec<(Endpoint, BreakerState)> {
+        self.breaker_states()
+    }
+
+    fn current_outage(&self) -> Option<OutageInfo> {
+        self.outage()
+    }
 }
 
 fn fail(class: Outcome, reason: String, attempts: u32) -> ActionError {

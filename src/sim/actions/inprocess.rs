@@ -155,6 +155,10 @@ impl Actions for InProcessActions {
     fn mode(&self) -> &'static str {
         "inprocess"
     }
+
+    fn current_outage(&self) -> Option<OutageInfo> {
+        self.outage()
+    }
 }
 
 fn db_failure(reason: String) -> ActionError {

@@ -149,6 +149,14 @@ pub trait Actions: Send + Sync {
 
     /// Short name for logs and records (`http`, `inprocess`).
     fn mode(&self) -> &'static str;
+    /// Circuit-breaker state per endpoint (HTTP; none in-process), for the dashboard.
+    fn breakers(&self) -> Vec<(crate::sim::metrics::Endpoint, BreakerState)> {
+        Vec::new()
+    }
+    /// The outage being waited out, if any, for the dashboard.
+    fn current_outage(&self) -> Option<OutageInfo> {
+        None
+    }
 }
 
 /// The steps of one session, in order. Each returns the contract's JSON view.
