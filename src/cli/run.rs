@@ -440,19 +440,11 @@ fn resumed_settings(
     fresh: RunSettings,
     given: &Given,
 ) -> anyhow::Result<RunSettings> {
-    let fresh_json = serde_json::to_value(&fresh)?;
-    for key in IMMUTABLE_KEYS.into_iter().filter(|k| given.has(k)) {
-        let (was, now) = (
-            run.config.get(key).unwrap_or(&serde_json::Value::Null),
-            fresh_json.get(key).unwrap_or(&serde_json::Value::Null),
-        );
-        if was != now {
-            anyhow::bail!(
-                "run `{}` was started with {key} = {was}, and this command asks for {key} = {now}; a resumed run keeps its {key} (drop the option, or choose another --run-id for a new run)",
-                run.run_id
-            );
-        }
-    }
+    let given_immutable: Vec<&str> = IMMUTABLE_KEYS
+        .into_iter()
+        .filter(|k| given.has(k))
+        .collect();
+    run::check_keys(run, &fresh, &given_immutable)?;
     let mut settings: RunSettings = serde_json::from_value(run.config.clone()).map_err(|e| {
         anyhow::anyhow!(
             "the stored configuration of run `{}` does not parse ({e}); it was recorded by another shopsim version",

@@ -641,13 +641,18 @@ pub const IMMUTABLE_KEYS: [&str; 10] = [
 /// Refuses to resume `run` with settings that contradict its immutable configuration, naming
 /// the first key that differs.
 pub fn check_immutable(run: &RunRecord, settings: &RunSettings) -> anyhow::Result<()> {
+    check_keys(run, settings, &IMMUTABLE_KEYS)
+}
+
+/// Refuses `settings` when one of `keys` differs from `run`'s stored configuration (a `start`
+/// left open is no contradiction: the run keeps its resolved start).
+pub fn check_keys(run: &RunRecord, settings: &RunSettings, keys: &[&str]) -> anyhow::Result<()> {
     let given = serde_json::to_value(settings)?;
-    for key in IMMUTABLE_KEYS {
+    for &key in keys {
         let (was, now) = (
             run.config.get(key).unwrap_or(&serde_json::Value::Null),
             given.get(key).unwrap_or(&serde_json::Value::Null),
         );
-        // A run that started "after the latest activity" keeps its resolved start.
         if key == "start" && now.is_null() {
             continue;
         }
