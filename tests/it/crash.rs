@@ -15,7 +15,7 @@ use shopsim::store::Db;
 use tokio::process::{Child, Command};
 
 use crate::backend_tests;
-use crate::support::{TestDb, count, read_dir};
+use crate::support::{TestDb, assert_same_export, count, read_dir};
 
 backend_tests!(killed_http_run_resumes_to_the_same_dataset);
 backend_tests!(killed_inprocess_run_resumes_to_the_same_dataset);
@@ -117,6 +117,38 @@ async fn checkpoint(db: &Db, run_id: &str) -> Option<chrono::DateTime<chrono::Ut
     t
 }
 
+/// Returns once the run's checkpoint has passed `target` (a database that cannot be read
+/// counts as not yet).
+async fn checkpoint_passes(db: &Db, run_id: &str, target: chrono::DateTime<chrono::Utc>) {
+    while checkpoint(db, run_id).await.is_none_or(|c| c < target) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Simulated hours into the run, sorted, for `n` interruptions tied to progress: spread over
+/// the run but for its last half day; with `from_zero`, some at 0 (startup).
+fn progress_targets(
+    n: u32,
+    moments: &mut Moments,
+    from_zero: bool,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let span_hours: f64 = DAYS.parse::<f64>().unwrap() * 24.0 - 12.0;
+    let low = if from_zero { -0.2 } else { 0.02 };
+    let mut hours: Vec<f64> = (0..n)
+        .map(|_| (low + moments.unit() * (1.0 - low)).max(0.0) * span_hours)
+        .collect();
+    hours.sort_by(f64::total_cmp);
+    hours
+        .into_iter()
+        .map(|h| start + chrono::Duration::seconds((h * 3600.0) as i64))
+        .collect()
+}
+
 /// Starts the command and kills it with SIGKILL, `kills` times, then runs it to the end.
 /// The moments are random but tied to progress, so the count does not depend on the machine's
 /// speed: each kill waits until the run's checkpoint passes a random simulated hour (sorted,
@@ -129,25 +161,12 @@ pub async fn kill_and_resume(
     kills: u32,
     moments: &mut Moments,
 ) -> u32 {
-    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
-    let span_hours: f64 = DAYS.parse::<f64>().unwrap() * 24.0 - 12.0;
-    let mut targets: Vec<f64> = (0..kills)
-        .map(|_| (moments.unit() * 1.2 - 0.2).max(0.0) * span_hours)
-        .collect();
-    targets.sort_by(f64::total_cmp);
     let mut done = 0;
-    for hours in targets {
-        let target = start + chrono::Duration::seconds((hours * 3600.0) as i64);
+    for target in progress_targets(kills, moments, true) {
         let extra = Duration::from_millis((moments.unit() * 50.0) as u64);
         let mut child = make().spawn().expect("start shopsim");
         let reached = async {
-            while checkpoint(db, run_id).await.is_none_or(|c| c < target) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            checkpoint_passes(db, run_id, target).await;
             tokio::time::sleep(extra).await;
         };
         tokio::select! {
@@ -264,10 +283,7 @@ async fn crash_suite(t: TestDb, actions: &str) {
     assert_eq!(done, kills);
     check_invariants(&t.db, "crash").await;
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
-    assert_eq!(expected.len(), got.len());
-    for ((name, a), (_, b)) in expected.iter().zip(&got) {
-        assert!(a == b, "{name} differs from the uninterrupted run's");
-    }
+    assert_same_export(&expected, &got, &format!("{actions}: killed and resumed"));
 }
 
 async fn killed_http_run_resumes_to_the_same_dataset(t: TestDb) {
@@ -368,7 +384,7 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
         "the finished run wrote its report"
     );
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
-    assert!(expected == got, "the resumed run's export differs");
+    assert_same_export(&expected, &got, "resumed after Ctrl-C");
 }
 
 backend_tests!(killed_server_is_waited_out);
@@ -432,13 +448,10 @@ async fn killed_server_is_waited_out(t: TestDb) {
     );
     check_invariants(&t.db, "crash").await;
     let got = export(&t.db, "crash", &dir.path().join("got")).await;
-    assert!(
-        expected == got,
-        "the export differs from the uninterrupted run's"
-    );
+    assert_same_export(&expected, &got, "API server restarted");
 }
 
-/// PostgreSQL itself restarts mid-run (twice): the host pauses, waits for the database and
+/// PostgreSQL itself restarts mid-run (several times): the host pauses, waits for the database and
 /// goes on; the dataset equals an uninterrupted run's. It restarts the shared cluster, so
 /// `.ci/run` runs it alone, after every other test (`--ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,15 +462,26 @@ async fn postgres_restart_is_waited_out() {
             .await
             .expect("SHOPSIM_TEST_DATABASE_URL must be set for the PostgreSQL restart test");
         let dir = tempfile::tempdir().unwrap();
-        let (expected, typical) = reference(&t, actions, dir.path()).await;
+        let (expected, _) = reference(&t, actions, dir.path()).await;
         let url = t.url.to_string();
         let runs = dir.path().join("runs");
         let run_id = "crash";
         let run = run_command(&url, run_id, actions, &runs, &[])
             .spawn()
             .unwrap();
-        for _ in 0..2 {
-            tokio::time::sleep(typical.mul_f64(0.3)).await;
+        // Restarts tied to progress like the kill loop's kills (SHOPSIM_CRASH_KILLS/SEED pick
+        // how many, at least two, and when), once the run is under way: the host's setup
+        // (migrations, seeding) needs the database it was started with.
+        let (kills, seed) = plan();
+        let mut moments = Moments::new(seed);
+        for target in progress_targets(kills.clamp(2, 50), &mut moments, false) {
+            tokio::time::timeout(
+                Duration::from_secs(300),
+                checkpoint_passes(&t.db, run_id, target),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{actions}: the run did not reach {target} in 5 minutes"));
+            tokio::time::sleep(Duration::from_millis((moments.unit() * 50.0) as u64)).await;
             let version = std::fs::read_dir("/etc/postgresql")
                 .expect("/etc/postgresql")
                 .filter_map(|e| e.ok())
@@ -477,9 +501,6 @@ async fn postgres_restart_is_waited_out() {
         );
         check_invariants(&t.db, run_id).await;
         let got = export(&t.db, run_id, &dir.path().join("got")).await;
-        assert!(
-            expected == got,
-            "{actions}: the export differs from the uninterrupted run's"
-        );
+        assert_same_export(&expected, &got, &format!("{actions}: PostgreSQL restarted"));
     }
 }

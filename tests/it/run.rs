@@ -16,7 +16,7 @@ use shopsim::store::{Db, DbConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
-use crate::support::{TestDb, count, read_dir};
+use crate::support::{TestDb, assert_same_export, count, read_dir};
 
 backend_tests!(full_run_http_matches_inprocess);
 
@@ -238,13 +238,7 @@ async fn full_run_http_matches_inprocess(t: TestDb) {
         read_dir(&dir.path().join("inprocess")),
     );
     assert_eq!(a.len(), 6, "six dataset files");
-    for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(b.iter()) {
-        assert_eq!(name_a, name_b);
-        assert!(
-            bytes_a == bytes_b,
-            "{name_a} differs between HTTP and in-process"
-        );
-    }
+    assert_same_export(&a, &b, "HTTP vs in-process");
 }
 
 /// A wrong API URL or persona set is a clear error before anything is written.

@@ -15,7 +15,7 @@ use shopsim::store::{Backend, Db, DbConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend_tests;
-use crate::support::{TestDb, count, read_dir};
+use crate::support::{TestDb, assert_same_export, count, read_dir};
 
 backend_tests!(faulty_server_switched_off_mid_run);
 
@@ -264,12 +264,6 @@ async fn faulty_server_switched_off_mid_run(t: TestDb) {
         assert_eq!(a.len(), 6, "six dataset files");
         // Every write and every event-recording read is keyed, so retries after `after`-mode
         // faults (work done, answer lost) change nothing: the dataset equals a clean run's.
-        for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(b.iter()) {
-            assert_eq!(name_a, name_b);
-            assert!(
-                bytes_a == bytes_b,
-                "{name_a} differs between the faulty HTTP run and a clean in-process run"
-            );
-        }
+        assert_same_export(&a, &b, "faulty HTTP run vs clean in-process run");
     }
 }

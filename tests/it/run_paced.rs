@@ -11,7 +11,7 @@ use shopsim::sim::records::{Format, export_run};
 use shopsim::sim::run::{ActionsMode, RunSettings, run};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{TestDb, count, read_dir};
+use crate::support::{TestDb, assert_same_export, count, read_dir};
 
 const AGENTS: u64 = 20;
 /// Simulated seconds per wall second: 4 simulated hours.
@@ -118,8 +118,5 @@ async fn paced_run_drops_nothing_and_reports_lag() {
         read_dir(&dir.path().join("export-max")),
     );
     assert_eq!(a.len(), 6, "six dataset files");
-    for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(b.iter()) {
-        assert_eq!(name_a, name_b);
-        assert!(bytes_a == bytes_b, "{name_a} differs between paced and max");
-    }
+    assert_same_export(&a, &b, "paced vs max");
 }

@@ -186,3 +186,40 @@ pub fn read_dir(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// Asserts two exports (from [`read_dir`]) are byte-identical; on a difference it names the
+/// file, the first differing line and both versions of it, so a failure can be diagnosed from
+/// the CI log alone.
+pub fn assert_same_export(expected: &[(String, Vec<u8>)], got: &[(String, Vec<u8>)], what: &str) {
+    let names = |e: &[(String, Vec<u8>)]| e.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(expected),
+        names(got),
+        "{what}: different export files"
+    );
+    for ((name, a), (_, b)) in expected.iter().zip(got) {
+        if a == b {
+            continue;
+        }
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+        let at = la.iter().zip(&lb).position(|(x, y)| x != y);
+        let header = la.first().copied().unwrap_or_default();
+        let diffs = la.iter().zip(&lb).filter(|(x, y)| x != y).count();
+        match at {
+            Some(i) => panic!(
+                "{what}: {name} differs ({} vs {} lines, {diffs} differing); first at line {}:\n  header:   {header}\n  expected: {}\n  got:      {}",
+                la.len(),
+                lb.len(),
+                i + 1,
+                la[i],
+                lb[i]
+            ),
+            None => panic!(
+                "{what}: {name} differs in length: {} vs {} lines",
+                la.len(),
+                lb.len()
+            ),
+        }
+    }
+}

@@ -36,6 +36,7 @@ use crate::domain::{
     SelectStoreResult, Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
+use crate::sim::records::runs::{SessionStatus, session_status};
 use crate::sim::records::{RecordsError, update_session};
 use crate::sim::session::SessionReport;
 use crate::store::{Db, StoreError, Tx};
@@ -556,7 +557,9 @@ impl InProcessSession {
                         }
                     })
                 }
-                // The commit's outcome is unknown: do not run the step again.
+                // The commit may have landed before the database went away: running the step
+                // again is safe, it finds its stored answer under its key if it did.
+                Err(e) if e.is_unavailable() => Ok(Ran::Unavailable(e)),
                 Err(e) => Ok(Ran::Failed(DomainError::Store(e))),
             },
             Err(DomainError::Store(e)) if e.is_unavailable() => Ok(Ran::Unavailable(e)),
@@ -684,10 +687,10 @@ impl SessionActions for InProcessSession {
     }
 
     async fn close(mut self: Box<Self>, report: &SessionReport) -> ActionResult<bool> {
-        let Some(tx) = self.tx.take() else {
+        if self.tx.is_none() {
             // PerStep mode, or already rolled back (the failing step reported why).
             return Ok(false);
-        };
+        }
         let Some(status) = report.status() else {
             // Interrupted: dropping the transaction rolls the session back; a resumed run
             // runs it again from its first step.
@@ -697,36 +700,86 @@ impl SessionActions for InProcessSession {
         // applied and recorded, or not applied at all.
         let outcome = serde_json::to_value(report)
             .map_err(|e| db_failure(format!("the session outcome is not serialisable: {e}")))?;
-        if let Err(e) = update_session(
-            &tx,
-            self.info.session_id,
-            status,
-            report.steps,
-            Some(&outcome),
-        )
-        .await
-        {
-            if let RecordsError::Store(e) = &e
-                && e.is_unavailable()
-            {
-                self.shared.report_outage(e);
-            }
-            return Err(db_failure(format!(
-                "recording the session failed ({e}); its steps were not kept"
-            )));
-        }
-        match tx.commit().await {
-            Ok(()) => {
-                self.shared.restocked(self.restock_day);
-                Ok(true)
-            }
-            Err(e) => {
-                if e.is_unavailable() {
-                    self.shared.report_outage(&e);
+        loop {
+            let tx = match self.tx.take() {
+                Some(tx) => tx,
+                None => {
+                    // The database went away at the end of the session: redo its steps in a
+                    // new transaction and record the outcome again.
+                    self.replay().await?;
+                    self.tx
+                        .take()
+                        .ok_or_else(|| db_failure("the redone session has no transaction".into()))?
                 }
-                Err(db_failure(format!(
-                    "committing the session failed ({e}); its steps were not kept"
-                )))
+            };
+            match commit_outcome(tx, self.info.session_id, status, report, &outcome).await {
+                Ok(()) => break,
+                Err(CloseError::Unavailable(e)) => {
+                    self.shared.report_outage(&e);
+                    self.shared.wait_gate().await?;
+                    // A commit cut off by the outage may have landed: the session's own row
+                    // says so (its final status is written only in this transaction).
+                    if self.committed().await? {
+                        break;
+                    }
+                }
+                Err(CloseError::Failed(why)) => {
+                    return Err(db_failure(format!("{why}; its steps were not kept")));
+                }
+            }
+        }
+        self.shared.restocked(self.restock_day);
+        Ok(true)
+    }
+}
+
+/// Why recording a session's outcome in its transaction failed.
+enum CloseError {
+    /// The database went away (the commit may or may not have landed).
+    Unavailable(StoreError),
+    /// Any other failure: the session was rolled back.
+    Failed(String),
+}
+
+/// Records the session's outcome in its transaction and commits it.
+async fn commit_outcome(
+    tx: Tx,
+    session_id: Uuid,
+    status: SessionStatus,
+    report: &SessionReport,
+    outcome: &serde_json::Value,
+) -> Result<(), CloseError> {
+    if let Err(e) = update_session(&tx, session_id, status, report.steps, Some(outcome)).await {
+        return Err(match e {
+            RecordsError::Store(e) if e.is_unavailable() => CloseError::Unavailable(e),
+            e => CloseError::Failed(format!("recording the session failed ({e})")),
+        });
+    }
+    tx.commit().await.map_err(|e| {
+        if e.is_unavailable() {
+            CloseError::Unavailable(e)
+        } else {
+            CloseError::Failed(format!("committing the session failed ({e})"))
+        }
+    })
+}
+
+impl InProcessSession {
+    /// Whether this session's outcome is recorded in the database (asked after a commit was
+    /// cut off by an outage), waiting out further outages.
+    async fn committed(&self) -> ActionResult<bool> {
+        loop {
+            match session_status(&self.shared.db, self.info.session_id).await {
+                Ok(status) => return Ok(status.is_some_and(SessionStatus::is_final)),
+                Err(RecordsError::Store(e)) if e.is_unavailable() => {
+                    self.shared.report_outage(&e);
+                    self.shared.wait_gate().await?;
+                }
+                Err(e) => {
+                    return Err(db_failure(format!(
+                        "cannot tell whether the session was recorded: {e}"
+                    )));
+                }
             }
         }
     }

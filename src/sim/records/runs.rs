@@ -717,8 +717,16 @@ pub async fn orders_by_run(db: &Db) -> Result<BTreeMap<String, u64>, RecordsErro
         .collect()
 }
 
-fn session_from_row(r: &Row) -> Result<SessionRecord, RecordsError> {
+/// The `status` column of a `sim_sessions` row.
+fn status_from_row(r: &Row) -> Result<SessionStatus, StoreError> {
     let status = r.string("status")?;
+    SessionStatus::parse(&status).ok_or_else(|| StoreError::Decode {
+        column: "sim_sessions.status".into(),
+        reason: format!("unknown session status `{status}`"),
+    })
+}
+
+fn session_from_row(r: &Row) -> Result<SessionRecord, RecordsError> {
     Ok(SessionRecord {
         session_id: r.uuid("session_id")?,
         run_id: r.string("run_id")?,
@@ -726,10 +734,7 @@ fn session_from_row(r: &Row) -> Result<SessionRecord, RecordsError> {
         sim_date: r.date("sim_date")?,
         seq: r.i64("seq")?.clamp(0, i64::from(u32::MAX)) as u32,
         planned_at: r.ts("planned_at")?,
-        status: SessionStatus::parse(&status).ok_or_else(|| StoreError::Decode {
-            column: "sim_sessions.status".into(),
-            reason: format!("unknown session status `{status}`"),
-        })?,
+        status: status_from_row(r)?,
         steps_done: r.i64("steps_done")?.clamp(0, i64::from(u32::MAX)) as u32,
         outcome: match r.json("outcome")? {
             Json::Null => None,
@@ -788,6 +793,22 @@ pub async fn unfinished_sessions(
         .await?;
     tx.commit().await?;
     rows.iter().map(session_from_row).collect()
+}
+
+/// The recorded status of one session, if the session exists.
+pub async fn session_status(
+    db: &Db,
+    session_id: Uuid,
+) -> Result<Option<SessionStatus>, RecordsError> {
+    let tx = db.read().await?;
+    let row = tx
+        .query_opt(
+            "SELECT status FROM sim_sessions WHERE session_id = $1",
+            vec![tx.codec().uuid(session_id)],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(row.as_ref().map(status_from_row).transpose()?)
 }
 
 /// The next free metrics interval number of `shard` in a run (a resumed run continues the
