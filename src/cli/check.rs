@@ -143,12 +143,17 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         run_dir: PathBuf::from("simulation_runs"),
         restock_level: ShopConfig::default().restock_level,
         max_outage: std::time::Duration::from_secs(60),
+        thresholds: Vec::new(),
+        abort_on_threshold: false,
+        metrics_addr: None,
         hot_reload: false,
         status_line: false,
         report: false,
         tui: false,
     };
-    let (summary, _) = simulate(db.clone(), settings, CancellationToken::new()).await?;
+    let summary = simulate(db.clone(), settings, CancellationToken::new())
+        .await?
+        .summary;
     db.close().await;
     Ok(CheckReport::from_summary(&summary, args.days, args.start))
 }

@@ -36,7 +36,7 @@ pub enum Command {
     /// Create missing tables (never drops or alters existing ones), or check compatibility.
     Migrate(migrate::MigrateArgs),
     /// Simulate shoppers on a simulated clock (the main job; see `shopsim run --help`).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Write the catalog (generated from --seed, or products from a CSV file) and agent users;
     /// creates missing tables first. Idempotent.
     Seed(seed::SeedArgs),
@@ -72,7 +72,7 @@ pub async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Migrate(args) => migrate::run(args).await,
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(*args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Check(args) => check::run(args).await,

@@ -15,6 +15,7 @@ use super::common::DbArgs;
 use crate::sim::clock::TimeScale;
 use crate::sim::records::{self, RunRecord, RunStatus};
 use crate::sim::run::{self, ActionsMode, AuthMode, IMMUTABLE_KEYS, RunSettings};
+use crate::sim::thresholds::Threshold;
 
 /// Simulate shoppers against the VoiceOffers API (or the embedded reference server).
 ///
@@ -27,7 +28,8 @@ pub struct RunArgs {
     db: DbArgs,
 
     /// TOML file with any of these settings (same names as the flags, e.g. `persona-set =
-    /// "grocery"`, `time-scale = "96"`); flags and environment variables override it.
+    /// "grocery"`, `time-scale = "96"`, `thresholds = ["errors.rate<1%"]`); flags and
+    /// environment variables override it.
     #[arg(long, env = "SHOPSIM_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -110,6 +112,33 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_MAX_OUTAGE", value_parser = super::common::parse_duration)]
     max_outage: Option<std::time::Duration>,
 
+    /// Pass/fail threshold checked at the end of the run, k6 style; repeatable. A crossed
+    /// threshold is reported and the exit code is 99. METRIC<VALUE with <, <=, >, >=:
+    /// ENDPOINT.p50|p95|p99|max (`checkout.p99<500ms`, `add_to_cart.max<2s`),
+    /// ENDPOINT.errors.rate, ENDPOINT.count, errors.rate (`errors.rate<1%`), errors.count,
+    /// rejections.rate, OUTCOME.count|rate (timeout, api_5xx, rate_limited, other_4xx,
+    /// connection, db), script_errors.count, sessions_failed.rate, abandon.rate,
+    /// lag.p95|p99|max. Endpoints: select_store, view_product, add_to_cart,
+    /// eligible_coupons, apply_coupon, cart_summary, checkout, abandon, refresh_offers, wallet.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<Threshold>,
+
+    /// Stop the run (resumable) as soon as a --threshold is crossed, checked every simulated
+    /// hour; the exit code is 99.
+    #[arg(long)]
+    abort_on_threshold: bool,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes (requests by
+    /// endpoint and outcome, latency histograms, sessions, orders, revenue, offers,
+    /// simulated time, lag). The reference server's own /metrics is on its own port.
+    #[arg(long, env = "SHOPSIM_METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Keep /metrics up this long after the run ends so a last scrape gets the final
+    /// figures (`shopsim_run_ended 1`); Ctrl-C ends the wait (default: 0s).
+    #[arg(long, value_parser = super::common::parse_duration, value_name = "DURATION")]
+    metrics_linger: Option<std::time::Duration>,
+
     /// Resume the latest unfinished run in the database (with its stored configuration;
     /// operational options such as --time-scale, --concurrency and --api-url may change).
     /// `--run-id ID` alone also resumes run ID when it exists and is unfinished.
@@ -188,6 +217,9 @@ struct FileSettings {
     run_dir: Option<PathBuf>,
     restock_level: Option<i64>,
     max_outage: Option<String>,
+    thresholds: Option<Vec<String>>,
+    abort_on_threshold: Option<bool>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
@@ -272,6 +304,18 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
                 .map_err(|e| anyhow::anyhow!("config file: max-outage `{text}`: {e}"))?,
             (None, None) => std::time::Duration::from_secs(3600),
         },
+        thresholds: if args.thresholds.is_empty() {
+            file.thresholds
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.parse::<Threshold>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("config file: {e}"))?
+        } else {
+            args.thresholds.clone()
+        },
+        abort_on_threshold: args.abort_on_threshold || file.abort_on_threshold.unwrap_or(false),
+        metrics_addr: args.metrics_addr.or(file.metrics_addr),
         hot_reload: true,
         status_line: true,
         report: !args.no_report,
@@ -363,15 +407,39 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         settings.actions,
         db.url()
     );
-    let result = run::run(db, settings, cancel).await?;
+    let result = run::run(db, settings, cancel.clone()).await?;
     println!("{}", result.summary.to_markdown());
     eprintln!("summary written to {}", result.folder.display());
-    Ok(if result.stopped {
+    if let Some(endpoint) = result.metrics_endpoint {
+        let linger = args.metrics_linger.unwrap_or_default();
+        if !linger.is_zero() && !cancel.is_cancelled() {
+            eprintln!(
+                "final metrics on http://{}/metrics for {} (Ctrl-C to exit now)",
+                endpoint.local_addr(),
+                humantime::format_duration(linger)
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+        endpoint.shutdown().await;
+    }
+    let crossed = result.summary.crossed_thresholds();
+    for c in &crossed {
+        eprintln!("threshold crossed: {c}");
+    }
+    Ok(if !crossed.is_empty() {
+        ExitCode::from(THRESHOLD_CROSSED)
+    } else if result.stopped {
         ExitCode::from(130)
     } else {
         ExitCode::SUCCESS
     })
 }
+
+/// The exit code of a run that crossed a threshold (as k6's).
+pub const THRESHOLD_CROSSED: u8 = 99;
 
 /// Which settings the command gave (flag, environment or config file), by stored key.
 struct Given(Vec<&'static str>);
@@ -425,6 +493,14 @@ impl Given {
             "max_outage",
             args.max_outage.is_some() || file.max_outage.is_some(),
         );
+        add(
+            "thresholds",
+            !args.thresholds.is_empty() || file.thresholds.is_some(),
+        );
+        add(
+            "abort_on_threshold",
+            args.abort_on_threshold || file.abort_on_threshold.is_some(),
+        );
         Given(keys)
     }
 
@@ -472,6 +548,13 @@ fn resumed_settings(
     if given.has("max_outage") {
         settings.max_outage = fresh.max_outage;
     }
+    if given.has("thresholds") {
+        settings.thresholds = fresh.thresholds;
+    }
+    if given.has("abort_on_threshold") {
+        settings.abort_on_threshold = fresh.abort_on_threshold;
+    }
+    settings.metrics_addr = fresh.metrics_addr;
     settings.hot_reload = fresh.hot_reload;
     settings.status_line = fresh.status_line;
     settings.report = fresh.report;

@@ -15,15 +15,6 @@ use crate::money::Money;
 use crate::sim::metrics::{Endpoint, Outcome};
 
 /// Request errors in display order.
-const ERROR_OUTCOMES: [Outcome; 6] = [
-    Outcome::Api5xx,
-    Outcome::RateLimited,
-    Outcome::Other4xx,
-    Outcome::Timeout,
-    Outcome::Connection,
-    Outcome::Db,
-];
-
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 /// `1234567` as `1,234,567`.
@@ -919,8 +910,9 @@ fn errors_section(d: &ReportData) -> String {
         .iter()
         .map(|i| wall_tick(i.wall_seconds))
         .collect();
-    let mut series: Vec<Series> = ERROR_OUTCOMES
+    let mut series: Vec<Series> = Outcome::ALL
         .into_iter()
+        .filter(|o| o.is_error())
         .filter(|o| d.intervals.iter().any(|i| i.errors.contains_key(o)))
         .map(|o| {
             Series::new(

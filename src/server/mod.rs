@@ -9,6 +9,7 @@
 //! - `idempotency`: `Idempotency-Key` on every write (replay, 409, 422);
 //! - [`faults`] and `ratelimit`: fault injection, latency, the server-wide 429 limit, counters;
 //! - `admin`: loopback-only `/admin/faults`;
+//! - [`metrics`]: the server's own Prometheus `/metrics` (requests by route and status);
 //! - [`error`]: the JSON error shape.
 //!
 //! Start it in-process with [`start`] (bind `127.0.0.1:0` and read
@@ -32,6 +33,7 @@ pub mod error;
 mod extract;
 pub mod faults;
 mod idempotency;
+pub mod metrics;
 mod ratelimit;
 pub mod routes;
 mod simtime;
@@ -165,9 +167,22 @@ fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.faults.clone(),
             faults::middleware,
+        ))
+        // Outermost: injected faults and 429s are counted as the clients saw them.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
         ));
+    let registry = state.metrics.clone();
     Router::new()
         .route("/health", get(r::health))
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { registry.render() }
+            }),
+        )
         .route(
             "/admin/faults",
             get(admin::get_faults).put(admin::put_faults),

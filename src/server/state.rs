@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::ServerConfig;
 use super::faults::Faults;
+use super::metrics::ServerMetrics;
 use crate::domain::Shop;
 use crate::store::Db;
 
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     pub restock_lock: tokio::sync::Mutex<()>,
     /// Fault injection, rate limit and counters.
     pub faults: Arc<Faults>,
+    /// The server's own request metrics (`/metrics`).
+    pub metrics: Arc<ServerMetrics>,
 }
 
 impl AppState {
@@ -46,6 +49,7 @@ impl AppState {
             restocked_day: AtomicI64::new(i64::MIN),
             restock_lock: tokio::sync::Mutex::new(()),
             faults,
+            metrics: Arc::new(ServerMetrics::new()),
         }))
     }
 }

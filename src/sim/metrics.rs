@@ -339,6 +339,16 @@ impl Metrics {
         self.outcomes[endpoint.index()][outcome.index()].load(Ordering::Relaxed)
     }
 
+    /// The whole run's latency histogram of `endpoint` (microseconds), for exporters.
+    pub fn latency_histogram(&self, endpoint: Endpoint) -> Histogram<u64> {
+        self.latency[endpoint.index()].lock().total.clone()
+    }
+
+    /// The whole run's release-lag histogram (microseconds), for exporters.
+    pub fn lag_histogram(&self) -> Histogram<u64> {
+        self.lag.lock().total.clone()
+    }
+
     /// A summary of the whole run so far (for the dashboard, the status line, the report).
     pub fn snapshot(&self) -> Snapshot {
         let mut endpoints = BTreeMap::new();

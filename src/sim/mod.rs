@@ -8,6 +8,9 @@
 //! - [`metrics`]: latency histograms per endpoint, outcomes by class, business counters.
 //! - [`records`]: run records in the database, export, purge, summaries.
 //! - [`recorder`]: the engine's writes of those records (plans before acting, checkpoints).
+//! - [`monitor`]: watching a run: the dashboard's figures, its keys, the status line.
+//! - [`prometheus`]: the run's `/metrics` endpoint (`--metrics-addr`).
+//! - [`thresholds`]: pass/fail thresholds (`--threshold 'checkout.p99<500ms'`).
 //! - [`run`]: `shopsim run`: preparing a run and driving it.
 
 pub mod actions;
@@ -15,8 +18,10 @@ pub mod clock;
 pub mod engine;
 pub mod metrics;
 pub mod monitor;
+pub mod prometheus;
 pub mod recorder;
 pub mod records;
 pub mod run;
 pub mod session;
+pub mod thresholds;
 pub mod world;

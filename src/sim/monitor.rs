@@ -17,6 +17,7 @@ use crate::dashboard::{Command, DashboardState, OutageState, RateTracker};
 use crate::sim::actions::Actions;
 use crate::sim::clock::{PacedClock, TimeScale};
 use crate::sim::metrics::{Counter, Metrics};
+use crate::sim::thresholds::{self, Threshold};
 
 /// How often the state is refreshed.
 const TICK: Duration = Duration::from_millis(250);
@@ -47,6 +48,11 @@ pub struct Watched {
     pub target: TimeScale,
     /// Stops the run.
     pub cancel: CancellationToken,
+    /// Thresholds that stop the run as soon as one is crossed (`--abort-on-threshold`),
+    /// checked once per simulated hour done.
+    pub thresholds: Vec<Threshold>,
+    /// Set to the crossed threshold when one stopped the run.
+    pub aborted: Arc<Mutex<Option<String>>>,
 }
 
 /// How the run is shown.
@@ -64,14 +70,34 @@ pub enum Display {
 pub struct Monitor {
     done: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    state: watch::Receiver<DashboardState>,
 }
 
 impl Monitor {
     /// Starts watching.
     pub fn start(watched: Watched, display: Display) -> Monitor {
         let done = CancellationToken::new();
-        let task = tokio::spawn(watch_run(watched, display, done.clone()));
-        Monitor { done, task }
+        let state = DashboardState::new(
+            watched.run_id.clone(),
+            watched.live.current().name().to_string(),
+            watched.live.current().version().to_string(),
+            watched.sim_start,
+            watched.sim_end,
+            watched.target,
+        );
+        let (tx, rx) = watch::channel(state.clone());
+        let task = tokio::spawn(watch_run(watched, display, state, tx, done.clone()));
+        Monitor {
+            done,
+            task,
+            state: rx,
+        }
+    }
+
+    /// The latest figures (refreshed a few times a second; the last ones stay readable after
+    /// [`Monitor::finish`]).
+    pub fn state(&self) -> watch::Receiver<DashboardState> {
+        self.state.clone()
     }
 
     /// Stops watching and waits until the terminal is restored.
@@ -81,18 +107,16 @@ impl Monitor {
     }
 }
 
-async fn watch_run(w: Watched, display: Display, done: CancellationToken) {
+async fn watch_run(
+    w: Watched,
+    display: Display,
+    mut state: DashboardState,
+    tx: watch::Sender<DashboardState>,
+    done: CancellationToken,
+) {
     let started = Instant::now();
-    let mut state = DashboardState::new(
-        w.run_id.clone(),
-        w.live.current().name().to_string(),
-        w.live.current().version().to_string(),
-        w.sim_start,
-        w.sim_end,
-        w.target,
-    );
     let mut tracker = RateTracker::default();
-    let (tx, rx) = watch::channel(state.clone());
+    let rx = tx.subscribe();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     let ui = (display == Display::Dashboard).then(|| {
         let cancel = done.clone();
@@ -104,6 +128,7 @@ async fn watch_run(w: Watched, display: Display, done: CancellationToken) {
     });
     let mut tick = tokio::time::interval(TICK);
     let mut last_status = Instant::now();
+    let mut checked_hour = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -113,6 +138,11 @@ async fn watch_run(w: Watched, display: Display, done: CancellationToken) {
         update(&w, &mut state, &mut tracker, started.elapsed());
         if let Some(t) = state.sim_now {
             crate::logging::set_sim_time(t);
+            let hour = t.timestamp().div_euclid(3600);
+            if !w.thresholds.is_empty() && checked_hour != Some(hour) && t > w.sim_start {
+                checked_hour = Some(hour);
+                abort_if_crossed(&w);
+            }
         }
         let _ = tx.send(state.clone());
         if display == Display::StatusLine && last_status.elapsed() >= STATUS_EVERY {
@@ -120,6 +150,9 @@ async fn watch_run(w: Watched, display: Display, done: CancellationToken) {
             eprintln!("{}", crate::dashboard::status_line(&state));
         }
     }
+    // The final figures, for readers of `Monitor::state` after the run (the /metrics endpoint).
+    update(&w, &mut state, &mut tracker, started.elapsed());
+    let _ = tx.send(state.clone());
     if let Some(ui) = ui {
         let _ = ui.await;
     }
@@ -153,6 +186,23 @@ fn update(w: &Watched, state: &mut DashboardState, tracker: &mut RateTracker, wa
     };
     state.stopping = w.cancel.is_cancelled();
     state.refresh(tracker);
+}
+
+/// Stops the run when one of the abort thresholds is crossed by the figures so far.
+fn abort_if_crossed(w: &Watched) {
+    if w.cancel.is_cancelled() {
+        return;
+    }
+    let snap = w.metrics.snapshot();
+    if let Some(r) = thresholds::check_all(&w.thresholds, &snap)
+        .into_iter()
+        .find(|r| !r.passed)
+    {
+        let why = format!("threshold {} crossed (measured {})", r.threshold, r.shown);
+        tracing::error!(threshold = %r.threshold, measured = %r.shown, "threshold crossed; stopping the run (--abort-on-threshold)");
+        *w.aborted.lock() = Some(why);
+        w.cancel.cancel();
+    }
 }
 
 fn command(w: &Watched, state: &mut DashboardState, cmd: Command) {

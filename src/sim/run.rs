@@ -24,9 +24,11 @@ use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
 use crate::sim::metrics::Metrics;
 use crate::sim::monitor::{Display, Monitor, Watched};
+use crate::sim::prometheus::{self, MetricsEndpoint};
 use crate::sim::recorder::DbRecorder;
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
 use crate::sim::session::{AgentState, SessionReport};
+use crate::sim::thresholds::{self, Threshold};
 use crate::sim::world::World;
 use crate::store::{self, Db};
 
@@ -92,6 +94,15 @@ pub struct RunSettings {
     /// Longest database outage the run waits out before it stops (resumable).
     #[serde(default = "default_max_outage", with = "humantime_serde_compat")]
     pub max_outage: std::time::Duration,
+    /// Pass/fail thresholds checked at the end (exit code 99 when one is crossed).
+    #[serde(default)]
+    pub thresholds: Vec<Threshold>,
+    /// Stop the run as soon as a threshold is crossed (checked every simulated hour).
+    #[serde(default)]
+    pub abort_on_threshold: bool,
+    /// Serve Prometheus `/metrics` here (operational: not stored).
+    #[serde(skip)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Watch the persona set's folder and hot-reload edits (operational: not stored).
     #[serde(skip)]
     pub hot_reload: bool,
@@ -115,6 +126,19 @@ pub struct RunResult {
     pub folder: PathBuf,
     /// Stopped early by request.
     pub stopped: bool,
+    /// The `/metrics` endpoint, still serving the final figures (`--metrics-addr`).
+    pub metrics_endpoint: Option<MetricsEndpoint>,
+}
+
+/// What [`simulate`] returns.
+#[derive(Debug)]
+pub struct Simulated {
+    /// The run's summary (with its threshold results).
+    pub summary: RunSummary,
+    /// Stopped early (by request, or by a crossed threshold with `abort_on_threshold`).
+    pub stopped: bool,
+    /// The `/metrics` endpoint, still serving the final figures.
+    pub metrics_endpoint: Option<MetricsEndpoint>,
 }
 
 fn tz(settings: &RunSettings) -> anyhow::Result<Tz> {
@@ -136,7 +160,11 @@ pub async fn run(
 ) -> anyhow::Result<RunResult> {
     let run_dir = settings.run_dir.clone();
     let report = settings.report;
-    let (summary, stopped) = simulate(db.clone(), settings, cancel).await?;
+    let Simulated {
+        summary,
+        stopped,
+        metrics_endpoint,
+    } = simulate(db.clone(), settings, cancel).await?;
     let folder = records::write_renderings(&run_dir, &summary)?;
     if report {
         // The report is a rendering of the records: failing to draw it loses nothing.
@@ -151,6 +179,7 @@ pub async fn run(
         summary,
         folder,
         stopped,
+        metrics_endpoint,
     })
 }
 
@@ -160,7 +189,7 @@ pub async fn simulate(
     db: Db,
     settings: RunSettings,
     cancel: CancellationToken,
-) -> anyhow::Result<(RunSummary, bool)> {
+) -> anyhow::Result<Simulated> {
     let wall_start = Instant::now();
     crate::logging::set_run_id(&settings.run_id);
     let tz = tz(&settings)?;
@@ -173,6 +202,11 @@ pub async fn simulate(
     if let Some(url) = &settings.api_url {
         preflight(url).await?;
     }
+    // A taken port fails now, before anything is written.
+    let metrics_listener = match settings.metrics_addr {
+        Some(addr) => Some(prometheus::bind(addr).await?),
+        None => None,
+    };
     store::migrate(&db)
         .await
         .context("creating missing tables")?;
@@ -435,6 +469,7 @@ pub async fn simulate(
     } else {
         Display::Quiet
     };
+    let aborted = Arc::new(parking_lot::Mutex::new(None));
     let monitor = Monitor::start(
         Watched {
             run_id: settings.run_id.clone(),
@@ -447,9 +482,27 @@ pub async fn simulate(
             sim_end,
             target: settings.time_scale,
             cancel: cancel.clone(),
+            thresholds: if settings.abort_on_threshold {
+                settings.thresholds.clone()
+            } else {
+                Vec::new()
+            },
+            aborted: aborted.clone(),
         },
         display,
     );
+    let metrics_endpoint = match metrics_listener {
+        Some(listener) => Some(MetricsEndpoint::serve(
+            listener,
+            prometheus::Source {
+                run_id: settings.run_id.clone(),
+                persona_set: settings.persona_set.clone(),
+                metrics: metrics.clone(),
+                state: monitor.state(),
+            },
+        )?),
+        None => None,
+    };
     let outcome = engine.run(&mut agents, recorder.clone()).await;
     if let (Ok(EngineEnd::Stopped), Some(p)) = (&outcome, &pacer) {
         // Stopped between hourly checkpoints: keep the metrics and the clock reached.
@@ -501,10 +554,19 @@ pub async fn simulate(
         wall: wall_start.elapsed(),
         target: Some(settings.time_scale),
     };
-    let mut summary =
-        RunSummary::from_database(&db, &settings.run_id, &metrics.snapshot(), &wall).await?;
+    let snapshot = metrics.snapshot();
+    let mut summary = RunSummary::from_database(&db, &settings.run_id, &snapshot, &wall).await?;
     summary.warnings = metrics.warnings();
-    Ok((summary, end == EngineEnd::Stopped))
+    summary.thresholds = thresholds::check_all(&settings.thresholds, &snapshot);
+    summary.aborted_by_threshold = aborted.lock().take();
+    if let Some(endpoint) = &metrics_endpoint {
+        endpoint.mark_ended();
+    }
+    Ok(Simulated {
+        summary,
+        stopped: end == EngineEnd::Stopped,
+        metrics_endpoint,
+    })
 }
 
 /// The run's simulated span: from `--start` (local midnight) or one simulated hour after the

@@ -24,6 +24,7 @@ backend_tests!(
     key_held_by_an_unfinished_request_is_409_then_free,
     unreachable_database_is_503_json,
     clearing_the_cart_abandons_the_session,
+    server_metrics_count_requests_by_route_and_status,
 );
 
 const A1: &str = "agent_001";
@@ -947,4 +948,51 @@ async fn clearing_the_cart_abandons_the_session(t: TestDb) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(n, 1);
+}
+
+/// The server's own `/metrics`: requests by method, route (the route pattern, not the path)
+/// and status class, with latency; none of the simulation host's metrics.
+async fn server_metrics_count_requests_by_route_and_status(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    select_store(&app, A1, app.fx.store_a).await;
+    select_store(&app, A1, app.fx.store_b).await;
+    let (s, _, _) = app.send(app.req(Method::GET, "/api/cart", "")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let resp = app.req(Method::GET, "/metrics", "").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = resp.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        line(r#"shopsim_server_requests_total{method="PUT",route="/api/user/store",status="2xx"}"#),
+        "2"
+    );
+    assert_eq!(
+        line(r#"shopsim_server_requests_total{method="GET",route="/api/cart",status="4xx"}"#),
+        "1"
+    );
+    assert_eq!(
+        line(
+            r#"shopsim_server_request_duration_seconds_count{method="PUT",route="/api/user/store"}"#
+        ),
+        "2"
+    );
+    assert!(text.ends_with("# EOF\n"));
+    assert!(
+        !text.contains("shopsim_requests_total"),
+        "host metrics in the server's"
+    );
 }

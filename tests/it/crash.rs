@@ -15,7 +15,7 @@ use shopsim::store::Db;
 use tokio::process::{Child, Command};
 
 use crate::backend_tests;
-use crate::support::{TestDb, assert_same_export, count, read_dir};
+use crate::support::{TestDb, assert_same_export, count, free_port, read_dir};
 
 backend_tests!(killed_http_run_resumes_to_the_same_dataset);
 backend_tests!(killed_inprocess_run_resumes_to_the_same_dataset);
@@ -388,14 +388,6 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
 }
 
 backend_tests!(killed_server_is_waited_out);
-
-/// A free loopback port (bound and released; the server binds it again right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// `shopsim serve` on `port` for the test run's seed; returns once it answers.
 async fn start_server(url: &str, port: u16) -> Child {

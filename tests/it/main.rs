@@ -15,6 +15,7 @@ mod behavior;
 mod crash;
 mod domain;
 mod logs;
+mod metrics_endpoint;
 mod migrate;
 mod pooler;
 mod records;

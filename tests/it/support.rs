@@ -223,3 +223,11 @@ pub fn assert_same_export(expected: &[(String, Vec<u8>)], got: &[(String, Vec<u8
         }
     }
 }
+
+/// A free loopback port (bound and released; the caller binds it again right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -16,6 +16,7 @@ use super::shopping::{ShoppingStats, Totals};
 use crate::money::Money;
 use crate::sim::clock::TimeScale;
 use crate::sim::metrics::{Counter, LatencySummary, Outcome, Snapshot};
+use crate::sim::thresholds::ThresholdResult;
 use crate::store::Db;
 
 /// Wall-clock facts the database does not hold exactly.
@@ -160,6 +161,12 @@ pub struct RunSummary {
     /// from the database, where only their count is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The run's thresholds, checked at its end (`--threshold`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdResult>,
+    /// The crossed threshold that stopped the run early (`--abort-on-threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_by_threshold: Option<String>,
 }
 
 impl RunSummary {
@@ -353,6 +360,8 @@ impl RunSummary {
             script_versions,
             shopping,
             warnings: Vec::new(),
+            thresholds: Vec::new(),
+            aborted_by_threshold: None,
         })
     }
 
@@ -493,6 +502,24 @@ impl RunSummary {
         ] {
             push(&mut s, format!("- {k}: {v}"));
         }
+        if !self.thresholds.is_empty() || self.aborted_by_threshold.is_some() {
+            push(&mut s, String::new());
+            push(&mut s, "## Thresholds".into());
+            push(&mut s, String::new());
+            if let Some(why) = &self.aborted_by_threshold {
+                push(&mut s, format!("The run was stopped early: {why}."));
+                push(&mut s, String::new());
+            }
+            push(&mut s, "| threshold | value | verdict |".into());
+            push(&mut s, "|---|---:|---|".into());
+            for t in &self.thresholds {
+                let verdict = if t.passed { "passed" } else { "**crossed**" };
+                push(
+                    &mut s,
+                    format!("| `{}` | {} | {verdict} |", t.threshold, t.shown),
+                );
+            }
+        }
         if let Some(lag) = &self.lag {
             push(&mut s, String::new());
             push(&mut s, "## Lag (paced mode)".into());
@@ -506,6 +533,24 @@ impl RunSummary {
             );
         }
         s
+    }
+}
+
+impl RunSummary {
+    /// The thresholds that were crossed (and why the run stopped early, if it did).
+    pub fn crossed_thresholds(&self) -> Vec<String> {
+        let mut crossed: Vec<String> = self
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| format!("{} (measured {})", t.threshold, t.shown))
+            .collect();
+        if crossed.is_empty()
+            && let Some(why) = &self.aborted_by_threshold
+        {
+            crossed.push(why.clone());
+        }
+        crossed
     }
 }
 
