@@ -107,8 +107,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_RESTOCK_LEVEL")]
     restock_level: Option<i64>,
 
-    /// Longest database outage the run waits out before it stops, resumable (e.g. `30m`,
-    /// `2h`; default: 1h).
+    /// Longest outage (the database, or the API not answering at all) the run waits out
+    /// before it stops, resumable with the same command (e.g. `30m`, `2h`; default: 1h).
     #[arg(long, env = "SHOPSIM_MAX_OUTAGE", value_parser = super::common::parse_duration)]
     max_outage: Option<std::time::Duration>,
 

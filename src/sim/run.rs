@@ -18,7 +18,7 @@ use crate::catalog::{self, AgentOptions, PersonaSource};
 use crate::domain::ShopConfig;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::sim::actions::{
-    Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, TxMode,
+    Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, OutageConfig, TxMode,
 };
 use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
@@ -368,7 +368,10 @@ pub async fn simulate(
                 InProcessConfig {
                     shop,
                     tx_mode,
-                    ..Default::default()
+                    outage: OutageConfig {
+                        max: Some(settings.max_outage),
+                        ..OutageConfig::default()
+                    },
                 },
                 metrics.clone(),
                 cancel.clone(),
@@ -395,6 +398,7 @@ pub async fn simulate(
             };
             let mut cfg = HttpConfig::new(base);
             cfg.reconcile_db = Some(db.clone());
+            cfg.outage.max = Some(settings.max_outage);
             if settings.auth == AuthMode::Jwt {
                 let secret = std::env::var("SHOPSIM_JWT_SECRET")
                     .ok()
@@ -431,6 +435,7 @@ pub async fn simulate(
         }
     };
 
+    let engine_actions = actions.clone();
     let engine = Engine {
         config: EngineConfig {
             run_id: settings.run_id.as_str().into(),
@@ -503,7 +508,11 @@ pub async fn simulate(
         )?),
         None => None,
     };
-    let outcome = engine.run(&mut agents, recorder.clone()).await;
+    let mut outcome = engine.run(&mut agents, recorder.clone()).await;
+    if let (Ok(EngineEnd::Stopped), Some(why)) = (&outcome, engine_actions.outage_gave_up()) {
+        // Not a requested stop: an outage outlasted --max-outage.
+        outcome = Err(anyhow::anyhow!(why));
+    }
     if let (Ok(EngineEnd::Stopped), Some(p)) = (&outcome, &pacer) {
         // Stopped between hourly checkpoints: keep the metrics and the clock reached.
         use crate::sim::engine::Recorder;

@@ -982,6 +982,7 @@ async fn inprocess_session_is_redone_after_its_connection_dies() {
             outage: shopsim::sim::actions::OutageConfig {
                 probe_initial: Duration::from_millis(20),
                 probe_max: Duration::from_millis(200),
+                max: None,
             },
         },
         metrics.clone(),

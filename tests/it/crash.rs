@@ -443,6 +443,48 @@ async fn killed_server_is_waited_out(t: TestDb) {
     assert_same_export(&expected, &got, "API server restarted");
 }
 
+/// The API server goes away for longer than `--max-outage`: the run stops with a clear,
+/// resumable error instead of waiting forever; with the server back, the same command
+/// finishes it, and the dataset equals an uninterrupted run's.
+async fn api_outage_longer_than_the_limit_stops_resumably(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, _) = reference(&t, "http", dir.path()).await;
+    let url = t.url.to_string();
+    let port = free_port();
+    let mut server = start_server(&url, port).await;
+    let api = format!("http://127.0.0.1:{port}");
+    let runs = dir.path().join("runs");
+    let extra = ["--api-url", api.as_str(), "--max-outage", "2s"];
+    let run = run_command(&url, "crash", "http", &runs, &extra)
+        .spawn()
+        .unwrap();
+    let mut moments = Moments::new(plan().1);
+    let target = progress_targets(1, &mut moments, false)[0];
+    checkpoint_passes(&t.db, "crash", target).await;
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+    let (status, err) = finish(run).await;
+    assert!(!status.success(), "the run outlived the outage limit");
+    assert!(
+        err.contains("the API has been unreachable for") && err.contains("--max-outage 2s"),
+        "{err}"
+    );
+    assert!(err.contains("resumes"), "{err}");
+    let _server = start_server(&url, port).await;
+    let (status, err) = finish(
+        run_command(&url, "crash", "http", &runs, &extra)
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert!(status.success(), "the resumed run failed: {err}");
+    check_invariants(&t.db, "crash").await;
+    let got = export(&t.db, "crash", &dir.path().join("got")).await;
+    assert_same_export(&expected, &got, "API outage past the limit, then resumed");
+}
+
+backend_tests!(api_outage_longer_than_the_limit_stops_resumably);
+
 /// PostgreSQL itself restarts mid-run (several times): the host pauses, waits for the database and
 /// goes on; the dataset equals an uninterrupted run's. It restarts the shared cluster, so
 /// `.ci/run` runs it alone, after every other test (`--ignored`).

@@ -293,6 +293,8 @@ pub struct OutageConfig {
     pub probe_initial: Duration,
     /// Longest delay between probes.
     pub probe_max: Duration,
+    /// Longest outage waited out; after it the run stops (resumable). None: no limit.
+    pub max: Option<Duration>,
 }
 
 impl Default for OutageConfig {
@@ -300,6 +302,7 @@ impl Default for OutageConfig {
         Self {
             probe_initial: Duration::from_millis(100),
             probe_max: Duration::from_secs(5),
+            max: None,
         }
     }
 }

@@ -173,6 +173,10 @@ impl Actions for HttpActions {
     fn current_outage(&self) -> Option<OutageInfo> {
         self.outage()
     }
+
+    fn outage_gave_up(&self) -> Option<String> {
+        self.shared.outage.gave_up()
+    }
 }
 
 fn fail(class: Outcome, reason: String, attempts: u32) -> ActionError {

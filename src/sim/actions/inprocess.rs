@@ -160,6 +160,10 @@ impl Actions for InProcessActions {
     fn current_outage(&self) -> Option<OutageInfo> {
         self.outage()
     }
+
+    fn outage_gave_up(&self) -> Option<String> {
+        self.shared.outage.gave_up()
+    }
 }
 
 fn db_failure(reason: String) -> ActionError {

@@ -157,6 +157,10 @@ pub trait Actions: Send + Sync {
     fn current_outage(&self) -> Option<OutageInfo> {
         None
     }
+    /// Why an outage stopped the run (it outlasted `--max-outage`), if one did.
+    fn outage_gave_up(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The steps of one session, in order. Each returns the contract's JSON view.

@@ -1,7 +1,8 @@
 //! The outage gate: when the API or the database cannot be reached at all, every request waits
 //! here instead of failing, one background task probes with backoff, and the gate reopens when
 //! a probe answers. Outages spend no retry budget and fail no session; their start and end are
-//! logged once each.
+//! logged once each. An outage longer than the configured limit stops the run (cancels it and
+//! says why in [`OutageGate::gave_up`]); the run resumes later from its records.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,7 @@ pub(crate) struct OutageGate {
     info: Mutex<Option<OutageInfo>>,
     open: watch::Sender<bool>,
     cancel: CancellationToken,
+    gave_up: Mutex<Option<String>>,
 }
 
 impl OutageGate {
@@ -47,7 +49,13 @@ impl OutageGate {
             info: Mutex::new(None),
             open: watch::Sender::new(true),
             cancel,
+            gave_up: Mutex::new(None),
         }
+    }
+
+    /// Why the gate stopped the run, when an outage outlasted the limit.
+    pub fn gave_up(&self) -> Option<String> {
+        self.gave_up.lock().clone()
     }
 
     /// The ongoing outage, if any.
@@ -84,6 +92,21 @@ impl OutageGate {
             }
             if probe().await {
                 break;
+            }
+            if let Some(max) = self.config.max
+                && started.elapsed() >= max
+            {
+                let reason = self.current().map(|i| i.reason).unwrap_or_default();
+                let why = format!(
+                    "the {} has been unreachable for {} (longer than --max-outage {}; last error: {reason})",
+                    self.what,
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                    humantime::format_duration(max)
+                );
+                tracing::error!("{why}; stopping the run");
+                *self.gave_up.lock() = Some(why);
+                self.cancel.cancel();
+                return;
             }
             delay = (delay * 2).min(self.config.probe_max);
         }
@@ -145,6 +168,34 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(1500));
         assert_eq!(probes.load(Ordering::SeqCst), 4);
         assert!(gate.current().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_longer_than_the_limit_stops_the_run() {
+        let cancel = CancellationToken::new();
+        let gate = Arc::new(OutageGate::new(
+            "API",
+            OutageConfig {
+                max: Some(Duration::from_secs(60)),
+                ..OutageConfig::default()
+            },
+            cancel.clone(),
+        ));
+        gate.report(
+            "connection refused".into(),
+            Box::new(|| Box::pin(async { false })),
+        );
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        assert!(!cancel.is_cancelled() && gate.gave_up().is_none());
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(cancel.is_cancelled());
+        let why = gate.gave_up().unwrap();
+        assert!(
+            why.contains("the API has been unreachable for 1m")
+                && why.contains("--max-outage 1m")
+                && why.contains("connection refused"),
+            "{why}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
