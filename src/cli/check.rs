@@ -143,6 +143,7 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         run_dir: PathBuf::from("simulation_runs"),
         restock_level: ShopConfig::default().restock_level,
         max_outage: std::time::Duration::from_secs(60),
+        checkpoint_every: crate::sim::run::default_checkpoint_every(),
         thresholds: Vec::new(),
         abort_on_threshold: false,
         metrics_addr: None,

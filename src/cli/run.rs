@@ -112,6 +112,12 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSIM_MAX_OUTAGE", value_parser = super::common::parse_duration)]
     max_outage: Option<std::time::Duration>,
 
+    /// `max` runs: the least wall time between two checkpoints within a simulated day (one is
+    /// always taken at each day's end). A resume goes back at most this far; `0s`
+    /// checkpoints every simulated hour, as paced runs do (default: 1s).
+    #[arg(long, env = "SHOPSIM_CHECKPOINT_EVERY", value_parser = super::common::parse_duration)]
+    checkpoint_every: Option<std::time::Duration>,
+
     /// Pass/fail threshold checked at the end of the run, k6 style; repeatable. A crossed
     /// threshold is reported and the exit code is 99. METRIC<VALUE with <, <=, >, >=:
     /// ENDPOINT.p50|p95|p99|max (`checkout.p99<500ms`, `add_to_cart.max<2s`),
@@ -217,6 +223,7 @@ struct FileSettings {
     run_dir: Option<PathBuf>,
     restock_level: Option<i64>,
     max_outage: Option<String>,
+    checkpoint_every: Option<String>,
     thresholds: Option<Vec<String>>,
     abort_on_threshold: Option<bool>,
     metrics_addr: Option<std::net::SocketAddr>,
@@ -303,6 +310,12 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
             (None, Some(text)) => humantime::parse_duration(text)
                 .map_err(|e| anyhow::anyhow!("config file: max-outage `{text}`: {e}"))?,
             (None, None) => std::time::Duration::from_secs(3600),
+        },
+        checkpoint_every: match (args.checkpoint_every, &file.checkpoint_every) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("config file: checkpoint-every `{text}`: {e}"))?,
+            (None, None) => run::default_checkpoint_every(),
         },
         thresholds: if args.thresholds.is_empty() {
             file.thresholds
@@ -494,6 +507,10 @@ impl Given {
             args.max_outage.is_some() || file.max_outage.is_some(),
         );
         add(
+            "checkpoint_every",
+            args.checkpoint_every.is_some() || file.checkpoint_every.is_some(),
+        );
+        add(
             "thresholds",
             !args.thresholds.is_empty() || file.thresholds.is_some(),
         );
@@ -547,6 +564,9 @@ fn resumed_settings(
     }
     if given.has("max_outage") {
         settings.max_outage = fresh.max_outage;
+    }
+    if given.has("checkpoint_every") {
+        settings.checkpoint_every = fresh.checkpoint_every;
     }
     if given.has("thresholds") {
         settings.thresholds = fresh.thresholds;

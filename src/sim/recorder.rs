@@ -39,7 +39,25 @@ pub struct DbRecorder {
     max_outage: Duration,
     checkpoints: AtomicU64,
     checkpoint_nanos: AtomicU64,
+    /// Ended sessions not written yet, and when the oldest of them ended.
+    ended: Mutex<(Vec<EndedSession>, Option<std::time::Instant>)>,
+    /// One batch of ended sessions is written at a time.
+    writing: tokio::sync::Mutex<()>,
 }
+
+/// A session outcome waiting to be written.
+struct EndedSession {
+    id: uuid::Uuid,
+    status: SessionStatus,
+    steps: u32,
+    outcome: serde_json::Value,
+}
+
+/// Ended sessions are written in batches of at most this many…
+const ENDED_BATCH: usize = 256;
+/// …or when the oldest waited this long. One lost on a crash is run again with its keys (its
+/// writes are not applied twice), so batching costs a resume a little work, never data.
+const ENDED_MAX_AGE: Duration = Duration::from_millis(100);
 
 impl DbRecorder {
     /// A recorder for `run_id` (shard 0 until runs are sharded). A resumed run continues
@@ -66,6 +84,8 @@ impl DbRecorder {
             max_outage,
             checkpoints: AtomicU64::new(0),
             checkpoint_nanos: AtomicU64::new(0),
+            ended: Mutex::new((Vec::new(), None)),
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -124,6 +144,28 @@ impl DbRecorder {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Writes the buffered session outcomes (one transaction).
+    async fn write_ended(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.writing.lock().await;
+        let batch = {
+            let mut ended = self.ended.lock();
+            ended.1 = None;
+            std::mem::take(&mut ended.0)
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.retrying("recording sessions' outcomes", || async {
+            let tx = self.db.write().await?;
+            for e in &batch {
+                update_session(&tx, e.id, e.status, e.steps, Some(&e.outcome)).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The simulated time of the last checkpoint (for status lines).
@@ -213,24 +255,32 @@ impl Recorder for DbRecorder {
             return Ok(());
         }
         let outcome = serde_json::to_value(&done.report)?;
-        self.retrying("recording a session's outcome", || async {
-            let tx = self.db.write().await?;
-            update_session(
-                &tx,
-                done.session_id,
+        let due = {
+            let mut ended = self.ended.lock();
+            ended.0.push(EndedSession {
+                id: done.session_id,
                 status,
-                done.report.steps,
-                Some(&outcome),
-            )
-            .await?;
-            tx.commit().await?;
+                steps: done.report.steps,
+                outcome,
+            });
+            let oldest = *ended.1.get_or_insert_with(std::time::Instant::now);
+            ended.0.len() >= ENDED_BATCH || oldest.elapsed() >= ENDED_MAX_AGE
+        };
+        if due {
+            self.write_ended().await
+        } else {
             Ok(())
-        })
-        .await
+        }
+    }
+
+    async fn flush(&self) -> anyhow::Result<()> {
+        self.write_ended().await
     }
 
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
+        // The sessions behind the checkpoint are on record before it.
+        self.write_ended().await?;
         let now = self.metrics.snapshot();
         let counters = {
             let mut last = self.last.lock();

@@ -94,6 +94,10 @@ pub struct RunSettings {
     /// Longest database outage the run waits out before it stops (resumable).
     #[serde(default = "default_max_outage", with = "humantime_serde_compat")]
     pub max_outage: std::time::Duration,
+    /// `max` runs: least wall time between checkpoints within a simulated day (one is also
+    /// taken at every day's end); `0s` checkpoints every simulated hour.
+    #[serde(default = "default_checkpoint_every", with = "humantime_serde_compat")]
+    pub checkpoint_every: std::time::Duration,
     /// Pass/fail thresholds checked at the end (exit code 99 when one is crossed).
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
@@ -447,6 +451,7 @@ pub async fn simulate(
             tz,
             concurrency: settings.concurrency,
             ramp_up_hours: settings.ramp_up_hours,
+            checkpoint_every: settings.checkpoint_every,
         },
         live,
         world,
@@ -677,6 +682,11 @@ pub fn generate_run_id(now: DateTime<Utc>) -> String {
 
 fn default_max_outage() -> std::time::Duration {
     std::time::Duration::from_secs(3600)
+}
+
+/// The default of `--checkpoint-every`.
+pub fn default_checkpoint_every() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 
 /// Durations in the stored configuration as humantime text (`1h`, `30m`).

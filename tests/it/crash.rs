@@ -81,6 +81,8 @@ pub fn run_command(url: &str, run_id: &str, actions: &str, dir: &Path, extra: &[
     .arg(dir)
     .args(extra)
     .env("RUST_LOG", "warn")
+    // Kills are tied to checkpoints passing simulated hours: checkpoint every hour.
+    .env("SHOPSIM_CHECKPOINT_EVERY", "0s")
     .env_remove("DATABASE_URL")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())

@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::backend_tests;
 use crate::support::TestDb;
 
-backend_tests!(report_of_a_short_run, compare_two_runs_and_cli);
+backend_tests!(
+    report_of_a_short_run,
+    compare_two_runs_and_cli,
+    checkpoints_spaced_by_wall_time_keep_the_dataset_and_totals
+);
 
 /// 40 agents for 3 days from `start` (a Monday), in-process, as fast as possible.
 fn settings(run_id: &str, seed: u64, start: NaiveDate, dir: &Path) -> RunSettings {
@@ -386,5 +390,40 @@ async fn report_renders_in_chromium() {
     assert!(
         colours.contains(&[0x42, 0x69, 0xd0]),
         "chart colour missing"
+    );
+}
+
+/// A `max` run whose checkpoints are spaced by wall time (`checkpoint_every`) checkpoints at
+/// each simulated day's end at least: fewer intervals than hours, the same totals in them, and
+/// the same dataset as a run checkpointed every hour.
+async fn checkpoints_spaced_by_wall_time_keep_the_dataset_and_totals(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = short_run(&t.db, "hourly", 42, monday(1, 1), dir.path()).await;
+    // A second database for the same seed (the dataset would otherwise be shared).
+    let other = match t.backend() {
+        shopsim::store::Backend::Sqlite => TestDb::sqlite().await,
+        shopsim::store::Backend::Postgres => TestDb::postgres().await.unwrap(),
+    };
+    let spaced = run(
+        other.db.clone(),
+        RunSettings {
+            checkpoint_every: std::time::Duration::from_secs(3600),
+            ..settings("spaced", 42, monday(1, 1), dir.path())
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .summary;
+    let d = report::load(&other.db, "spaced").await.unwrap();
+    assert_eq!(d.intervals.len(), 3, "one checkpoint per simulated day");
+    let requests: u64 = spaced.requests.values().map(|e| e.requests).sum();
+    assert_eq!(
+        d.intervals.iter().map(|i| i.requests).sum::<u64>(),
+        requests
+    );
+    assert_eq!(
+        (spaced.sessions, spaced.orders, spaced.revenue),
+        (hourly.sessions, hourly.orders, hourly.revenue)
     );
 }

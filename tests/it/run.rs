@@ -41,6 +41,8 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         run_dir: run_dir.into(),
         restock_level: 500,
         max_outage: std::time::Duration::from_secs(600),
+        // Every simulated hour (as paced runs do): tests count intervals by the hour.
+        checkpoint_every: std::time::Duration::ZERO,
         thresholds: Vec::new(),
         abort_on_threshold: false,
         metrics_addr: None,

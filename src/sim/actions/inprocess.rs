@@ -164,6 +164,39 @@ impl Actions for InProcessActions {
     fn outage_gave_up(&self) -> Option<String> {
         self.shared.outage.gave_up()
     }
+
+    /// Restocks in a short transaction of its own when `at` opens a simulated day. Inside the
+    /// first session's transaction (where a session would otherwise do it) the claim row and
+    /// inventory updates would hold every other session of the day waiting until that one
+    /// ends.
+    async fn day_starts(&self, at: chrono::DateTime<chrono::Utc>) -> ActionResult<()> {
+        let shared = &self.shared;
+        if !shared.restock_due(at) {
+            return Ok(());
+        }
+        loop {
+            let tx = shared.begin(true).await?;
+            let done = async {
+                let rows = shared.shop.restock_if_due(&tx, at).await?;
+                tx.commit().await?;
+                Ok::<_, DomainError>(rows)
+            };
+            match done.await {
+                Ok(rows) => {
+                    shared.restocked(Some(sim_day(at)));
+                    if let Some(rows) = rows {
+                        tracing::info!(day = %at.date_naive(), rows, "restocked inventory at simulated midnight");
+                    }
+                    return Ok(());
+                }
+                Err(DomainError::Store(e)) if e.is_unavailable() => {
+                    shared.report_outage(&e);
+                    shared.wait_gate().await?;
+                }
+                Err(e) => return Err(db_failure(format!("restocking failed: {e}"))),
+            }
+        }
+    }
 }
 
 fn db_failure(reason: String) -> ActionError {

@@ -161,6 +161,11 @@ pub trait Actions: Send + Sync {
     fn outage_gave_up(&self) -> Option<String> {
         None
     }
+    /// A simulated day starts at `at` and no session is running: the place for once-a-day
+    /// work (in-process restocking). The reference server does its own.
+    async fn day_starts(&self, _at: chrono::DateTime<chrono::Utc>) -> ActionResult<()> {
+        Ok(())
+    }
 }
 
 /// The steps of one session, in order. Each returns the contract's JSON view.
