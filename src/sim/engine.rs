@@ -352,14 +352,13 @@ impl Engine {
             } else {
                 RecordedPlans::new()
             };
+            let day_start = local_instant(self.config.tz, date, 0).max(self.config.from);
+            // Log lines carry the simulated time even in a run shorter than a monitor tick.
+            crate::logging::set_sim_time(day_start);
             let decisions = self.plan_day(agents, day, &recorded);
             recorder.day_planned(&decisions).await?;
             // Every session of the previous day has ended (days run one after another).
-            if let Err(e) = self
-                .actions
-                .day_starts(local_instant(self.config.tz, date, 0).max(self.config.from))
-                .await
-            {
+            if let Err(e) = self.actions.day_starts(day_start).await {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);
                 }

@@ -308,6 +308,7 @@ impl Recorder for DbRecorder {
         })
         .await?;
         *self.checkpoint.lock() = Some(end);
+        crate::logging::set_sim_time(end);
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpoint_nanos.fetch_add(
             u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
