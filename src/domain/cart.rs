@@ -73,27 +73,6 @@ fn cart_item_id(user_id: Uuid, store_id: Uuid, product_id: Uuid) -> Uuid {
 }
 
 impl Shop {
-    /// Lines of the user's cart in `store`, first added first.
-    pub(crate) async fn cart_lines(
-        &self,
-        tx: &Tx,
-        user_id: Uuid,
-        store_id: Uuid,
-    ) -> Result<Vec<CartItemView>, StoreError> {
-        let codec = tx.codec();
-        let rows = tx
-            .query(
-                "SELECT ci.id, ci.product_id, ci.quantity, p.sku, p.name, p.category, p.brand, \
-                   p.price \
-                 FROM cart_items ci JOIN products p ON p.id = ci.product_id \
-                 WHERE ci.user_id = $1 AND ci.store_id = $2 \
-                 ORDER BY ci.created_at, ci.id",
-                vec![codec.uuid(user_id), codec.uuid(store_id)],
-            )
-            .await?;
-        rows.iter().map(item_view).collect()
-    }
-
     /// Coupons applied to the user's cart that are still active offers in the wallet at
     /// `ctx.now` (an offer that expired since it was applied no longer counts).
     pub(crate) async fn applied_coupons(
@@ -138,13 +117,44 @@ impl Shop {
         rows.iter().map(rows::coupon).collect()
     }
 
+    /// The user's selected store and the cart lines in it (first added first), in one query.
+    pub(crate) async fn store_and_lines(
+        &self,
+        tx: &Tx,
+        user_id: Uuid,
+    ) -> Result<(Option<Store>, Vec<CartItemView>), StoreError> {
+        let rows = tx
+            .query(
+                "SELECT s.id AS store_id, s.name AS store_name, ci.id, ci.product_id, \
+                   ci.quantity, p.sku, p.name, p.category, p.brand, p.price \
+                 FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \
+                 LEFT JOIN cart_items ci ON ci.user_id = us.user_id AND ci.store_id = us.store_id \
+                 LEFT JOIN products p ON p.id = ci.product_id \
+                 WHERE us.user_id = $1 \
+                 ORDER BY ci.created_at, ci.id",
+                vec![tx.codec().uuid(user_id)],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok((None, Vec::new()));
+        };
+        let store = Store {
+            id: first.uuid("store_id")?,
+            name: first.string("store_name")?,
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // A store without lines comes back as one row with no line.
+            if row.opt_uuid("id")?.is_some() {
+                items.push(item_view(row)?);
+            }
+        }
+        Ok((Some(store), items))
+    }
+
     /// The selected store, its cart lines and the usable applied coupons.
     pub(crate) async fn cart_state(&self, tx: &Tx, ctx: &Ctx) -> Result<CartState, StoreError> {
-        let store = rows::selected_store(tx, ctx.user_id).await?;
-        let items = match &store {
-            Some(s) => self.cart_lines(tx, ctx.user_id, s.id).await?,
-            None => Vec::new(),
-        };
+        let (store, items) = self.store_and_lines(tx, ctx.user_id).await?;
         let coupons = self.applied_coupons(tx, ctx).await?;
         Ok(CartState {
             store,
@@ -161,21 +171,27 @@ impl Shop {
         ctx: &Ctx,
         store_id: Uuid,
     ) -> DomainResult<SelectStoreResult> {
-        let Some(store) = rows::store_by_id(tx, store_id).await? else {
+        let codec = tx.codec();
+        // One round trip: the store and the user's current selection.
+        let row = tx
+            .query_opt(
+                "SELECT s.id, s.name, \
+                   (SELECT us.store_id FROM sim_user_stores us WHERE us.user_id = $2) AS previous \
+                 FROM stores s WHERE s.id = $1",
+                vec![codec.uuid(store_id), codec.uuid(ctx.user_id)],
+            )
+            .await?;
+        let Some(row) = row else {
             return Err(DomainError::NotFound {
                 code: "store_not_found",
                 what: format!("store {store_id}"),
             });
         };
-        let codec = tx.codec();
-        let previous = tx
-            .query_opt(
-                "SELECT store_id FROM sim_user_stores WHERE user_id = $1",
-                vec![codec.uuid(ctx.user_id)],
-            )
-            .await?
-            .map(|r| r.uuid("store_id"))
-            .transpose()?;
+        let store = Store {
+            id: row.uuid("id")?,
+            name: row.string("name")?,
+        };
+        let previous = row.opt_uuid("previous")?;
         let mut cart_cleared = false;
         if previous.is_some_and(|p| p != store_id) {
             let (items, coupons) = self.delete_cart(tx, ctx.user_id).await?;
@@ -361,11 +377,7 @@ impl Shop {
     /// those that would not (with the reason). Records `view_coupons` with both counts and the
     /// coupon ids of each list (`eligible_ids`, `ineligible_ids`).
     pub async fn eligible_coupons(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<EligibleCoupons> {
-        let store = rows::selected_store(tx, ctx.user_id).await?;
-        let items = match &store {
-            Some(s) => self.cart_lines(tx, ctx.user_id, s.id).await?,
-            None => Vec::new(),
-        };
+        let (_, items) = self.store_and_lines(tx, ctx.user_id).await?;
         let offers = self.active_offers(tx, ctx).await?;
         let lines: Vec<PricedLine> = items.iter().map(CartItemView::priced).collect();
         let cart_subtotal: Money = lines.iter().map(PricedLine::amount).sum();

@@ -84,6 +84,7 @@ impl Shop {
         };
         // A savepoint: a stock shortfall half-way (or any other failure) undoes only this
         // checkout's writes and leaves the caller's transaction usable.
+        let held = ctx.events.as_ref().map(super::SessionEvents::snapshot);
         let sp = tx.savepoint().await?;
         match self.write_order(&sp, ctx, store.id, &order, &summary).await {
             Ok(()) => {
@@ -95,6 +96,10 @@ impl Shop {
             }
             Err(e) => {
                 sp.rollback().await?;
+                // Events held back since the savepoint are rolled back with it.
+                if let (Some(buffer), Some(held)) = (&ctx.events, held) {
+                    buffer.restore(held);
+                }
                 Err(e)
             }
         }

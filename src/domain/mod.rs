@@ -38,6 +38,7 @@ pub use checkout::{order_id, session_order};
 pub use error::{DomainError, RejectCode};
 pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
 pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
+pub use sessions::{Pending, SessionEvents};
 pub use views::*;
 
 /// Result of a domain operation.
@@ -90,6 +91,9 @@ pub struct Ctx {
     pub session_id: Option<Uuid>,
     /// Rows are flagged `is_simulated` / `is_simulation`.
     pub simulated: bool,
+    /// Where session events wait for the end of the session's transaction (`None`: each
+    /// event is written at once, as the reference server does per request).
+    pub events: Option<SessionEvents>,
 }
 
 /// The shop: stateless apart from its configuration; all state is in the database.

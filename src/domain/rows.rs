@@ -3,7 +3,7 @@
 use sea_orm::Value;
 use uuid::Uuid;
 
-use crate::catalog::{Coupon, CouponKind, DiscountType, Product, Store};
+use crate::catalog::{Coupon, CouponKind, DiscountType, Product};
 use crate::store::{Row, StoreError, Tx};
 
 /// Product columns, for `FROM products p`.
@@ -74,41 +74,6 @@ pub(crate) fn coupon(row: &Row) -> Result<Coupon, StoreError> {
         expiration_date: row.opt_ts("c_expires")?,
         is_active: row.bool("c_active")?,
     })
-}
-
-/// Looks up a store by id.
-pub(crate) async fn store_by_id(tx: &Tx, store_id: Uuid) -> Result<Option<Store>, StoreError> {
-    let row = tx
-        .query_opt(
-            "SELECT id, name FROM stores WHERE id = $1",
-            vec![tx.codec().uuid(store_id)],
-        )
-        .await?;
-    row.map(|r| {
-        Ok(Store {
-            id: r.uuid("id")?,
-            name: r.string("name")?,
-        })
-    })
-    .transpose()
-}
-
-/// The user's selected store, if any.
-pub(crate) async fn selected_store(tx: &Tx, user_id: Uuid) -> Result<Option<Store>, StoreError> {
-    let row = tx
-        .query_opt(
-            "SELECT s.id, s.name FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \
-             WHERE us.user_id = $1",
-            vec![tx.codec().uuid(user_id)],
-        )
-        .await?;
-    row.map(|r| {
-        Ok(Store {
-            id: r.uuid("id")?,
-            name: r.string("name")?,
-        })
-    })
-    .transpose()
 }
 
 /// `($k, $k+1, …), (…)` placeholders for `rows` rows of `width` values, numbered from `first`.

@@ -39,6 +39,7 @@ impl FromRequestParts<AppState> for ApiCtx {
             now,
             session_id,
             simulated,
+            events: None,
         }))
     }
 }

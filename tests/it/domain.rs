@@ -5,7 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 
 use shopsim::domain::{
-    Ctx, DomainError, ProductFilter, RejectCode, Shop, ShopConfig, order_id, price_cart,
+    Ctx, DomainError, ProductFilter, RejectCode, SessionEvents, Shop, ShopConfig, order_id,
+    price_cart,
 };
 use shopsim::ids;
 use shopsim::money::Money;
@@ -16,6 +17,8 @@ use crate::support::TestDb;
 
 backend_tests!(
     shopping_flow_records_events_and_orders,
+    shopping_flow_with_held_events,
+    held_events_roll_back_with_a_failed_checkout,
     concurrent_checkouts_never_oversell,
     restock_runs_once_per_day,
     offer_draws_do_not_depend_on_refresh_order,
@@ -59,6 +62,7 @@ fn ctx(user: Uuid, now: DateTime<Utc>, session: Option<Uuid>) -> Ctx {
         now,
         session_id: session,
         simulated: true,
+        events: None,
     }
 }
 
@@ -264,6 +268,16 @@ fn invalid_code(e: &DomainError) -> Option<&'static str> {
 // ---- the whole flow ------------------------------------------------------------------
 
 async fn shopping_flow_records_events_and_orders(t: TestDb) {
+    shopping_flow(t, None).await;
+}
+
+/// The same flow with the session's events held back until the end of its transaction (as an
+/// in-process session does): the same rows in the end.
+async fn shopping_flow_with_held_events(t: TestDb) {
+    shopping_flow(t, Some(SessionEvents::new())).await;
+}
+
+async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
     let db = &t.db;
     fixture(db).await;
     let shop = Shop::new(ShopConfig::default());
@@ -285,6 +299,10 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
 
     let session = Uuid::from_u128(0x5e55);
     let now = |minutes: i64| t0() + Duration::minutes(minutes);
+    let c = |m| Ctx {
+        events: held.clone(),
+        ..ctx(U1, now(m), Some(session))
+    };
     let tx = db.write().await.unwrap();
 
     assert_eq!(
@@ -299,20 +317,14 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
     assert_eq!(stores.stores[0].name, "Downtown");
 
     // No store yet: rejected, and nothing (not even the session) is written.
-    let e = shop
-        .add_to_cart(&tx, &ctx(U1, now(0), Some(session)), P1, 1)
-        .await
-        .unwrap_err();
+    let e = shop.add_to_cart(&tx, &c(0), P1, 1).await.unwrap_err();
     assert_eq!(reject_code(&e), Some(RejectCode::NoStoreSelected));
     let e = shop
-        .select_store(&tx, &ctx(U1, now(0), Some(session)), Uuid::from_u128(9))
+        .select_store(&tx, &c(0), Uuid::from_u128(9))
         .await
         .unwrap_err();
     assert_eq!(invalid_code(&e), Some("store_not_found"));
-    let sel = shop
-        .select_store(&tx, &ctx(U1, now(0), Some(session)), S1)
-        .await
-        .unwrap();
+    let sel = shop.select_store(&tx, &c(0), S1).await.unwrap();
     assert!(sel.success && !sel.cart_cleared);
     assert_eq!(sel.store.name, "Downtown");
 
@@ -359,10 +371,7 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
         assert!(matches!(e, DomainError::Invalid { .. }), "{e}");
     }
 
-    let detail = shop
-        .get_product(&tx, &ctx(U1, now(1), Some(session)), P1)
-        .await
-        .unwrap();
+    let detail = shop.get_product(&tx, &c(1), P1).await.unwrap();
     assert_eq!(detail.inventory.available, 10);
     assert_eq!(detail.inventory.store_id, Some(S1));
     assert_eq!(detail.product.sku, "SKU-0");
@@ -376,12 +385,11 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
         (15, None)
     );
     let e = shop
-        .get_product(&tx, &ctx(U1, now(1), Some(session)), Uuid::from_u128(7))
+        .get_product(&tx, &c(1), Uuid::from_u128(7))
         .await
         .unwrap_err();
     assert_eq!(invalid_code(&e), Some("product_not_found"));
 
-    let c = |m| ctx(U1, now(m), Some(session));
     shop.add_to_cart(&tx, &c(2), P1, 2).await.unwrap();
     shop.add_to_cart(&tx, &c(3), P2, 1).await.unwrap();
     let added = shop.add_to_cart(&tx, &c(4), P2, 2).await.unwrap();
@@ -476,6 +484,9 @@ async fn shopping_flow_records_events_and_orders(t: TestDb) {
     assert_eq!(order.shopping_session_id, Some(session));
     let e = shop.checkout(&tx, &c(11)).await.unwrap_err();
     assert_eq!(reject_code(&e), Some(RejectCode::EmptyCart));
+    if let Some(held) = &held {
+        shop.flush_session_events(&tx, session, held).await.unwrap();
+    }
     tx.commit().await.unwrap();
 
     assert_eq!(stock(db, S1, P1).await, 8);
@@ -1073,6 +1084,88 @@ async fn lapsed_offers_stop_counting_and_refused_writes_leave_nothing(t: TestDb)
     assert_eq!(
         count_in(&tx, "SELECT COUNT(*) AS n FROM shopping_session_events").await,
         1
+    );
+    tx.commit().await.unwrap();
+}
+
+// ---- held session events ---------------------------------------------------------------
+
+/// A checkout that fails half-way (stock gone since the line was added) rolls back its
+/// savepoint, and the `checkout_complete` event held for it goes with it; the session then
+/// ends abandoned with exactly the events that stood.
+async fn held_events_roll_back_with_a_failed_checkout(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    let session = Uuid::from_u128(0x5e56);
+    let held = SessionEvents::new();
+    let c = |m: i64| Ctx {
+        events: Some(held.clone()),
+        ..ctx(U2, t0() + Duration::minutes(m), Some(session))
+    };
+    let tx = db.write().await.unwrap();
+    shop.select_store(&tx, &c(0), S1).await.unwrap();
+    shop.add_to_cart(&tx, &c(1), P5, 1).await.unwrap();
+    shop.add_to_cart(&tx, &c(2), P1, 1).await.unwrap();
+    let codec = tx.codec();
+    tx.exec(
+        "UPDATE store_inventory SET quantity = 0 WHERE store_id = $1 AND product_id = $2",
+        vec![codec.uuid(S1), codec.uuid(P5)],
+    )
+    .await
+    .unwrap();
+    let e = shop.checkout(&tx, &c(3)).await.unwrap_err();
+    assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+    shop.clear_cart(&tx, &c(4)).await.unwrap();
+    shop.flush_session_events(&tx, session, &held)
+        .await
+        .unwrap();
+    // Flushing again writes nothing twice.
+    shop.flush_session_events(&tx, session, &held)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let tx = db.read().await.unwrap();
+    let codec = tx.codec();
+    let rows = tx
+        .query(
+            "SELECT id, event_type, created_at FROM shopping_session_events \
+             WHERE session_id = $1 ORDER BY created_at",
+            vec![codec.uuid(session)],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(Uuid, String)> = rows
+        .iter()
+        .map(|r| (r.uuid("id").unwrap(), r.string("event_type").unwrap()))
+        .collect();
+    let want: Vec<(Uuid, String)> = ["cart_add_item", "cart_add_item", "cart_abandon"]
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let id = ids::child_uuid(&session, "event", &(n + 1).to_string());
+            (id, (*t).to_string())
+        })
+        .collect();
+    assert_eq!(got, want);
+    let s = tx
+        .query_one(
+            "SELECT status, started_at, last_seen_at, ended_at FROM shopping_sessions \
+             WHERE id = $1",
+            vec![codec.uuid(session)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.string("status").unwrap(), "abandoned");
+    assert_eq!(s.ts("started_at").unwrap(), t0() + Duration::minutes(1));
+    let end = Some(t0() + Duration::minutes(4));
+    assert_eq!(s.opt_ts("last_seen_at").unwrap(), end);
+    assert_eq!(s.opt_ts("ended_at").unwrap(), end);
+    assert_eq!(
+        count_in(&tx, "SELECT COUNT(*) AS n FROM orders").await,
+        0,
+        "the failed checkout left no order"
     );
     tx.commit().await.unwrap();
 }

@@ -160,6 +160,7 @@ async fn simulate(db: &Db, run_id: &str, start: DateTime<Utc>, days: i64) -> Met
                 now: at(minute),
                 session_id: Some(s.session_id),
                 simulated: true,
+                events: None,
             };
             let plain = Ctx {
                 session_id: None,

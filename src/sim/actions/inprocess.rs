@@ -33,7 +33,7 @@ use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Ste
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
     DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, RejectCode,
-    SelectStoreResult, Shop, ShopConfig, WalletView,
+    SelectStoreResult, SessionEvents, Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
@@ -143,6 +143,7 @@ impl InProcessActions {
             restock_day: None,
             scheduled: None,
             done: Vec::new(),
+            events: SessionEvents::new(),
         })
     }
 }
@@ -342,6 +343,8 @@ pub struct InProcessSession {
     scheduled: Option<Instant>,
     /// The steps done in the session's transaction (`PerSession`), to redo after an outage.
     done: Vec<(Ctx, Box<dyn ReplayOp>)>,
+    /// Session events held back until the session's transaction commits (`PerSession`).
+    events: SessionEvents,
 }
 
 /// A step that can be redone in a new transaction (its result is not needed again).
@@ -395,6 +398,7 @@ impl InProcessSession {
             now: step.at,
             session_id: Some(self.info.session_id),
             simulated: true,
+            events: (self.shared.tx_mode == TxMode::PerSession).then(|| self.events.clone()),
         }
     }
 
@@ -461,6 +465,7 @@ impl InProcessSession {
                 let reason = e.to_string();
                 if self.tx.take().is_some() {
                     // Dropping the transaction rolls the session back.
+                    self.events.reset();
                     self.broken = Some(reason.clone());
                     self.restock_day = None;
                     return db_failure(format!("{reason}; the session was rolled back"));
@@ -477,6 +482,8 @@ impl InProcessSession {
         let shared = self.shared.clone();
         loop {
             let tx = shared.begin(true).await?;
+            // The held events died with the old transaction; the redone steps hold them again.
+            self.events.reset();
             let mut day = None;
             let mut result = Ok(());
             for (ctx, op) in &self.done {
@@ -546,6 +553,7 @@ impl InProcessSession {
             }
             Err(DomainError::Store(e)) if e.is_unavailable() => {
                 self.tx = None;
+                self.events.reset();
                 self.broken = Some(e.to_string());
                 self.restock_day = None;
                 Ran::Unavailable(e)
@@ -749,7 +757,19 @@ impl SessionActions for InProcessSession {
                         .ok_or_else(|| db_failure("the redone session has no transaction".into()))?
                 }
             };
-            match commit_outcome(tx, self.info.session_id, status, report, &outcome).await {
+            let flushed = self
+                .shared
+                .shop
+                .flush_session_events(&tx, self.info.session_id, &self.events)
+                .await;
+            let committed = match flushed {
+                Ok(()) => commit_outcome(tx, self.info.session_id, status, report, &outcome).await,
+                Err(e) if e.is_unavailable() => Err(CloseError::Unavailable(e)),
+                Err(e) => Err(CloseError::Failed(format!(
+                    "writing the session's events failed ({e})"
+                ))),
+            };
+            match committed {
                 Ok(()) => break,
                 Err(CloseError::Unavailable(e)) => {
                     self.shared.report_outage(&e);
