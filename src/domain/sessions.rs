@@ -21,11 +21,11 @@ use super::{Ctx, DomainError, DomainResult, Shop};
 /// Events of one shopping session held back until the end of the session's transaction.
 /// Cheap to clone (clones share the buffer).
 #[derive(Clone, Default)]
-pub struct SessionEvents(Arc<Mutex<Pending>>);
+pub struct SessionEvents(Arc<Mutex<HeldEvents>>);
 
 /// What a [`SessionEvents`] holds; also its snapshot (restored when a savepoint rolls back).
 #[derive(Clone, Default)]
-pub struct Pending {
+pub struct HeldEvents {
     /// Events the session had when this transaction first wrote its row (`None`: not yet).
     base: Option<i64>,
     /// Events not yet inserted, in order.
@@ -58,18 +58,18 @@ impl SessionEvents {
     }
 
     /// The buffer's state, to restore if the writes since are rolled back.
-    pub fn snapshot(&self) -> Pending {
+    pub fn snapshot(&self) -> HeldEvents {
         self.0.lock().clone()
     }
 
     /// Puts back a state taken with [`SessionEvents::snapshot`].
-    pub fn restore(&self, state: Pending) {
+    pub fn restore(&self, state: HeldEvents) {
         *self.0.lock() = state;
     }
 
     /// Forgets everything (the transaction holding the session's writes was lost).
     pub fn reset(&self) {
-        self.restore(Pending::default());
+        self.restore(HeldEvents::default());
     }
 }
 

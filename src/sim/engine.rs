@@ -221,6 +221,16 @@ pub fn session_id(seed: u64, run_id: &str, agent: &str, date: NaiveDate, seq: u3
     ids::stable_uuid(seed, "session", &format!("{run_id}/{agent}/{date}/{seq}"))
 }
 
+/// The simulated day a batch of jobs runs on, and what its jobs share.
+#[derive(Clone, Copy)]
+struct OnDay<'a> {
+    date: NaiveDate,
+    /// Days since the run's start.
+    day: u32,
+    permits: &'a Arc<Semaphore>,
+    recorder: &'a Arc<dyn Recorder>,
+}
+
 struct Job {
     agent: usize,
     /// The sessions, each with whether it was in progress when the run stopped.
@@ -381,6 +391,12 @@ impl Engine {
                     jobs.push(Job { agent, sessions });
                 }
             }
+            let on = OnDay {
+                date,
+                day,
+                permits: &permits,
+                recorder,
+            };
             if let Some(p) = &self.pacer {
                 // A checkpoint at every simulated hour while the agents' days run.
                 let hours = async {
@@ -400,16 +416,12 @@ impl Engine {
                     }
                     Ok::<_, anyhow::Error>(())
                 };
-                let (ran, ticked) = tokio::join!(
-                    self.run_jobs(agents, jobs, date, day, &permits, recorder, None),
-                    hours
-                );
+                let (ran, ticked) = tokio::join!(self.run_jobs(agents, jobs, on, None), hours);
                 ran?;
                 ticked?;
                 continue;
             }
-            self.run_day_max(agents, jobs, date, day, &permits, recorder, resumed_at)
-                .await?;
+            self.run_day_max(agents, jobs, on, resumed_at).await?;
         }
         Ok(if self.cancel.is_cancelled() {
             EngineEnd::Stopped
@@ -420,17 +432,14 @@ impl Engine {
 
     /// `max`: runs one simulated day's jobs all at once (bounded by the permits) and
     /// checkpoints its hours as they complete.
-    #[allow(clippy::too_many_arguments)]
     async fn run_day_max(
         &self,
         agents: &mut [Option<AgentState>],
         jobs: Vec<Job>,
-        date: NaiveDate,
-        day: u32,
-        permits: &Arc<Semaphore>,
-        recorder: &Arc<dyn Recorder>,
+        on: OnDay<'_>,
         resumed_at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<()> {
+        let OnDay { date, recorder, .. } = on;
         let hour_end = |hour: usize| local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
         let mut pending = [0usize; 24];
         let mut ids = Vec::new();
@@ -471,10 +480,7 @@ impl Engine {
                 }
             }
         };
-        let (ran, reached) = tokio::join!(
-            self.run_jobs(agents, jobs, date, day, permits, recorder, Some(tx)),
-            watermark
-        );
+        let (ran, reached) = tokio::join!(self.run_jobs(agents, jobs, on, Some(tx)), watermark);
         ran?;
         // A stopped day keeps the checkpoint it had: its unfinished sessions resume.
         let (reached, checkpointed) = reached?;
@@ -510,17 +516,19 @@ impl Engine {
     }
 
     /// Runs jobs (one task per agent-day); each ended session's hour is sent to `ended`.
-    #[allow(clippy::too_many_arguments)]
     async fn run_jobs(
         &self,
         agents: &mut [Option<AgentState>],
         jobs: Vec<Job>,
-        date: NaiveDate,
-        day: u32,
-        permits: &Arc<Semaphore>,
-        recorder: &Arc<dyn Recorder>,
+        on: OnDay<'_>,
         ended: Option<tokio::sync::mpsc::UnboundedSender<usize>>,
     ) -> anyhow::Result<()> {
+        let OnDay {
+            date,
+            day,
+            permits,
+            recorder,
+        } = on;
         let mut tasks = JoinSet::new();
         for job in jobs {
             let Some(mut state) = agents[job.agent].take() else {
