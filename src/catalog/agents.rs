@@ -11,6 +11,7 @@
 //! same names, and the whole JSON is kept in `sim_personas` as ground truth.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::Value;
@@ -460,6 +461,41 @@ pub async fn list_agents(db: &Db, limit: u64) -> Result<Vec<AgentSummary>, Store
             })
         })
         .collect()
+}
+
+/// Agents read per query by [`agent_keys`].
+const KEYS_PAGE: usize = 10_000;
+
+/// The first `limit` agents in numeric order (as [`list_agents`]) as (agent id, user id): read
+/// a page at a time along the unique index on `agent_id`, then sorted, so that a million
+/// agents' rows never sit in memory at once and no query sorts the whole table.
+pub async fn agent_keys(db: &Db, limit: u64) -> Result<Vec<(Arc<str>, Uuid)>, StoreError> {
+    let mut keys: Vec<(Arc<str>, Uuid)> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let tx = db.read().await?;
+        let rows = tx
+            .query(
+                "SELECT agent_id, user_id FROM agents WHERE agent_id > $1 \
+                 ORDER BY agent_id LIMIT $2",
+                vec![after.clone().into(), (KEYS_PAGE as i64).into()],
+            )
+            .await?;
+        tx.commit().await?;
+        let n = rows.len();
+        for r in rows {
+            let agent_id = r.string("agent_id")?;
+            keys.push((agent_id.as_str().into(), r.uuid("user_id")?));
+            after = agent_id;
+        }
+        if n < KEYS_PAGE {
+            break;
+        }
+    }
+    keys.sort_unstable_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+    keys.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    keys.shrink_to_fit();
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ pub mod model;
 pub mod vocabulary;
 
 pub use agents::{
-    AgentError, AgentOptions, AgentSummary, AgentsReport, PersonaRecord, PersonaSource, agent_name,
-    count_agents, create_agents, list_agents,
+    AgentError, AgentOptions, AgentSummary, AgentsReport, PersonaRecord, PersonaSource, agent_keys,
+    agent_name, count_agents, create_agents, list_agents,
 };
 pub use csv::{CsvCatalogError, catalog_from_csv};
 pub use generate::{CatalogSpec, SpecError, generate, generate_with};

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::Tx;
+use crate::store::{Backend, Tx};
 
 use super::{DomainResult, Shop};
 
@@ -25,12 +25,19 @@ impl Shop {
         if claimed == 0 {
             return Ok(None);
         }
-        let rows = tx
-            .exec(
-                "UPDATE store_inventory SET quantity = $1 WHERE quantity < $1",
-                vec![level.into()],
-            )
-            .await?;
+        // PostgreSQL: the rows are locked in (product, store) order first, the order in which
+        // checkouts lock theirs (one store, products in order), so a restock running next to
+        // checkouts waits for them instead of deadlocking. SQLite has a single writer.
+        let sql = match codec.backend() {
+            Backend::Postgres => {
+                "UPDATE store_inventory AS i SET quantity = $1 \
+                 FROM (SELECT store_id, product_id FROM store_inventory WHERE quantity < $1 \
+                       ORDER BY product_id, store_id FOR UPDATE) AS l \
+                 WHERE i.store_id = l.store_id AND i.product_id = l.product_id"
+            }
+            Backend::Sqlite => "UPDATE store_inventory SET quantity = $1 WHERE quantity < $1",
+        };
+        let rows = tx.exec(sql, vec![level.into()]).await?;
         tx.exec(
             "UPDATE sim_restocks SET rows_restocked = $1 WHERE day = $2",
             vec![(rows as i64).into(), day],

@@ -69,6 +69,9 @@ pub struct EngineConfig {
 /// One agent-day decision, as recorded before anything acts on it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DayDecision {
+    /// The agent's position in the engine's agent list.
+    #[serde(skip)]
+    pub agent: usize,
     /// Agent natural key.
     pub agent_id: Arc<str>,
     /// Simulated date.
@@ -221,6 +224,9 @@ pub fn session_id(seed: u64, run_id: &str, agent: &str, date: NaiveDate, seq: u3
     ids::stable_uuid(seed, "session", &format!("{run_id}/{agent}/{date}/{seq}"))
 }
 
+/// Agents whose day is planned and recorded at a time (bounds the memory of a day's plans).
+const PLAN_CHUNK: usize = 4096;
+
 /// The simulated day a batch of jobs runs on, and what its jobs share.
 #[derive(Clone, Copy)]
 struct OnDay<'a> {
@@ -247,10 +253,11 @@ impl Engine {
         start + Duration::seconds(secs)
     }
 
-    /// Plans day `day` for every agent; an agent with a recorded decision keeps it.
+    /// Plans day `day` for the agents in `range`; an agent with a recorded decision keeps it.
     fn plan_day(
         &self,
         agents: &[Option<AgentState>],
+        range: std::ops::Range<usize>,
         day: u32,
         recorded: &RecordedPlans,
     ) -> Vec<DayDecision> {
@@ -258,9 +265,9 @@ impl Engine {
         let cal = Calendar::new(date, day, 0);
         let day_end = local_instant(self.config.tz, date + Duration::days(1), 0);
         let set = self.live.current();
-        let mut out = Vec::with_capacity(agents.len());
-        for (i, a) in agents.iter().enumerate() {
-            let Some(a) = a else { continue };
+        let mut out = Vec::with_capacity(range.len());
+        for i in range {
+            let Some(a) = &agents[i] else { continue };
             let active_from = self.activation(i, agents.len());
             let mut plan = DayPlan::default();
             let mut version = set.version().clone();
@@ -302,6 +309,7 @@ impl Engine {
                 .filter(|r| r.at >= active_from && r.at < self.config.until)
                 .collect();
             out.push(DayDecision {
+                agent: i,
                 agent_id: a.key.clone(),
                 date,
                 plan,
@@ -332,11 +340,6 @@ impl Engine {
         agents: &mut [Option<AgentState>],
         recorder: &Arc<dyn Recorder>,
     ) -> anyhow::Result<EngineEnd> {
-        let index: std::collections::HashMap<Arc<str>, usize> = agents
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| a.as_ref().map(|a| (a.key.clone(), i)))
-            .collect();
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let empty = std::collections::HashSet::new();
         let ended = self.resume.as_ref().map_or(&empty, |r| &r.ended);
@@ -365,31 +368,36 @@ impl Engine {
             let day_start = local_instant(self.config.tz, date, 0).max(self.config.from);
             // Log lines carry the simulated time even in a run shorter than a monitor tick.
             crate::logging::set_sim_time(day_start);
-            let decisions = self.plan_day(agents, day, &recorded);
-            recorder.day_planned(&decisions).await?;
+            // Planned and recorded a chunk of agents at a time, so that a day's decisions of a
+            // million agents never sit in memory at once; only the agents that shop become
+            // jobs: one per agent-day, its sessions in order. Sessions that already ended (a
+            // resumed run) are not run again.
+            let mut jobs: Vec<Job> = Vec::new();
+            for from in (0..agents.len()).step_by(PLAN_CHUNK) {
+                let range = from..(from + PLAN_CHUNK).min(agents.len());
+                let decisions = self.plan_day(agents, range, day, &recorded);
+                recorder.day_planned(&decisions).await?;
+                for d in decisions {
+                    let sessions: Vec<_> = d
+                        .sessions
+                        .iter()
+                        .filter(|r| !ended.contains(&r.id))
+                        .map(|r| (*r, in_progress.contains(&r.id)))
+                        .collect();
+                    if !sessions.is_empty() {
+                        jobs.push(Job {
+                            agent: d.agent,
+                            sessions,
+                        });
+                    }
+                }
+            }
             // Every session of the previous day has ended (days run one after another).
             if let Err(e) = self.actions.day_starts(day_start).await {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);
                 }
                 anyhow::bail!("starting simulated day {date}: {e}");
-            }
-            // One job per agent-day: its sessions in order. Sessions that already ended (a
-            // resumed run) are not run again.
-            let mut jobs: Vec<Job> = Vec::new();
-            for d in &decisions {
-                let Some(&agent) = index.get(&d.agent_id) else {
-                    continue;
-                };
-                let sessions: Vec<_> = d
-                    .sessions
-                    .iter()
-                    .filter(|r| !ended.contains(&r.id))
-                    .map(|r| (*r, in_progress.contains(&r.id)))
-                    .collect();
-                if !sessions.is_empty() {
-                    jobs.push(Job { agent, sessions });
-                }
             }
             let on = OnDay {
                 date,
@@ -530,7 +538,22 @@ impl Engine {
             recorder,
         } = on;
         let mut tasks = JoinSet::new();
+        let mut first_err = None;
+        // `max` spawns an agent-day's task only when one of the concurrency's slots is free:
+        // a million agents' tasks at once would hold their futures (and states) all day.
+        // Paced runs need every task waiting for its release time.
+        let in_flight = if self.pacer.is_none() {
+            self.config.concurrency.max(1)
+        } else {
+            usize::MAX
+        };
         for job in jobs {
+            while tasks.len() >= in_flight {
+                let Some(joined) = tasks.join_next().await else {
+                    break;
+                };
+                settle(joined, agents, &mut first_err);
+            }
             let Some(mut state) = agents[job.agent].take() else {
                 continue;
             };
@@ -631,21 +654,32 @@ impl Engine {
                 (job.agent, state, first_err)
             });
         }
-        let mut first_err = None;
         while let Some(joined) = tasks.join_next().await {
-            let (agent, state, err) = match joined {
-                Ok(done) => done,
-                Err(e) => {
-                    // A panicking session must not take the run down; its agent sits out.
-                    tracing::error!(error = %e, "a session task failed; its agent is dropped from the run");
-                    continue;
-                }
-            };
-            agents[agent] = Some(state);
-            if let Some(e) = err {
-                first_err.get_or_insert(e);
-            }
+            settle(joined, agents, &mut first_err);
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// What an agent-day task gives back: its agent, the agent's state and the first error.
+type JobDone = (usize, AgentState, Option<anyhow::Error>);
+
+/// Puts a finished task's agent back and keeps the first error.
+fn settle(
+    joined: Result<JobDone, tokio::task::JoinError>,
+    agents: &mut [Option<AgentState>],
+    first_err: &mut Option<anyhow::Error>,
+) {
+    let (agent, state, err) = match joined {
+        Ok(done) => done,
+        Err(e) => {
+            // A panicking session must not take the run down; its agent sits out.
+            tracing::error!(error = %e, "a session task failed; its agent is dropped from the run");
+            return;
+        }
+    };
+    agents[agent] = Some(state);
+    if let Some(e) = err {
+        first_err.get_or_insert(e);
     }
 }

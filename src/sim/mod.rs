@@ -8,6 +8,7 @@
 //! - [`metrics`]: latency histograms per endpoint, outcomes by class, business counters.
 //! - [`records`]: run records in the database, export, purge, summaries.
 //! - [`recorder`]: the engine's writes of those records (plans before acting, checkpoints).
+//! - [`progress`]: progress of creating and loading agents (a bar on a terminal).
 //! - [`monitor`]: watching a run: the dashboard's figures, its keys, the status line.
 //! - [`prometheus`]: the run's `/metrics` endpoint (`--metrics-addr`).
 //! - [`thresholds`]: pass/fail thresholds (`--threshold 'checkout.p99<500ms'`).
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod engine;
 pub mod metrics;
 pub mod monitor;
+pub mod progress;
 pub mod prometheus;
 pub mod recorder;
 pub mod records;

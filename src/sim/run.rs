@@ -24,6 +24,7 @@ use crate::sim::clock::{ClockSchedule, PacedClock, TimeScale};
 use crate::sim::engine::{Engine, EngineConfig, EngineEnd, ResumeState, local_instant};
 use crate::sim::metrics::Metrics;
 use crate::sim::monitor::{Display, Monitor, Watched};
+use crate::sim::progress::{self, Progress};
 use crate::sim::prometheus::{self, MetricsEndpoint};
 use crate::sim::recorder::DbRecorder;
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
@@ -270,35 +271,53 @@ pub async fn simulate(
         let make = population::persona_source(&set, settings.seed, &vocab, &persona_error);
         let created_at = sim_start;
         let opts = AgentOptions::new(settings.seed, settings.agents, created_at);
-        let progress = |done: u64, total: u64| tracing::info!(done, total, "creating agents");
-        catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress)
-            .await
-            .context("creating agents")?;
+        let bar = Progress::new("creating agents", settings.agents, settings.tui);
+        let progress = |done: u64, total: u64| bar.set(done, total);
+        let created =
+            catalog::create_agents(&db, &opts, Some(&make as PersonaSource<'_>), &progress).await;
+        bar.finish();
+        created.context("creating agents")?;
         if let Some(e) = persona_error.lock().take() {
             return Err(anyhow::Error::new(e).context("generating personas"));
         }
     }
-    let listed = catalog::list_agents(&db, settings.agents).await?;
-    if (listed.len() as u64) < settings.agents {
+    let keys = catalog::agent_keys(&db, settings.agents).await?;
+    if (keys.len() as u64) < settings.agents {
         anyhow::bail!(
             "the database holds {} agents, fewer than the {} asked for",
-            listed.len(),
+            keys.len(),
             settings.agents
         );
     }
-    let mut agents = Vec::with_capacity(listed.len());
-    for a in &listed {
-        let persona = set.make_persona(settings.seed, &a.agent_id, &vocab)?;
+    // An agent that has not shopped yet shares the empty history and wallet (copied on its
+    // first change): an idle agent costs only its own persona and key.
+    let (no_history, no_wallet) = (Arc::new(History::default()), Arc::<[_]>::from(Vec::new()));
+    let total = keys.len() as u64;
+    let bar = Progress::new("loading agents", total, settings.tui);
+    let mut agents = Vec::with_capacity(keys.len());
+    for (key, user_id) in keys {
+        if agents.len() % 10_000 == 0 {
+            bar.set(agents.len() as u64, total);
+        }
+        let persona = set.make_persona(settings.seed, &key, &vocab)?;
         agents.push(Some(AgentState {
-            key: a.agent_id.as_str().into(),
-            user_id: a.user_id,
+            key,
+            user_id,
             persona,
-            history: Arc::new(History::default()),
-            wallet: Arc::from(Vec::new()),
+            history: no_history.clone(),
+            wallet: no_wallet.clone(),
             next_refresh: None,
             busy_until: None,
         }));
     }
+    bar.set(total, total);
+    bar.finish();
+    // What the idle population costs (benchmarks divide it by the agents).
+    tracing::info!(
+        agents = agents.len(),
+        resident_bytes = progress::resident_bytes(),
+        "agents loaded"
+    );
 
     // The simulated clock continues from the last checkpoint; every change of scale (and
     // every restart) is a segment of the run's recorded clock.

@@ -618,15 +618,19 @@ pub async fn run_session(
     start: DateTime<Utc>,
 ) -> SessionReport {
     cx.metrics.add(Counter::SessionsStarted, 1);
+    let info_id = info.session_id;
     let session_actions = match actions.open_session(info).await {
         Ok(a) => a,
         Err(e) => {
             cx.metrics.add(Counter::SessionsFailed, 1);
             let end = match e {
                 ActionError::Interrupted(_) => SessionEnd::Interrupted,
-                other => SessionEnd::Failed {
-                    reason: other.to_string(),
-                },
+                other => {
+                    tracing::warn!(agent = %agent.key, session = %info_id, error = %other, "session failed to open");
+                    SessionEnd::Failed {
+                        reason: other.to_string(),
+                    }
+                }
             };
             let report = SessionReport {
                 end,
@@ -701,7 +705,10 @@ pub async fn run_session(
             cx.metrics.add(Counter::SessionsAbandoned, 1);
             cx.metrics.add(Counter::OffersApplied, u64::from(applied));
         }
-        SessionEnd::Failed { .. } => cx.metrics.add(Counter::SessionsFailed, 1),
+        SessionEnd::Failed { reason } => {
+            cx.metrics.add(Counter::SessionsFailed, 1);
+            tracing::warn!(agent = %agent.key, session = %info_id, %reason, "session failed");
+        }
         SessionEnd::Interrupted => {}
     }
     agent.finish(&report, cal.date);
