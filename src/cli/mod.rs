@@ -5,6 +5,7 @@
 pub mod check;
 pub mod common;
 mod export;
+mod loadtest;
 mod migrate;
 mod report;
 mod run;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Render a run's report as one self-contained HTML file (charts as inline SVG) from its
     /// records in the database, or compare two runs with --compare.
     Report(report::ReportArgs),
+    /// Load one read endpoint (`GET /api/products/{id}`) with N connections through the
+    /// host's own HTTP path: requests/s, latency and the host's CPU time per request, to
+    /// compare with wrk or oha on the same request (see `scripts/bench-http`).
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 /// Parses the command line, runs the command and turns its result into an exit code.
@@ -79,6 +84,7 @@ pub async fn main() -> ExitCode {
         Command::Export(args) => export::run(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Loadtest(args) => loadtest::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -53,6 +53,25 @@ pub enum AuthMode {
     Jwt,
 }
 
+/// The HTTP actions' settings for the API at `base` with `auth` (the JWT secret comes from
+/// `SHOPSIM_JWT_SECRET`), sized for `concurrency` requests in flight: the connection pool keeps
+/// at least that many idle connections, so none is closed and reopened between two requests.
+/// Shared by `shopsim run` and `shopsim loadtest`, so both send requests the same way.
+pub fn http_config(base: String, auth: AuthMode, concurrency: usize) -> anyhow::Result<HttpConfig> {
+    let mut cfg = HttpConfig::new(base);
+    cfg.pool_max_idle_per_host = cfg.pool_max_idle_per_host.max(concurrency);
+    if auth == AuthMode::Jwt {
+        let secret = std::env::var("SHOPSIM_JWT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--auth jwt needs the signing secret in SHOPSIM_JWT_SECRET")
+            })?;
+        cfg.auth = Auth::jwt(secret);
+    }
+    Ok(cfg)
+}
+
 /// A run's settings after flags, environment, config file and defaults were merged. The
 /// immutable part (seed, persona set, agents, start, span, actions) is stored with the run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -419,18 +438,9 @@ pub async fn simulate(
                     url
                 }
             };
-            let mut cfg = HttpConfig::new(base);
+            let mut cfg = http_config(base, settings.auth, settings.concurrency)?;
             cfg.reconcile_db = Some(db.clone());
             cfg.outage.max = Some(settings.max_outage);
-            if settings.auth == AuthMode::Jwt {
-                let secret = std::env::var("SHOPSIM_JWT_SECRET")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("--auth jwt needs the signing secret in SHOPSIM_JWT_SECRET")
-                    })?;
-                cfg.auth = Auth::jwt(secret);
-            }
             Arc::new(HttpActions::new(cfg, metrics.clone(), cancel.clone())?)
         }
     };

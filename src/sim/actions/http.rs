@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -46,6 +48,10 @@ use crate::domain::{
 use crate::sim::metrics::{Counter, Endpoint, Metrics, Outcome};
 use crate::sim::session::SessionReport;
 
+static SIM_TIME: HeaderName = HeaderName::from_static(crate::server::SIM_TIME_HEADER);
+static SESSION: HeaderName = HeaderName::from_static(crate::server::SESSION_HEADER);
+static IDEMPOTENCY: HeaderName = HeaderName::from_static(crate::server::IDEMPOTENCY_HEADER);
+
 /// The HTTP actions: one client, one breaker per endpoint, one retry budget, one outage gate,
 /// shared by every session. Cheap to clone.
 #[derive(Clone)]
@@ -56,6 +62,8 @@ pub struct HttpActions {
 struct Shared {
     client: reqwest::Client,
     base: String,
+    /// `base` parsed once, so a request's URL is not parsed again from text.
+    base_url: reqwest::Url,
     config: HttpConfig,
     breakers: Vec<Breaker>,
     budget: RetryBudget,
@@ -83,6 +91,8 @@ impl HttpActions {
         cancel: CancellationToken,
     ) -> Result<Self, ActionsSetupError> {
         let base = config.validate()?;
+        let base_url = reqwest::Url::parse(&base)
+            .map_err(|e| ActionsSetupError::Invalid(format!("API URL `{base}`: {e}")))?;
         // reqwest is built without a default TLS provider (https API URLs need one).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -101,6 +111,7 @@ impl HttpActions {
             shared: Arc::new(Shared {
                 client,
                 base,
+                base_url,
                 breakers: Endpoint::ALL
                     .iter()
                     .map(|&e| Breaker::new(e, config.breaker.clone()))
@@ -144,9 +155,11 @@ impl HttpActions {
 
     /// A session driver (the concrete type behind [`Actions::open_session`]).
     pub fn session(&self, info: SessionInfo) -> ActionResult<HttpSession> {
-        // Check once that the agent id can travel in a header.
-        self.shared.auth_header(&info)?;
+        // Check once that the agent id can travel in a header; a dev token never changes.
+        let auth = self.shared.auth_header(&info)?;
         Ok(HttpSession {
+            dev_auth: (self.shared.jwt.is_none()).then_some(auth),
+            key_prefix: info.idempotency_key_prefix(),
             shared: self.shared.clone(),
             session_header: HeaderValue::from_str(&info.session_id.to_string())
                 .map_err(|e| fail(Outcome::Other4xx, format!("session id header: {e}"), 0))?,
@@ -188,12 +201,16 @@ fn fail(class: Outcome, reason: String, attempts: u32) -> ActionError {
 }
 
 impl Shared {
-    fn url(&self, endpoint: Endpoint, param: Option<(&str, Uuid)>) -> String {
+    fn url(&self, endpoint: Endpoint, param: Option<(&str, Uuid)>) -> reqwest::Url {
         let path = self.config.paths.of(endpoint);
-        match param {
-            Some((name, id)) => format!("{}{}", self.base, path.replace(name, &id.to_string())),
-            None => format!("{}{}", self.base, path),
-        }
+        let prefix = self.base_url.path().trim_end_matches('/');
+        let full = match param {
+            Some((name, id)) => format!("{prefix}{}", path.replace(name, &id.to_string())),
+            None => format!("{prefix}{path}"),
+        };
+        let mut url = self.base_url.clone();
+        url.set_path(&full);
+        url
     }
 
     fn auth_header(&self, info: &SessionInfo) -> ActionResult<HeaderValue> {
@@ -287,6 +304,10 @@ pub struct HttpSession {
     shared: Arc<Shared>,
     info: SessionInfo,
     session_header: HeaderValue,
+    /// The `Authorization` value with dev auth (fixed); JWTs are minted (cached) per request.
+    dev_auth: Option<HeaderValue>,
+    /// [`SessionInfo::idempotency_key_prefix`], formatted once.
+    key_prefix: String,
     scheduled: Option<Instant>,
 }
 
@@ -325,12 +346,20 @@ impl HttpSession {
         &self.info
     }
 
+    /// The `Idempotency-Key` of a step ([`SessionInfo::idempotency_key`]).
+    fn key(&self, step: Step) -> String {
+        let mut key = String::with_capacity(self.key_prefix.len() + 10);
+        key.push_str(&self.key_prefix);
+        key.push_str(&step.seq.to_string());
+        key
+    }
+
     async fn run<T: DeserializeOwned>(&mut self, step: Step, call: Call) -> ActionResult<T> {
         let shared = self.shared.clone();
         let cancel = &shared.cancel;
         let policy = &shared.config.retry;
         let endpoint = call.endpoint;
-        let key = self.info.idempotency_key(step);
+        let key = self.key(step);
         let scheduled = self.scheduled.take();
         let interrupted =
             |what: &str| ActionError::Interrupted(format!("{} {what}", endpoint.name()));
@@ -495,28 +524,21 @@ impl HttpSession {
     /// Sends one attempt and classifies its answer.
     async fn attempt(&self, call: &Call, step: Step, key: &str) -> Answer {
         let shared = &self.shared;
-        let auth = match shared.auth_header(&self.info) {
-            Ok(a) => a,
-            Err(e) => return Answer::Other4xx(e.to_string()),
-        };
-        let mut rb = shared
+        let mut request = match shared
             .client
             .request(call.method.clone(), shared.url(call.endpoint, call.param))
-            .header(AUTHORIZATION, auth)
-            .header(
-                crate::server::SIM_TIME_HEADER,
-                step.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            )
-            .header(crate::server::SESSION_HEADER, self.session_header.clone());
-        if call.write {
-            rb = rb.header(crate::server::IDEMPOTENCY_HEADER, key);
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        if let Err(e) = self.set_headers(request.headers_mut(), call, step, key) {
+            return Answer::Other4xx(e.to_string());
         }
         if let Some(body) = &call.body {
-            rb = rb
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone());
+            *request.body_mut() = Some(body.clone().into());
         }
-        let resp = match rb.send().await {
+        let resp = match shared.client.execute(request).await {
             Ok(r) => r,
             Err(e) => return transport_failure(&e),
         };
@@ -537,6 +559,69 @@ impl HttpSession {
             &shared.config.retry,
             call.endpoint,
         )
+    }
+
+    /// Sets the headers shopsim sends with a step's request (reqwest adds `accept`, `host` and
+    /// `content-length`): `Authorization`, `X-Sim-Time`, `X-Shopping-Session-Id`, and for
+    /// keyed calls `Idempotency-Key`; `Content-Type` with a body.
+    fn set_headers(
+        &self,
+        headers: &mut HeaderMap,
+        call: &Call,
+        step: Step,
+        key: &str,
+    ) -> ActionResult<()> {
+        let auth = match &self.dev_auth {
+            Some(a) => a.clone(),
+            None => self.shared.auth_header(&self.info)?,
+        };
+        headers.insert(AUTHORIZATION, auth);
+        let at = step.at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        // RFC 3339 text is always a valid header value.
+        if let Ok(v) = HeaderValue::from_str(&at) {
+            headers.insert(&SIM_TIME, v);
+        }
+        headers.insert(&SESSION, self.session_header.clone());
+        if call.write {
+            let v = HeaderValue::from_str(key).map_err(|_| {
+                fail(
+                    Outcome::Other4xx,
+                    format!(
+                        "idempotency key `{key}` cannot be sent in a header (use printable ASCII \
+                         run and agent ids)"
+                    ),
+                    0,
+                )
+            })?;
+            headers.insert(&IDEMPOTENCY, v);
+        }
+        if call.body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Ok(())
+    }
+
+    /// The request [`SessionActions::view_product`] sends for `step`: method, URL and the
+    /// headers shopsim sets, exactly as sent (reqwest adds `accept` and `host`). For replaying
+    /// the same request with another load generator (`shopsim loadtest --print-request`).
+    pub fn view_product_request(
+        &self,
+        step: Step,
+        product_id: Uuid,
+    ) -> ActionResult<(Method, String, HeaderMap)> {
+        let call = Self::view_product_call(product_id);
+        let mut headers = HeaderMap::new();
+        self.set_headers(&mut headers, &call, step, &self.key(step))?;
+        let url = self.shared.url(call.endpoint, call.param);
+        Ok((call.method, url.to_string(), headers))
+    }
+
+    fn view_product_call(product_id: Uuid) -> Call {
+        let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
+        call.param = Some(("{id}", product_id));
+        // It records a view event: keyed like a write, so a retried view records it once.
+        call.write = true;
+        call
     }
 
     fn call(endpoint: Endpoint, method: Method, body: Option<serde_json::Value>) -> Call {
@@ -674,11 +759,7 @@ impl SessionActions for HttpSession {
     }
 
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
-        let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
-        call.param = Some(("{id}", product_id));
-        // It records a view event: keyed like a write, so a retried view records it once.
-        call.write = true;
-        self.run(step, call).await
+        self.run(step, Self::view_product_call(product_id)).await
     }
 
     async fn add_to_cart(
@@ -830,6 +911,46 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, None, bytes::Bytes::from_static(b"<html>"), &p, e),
             Answer::Retryable(Outcome::Api5xx, r) if r.contains("<html>")
         ));
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_session_headers_and_the_base_path() {
+        let actions = HttpActions::new(
+            HttpConfig::new("http://127.0.0.1:1/v1/"),
+            Arc::new(Metrics::new()),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let info = SessionInfo {
+            run_id: "r".into(),
+            agent_id: "agent_001".into(),
+            user_id: Uuid::nil(),
+            session_id: Uuid::from_u128(7),
+            sim_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap(),
+            session_seq: 2,
+            resumed: false,
+        };
+        let step = Step {
+            seq: 11,
+            at: chrono::DateTime::parse_from_rfc3339("2026-01-05T09:30:00Z")
+                .unwrap()
+                .to_utc(),
+        };
+        let session = actions.session(info.clone()).unwrap();
+        assert_eq!(session.key(step), info.idempotency_key(step));
+        assert_eq!(info.idempotency_key(step), "r/agent_001/2026-01-05/2/11");
+        let product = Uuid::from_u128(9);
+        let (method, url, headers) = session.view_product_request(step, product).unwrap();
+        assert_eq!(method, Method::GET);
+        assert_eq!(url, format!("http://127.0.0.1:1/v1/api/products/{product}"));
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(header("authorization"), "Bearer dev:agent_001");
+        assert_eq!(header("idempotency-key"), "r/agent_001/2026-01-05/2/11");
+        assert_eq!(header("x-sim-time"), "2026-01-05T09:30:00Z");
+        assert_eq!(
+            header("x-shopping-session-id"),
+            Uuid::from_u128(7).to_string()
+        );
     }
 
     #[test]

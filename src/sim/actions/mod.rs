@@ -102,9 +102,14 @@ pub struct Step {
 impl SessionInfo {
     /// The `Idempotency-Key` of a step: `run/agent/day/session/step`.
     pub fn idempotency_key(&self, step: Step) -> String {
+        format!("{}{}", self.idempotency_key_prefix(), step.seq)
+    }
+
+    /// What the keys of all the session's steps start with: `run/agent/day/session/`.
+    pub fn idempotency_key_prefix(&self) -> String {
         format!(
-            "{}/{}/{}/{}/{}",
-            self.run_id, self.agent_id, self.sim_date, self.session_seq, step.seq
+            "{}/{}/{}/{}/",
+            self.run_id, self.agent_id, self.sim_date, self.session_seq
         )
     }
 }
