@@ -394,7 +394,7 @@ async fn first_product(base: &str, agent: &str) -> anyhow::Result<Uuid> {
         .map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the API at {base} ({}); start it (`shopsim serve`) or check --api-url",
-                chain(&e)
+                crate::sim::actions::http::error_chain(&e)
             )
         })?;
     let status = resp.status();
@@ -423,18 +423,6 @@ async fn first_product(base: &str, agent: &str) -> anyhow::Result<Uuid> {
              --product UUID"
         )
     })
-}
-
-/// An error with its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// One connection: the same view again and again until `stop`.

@@ -649,7 +649,7 @@ fn transport_failure(e: &reqwest::Error) -> Answer {
 }
 
 /// An error with its sources (reqwest's own message hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
