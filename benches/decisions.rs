@@ -1,5 +1,5 @@
 //! One agent-day decision (`plan_day`) per persona set, and the host's floor (a set whose
-//! plan_day returns at once). Whole runs are measured by `scripts/bench-run`.
+//! plan_day returns at once). Whole runs are measured by `scripts/bench`.
 //!
 //! `cargo bench --bench decisions`
 
