@@ -98,9 +98,9 @@ impl DbRecorder {
         )
     }
 
-    /// Runs one write, waiting out database outages: retried with backoff while the
-    /// database is unreachable, for up to `max_outage`.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut write: F) -> anyhow::Result<T>
+    /// Runs one write (or read of the run's records), waiting out database outages: retried
+    /// with backoff while the database is unreachable, for up to `max_outage`.
+    pub async fn retrying<T, F, Fut>(&self, what: &str, mut write: F) -> anyhow::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RecordsError>>,

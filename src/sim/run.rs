@@ -578,10 +578,17 @@ pub async fn simulate(
         Ok(EngineEnd::Stopped) => RunStatus::Interrupted,
         Err(_) => RunStatus::Failed,
     };
-    let marked = records::finish_run(&db, &settings.run_id, status).await;
+    // The end of a run that went well waits out a database restart like its records do (a
+    // failed run, perhaps failed by an outage past --max-outage, does not wait again).
+    let mark = || records::finish_run(&db, &settings.run_id, status);
+    let marked = if outcome.is_ok() {
+        recorder.retrying("marking the run's end", mark).await
+    } else {
+        mark().await.map_err(anyhow::Error::from)
+    };
     let end = match (outcome, marked) {
         (Ok(end), Ok(())) => end,
-        (Ok(_), Err(e)) => return Err(e.into()),
+        (Ok(_), Err(e)) => return Err(e),
         // The run's own error says what happened; the database may be why the mark failed.
         (Err(e), marked) => {
             if let Err(m) = marked {
@@ -598,7 +605,11 @@ pub async fn simulate(
         target: Some(settings.time_scale),
     };
     let snapshot = metrics.snapshot();
-    let mut summary = RunSummary::from_database(&db, &settings.run_id, &snapshot, &wall).await?;
+    let mut summary = recorder
+        .retrying("reading the run's summary", || {
+            RunSummary::from_database(&db, &settings.run_id, &snapshot, &wall)
+        })
+        .await?;
     summary.warnings = metrics.warnings();
     summary.thresholds = thresholds::check_all(&settings.thresholds, &snapshot);
     summary.aborted_by_threshold = aborted.lock().take();
