@@ -569,6 +569,30 @@ pub const SIM_TABLES: &[Table] = &[
         indexes: &[("idx_sim_sessions_run_status", &["run_id", "status"])],
         contract: false,
     },
+    // The shards of a run: one row per shard, its lease (owner, fencing number, heartbeat) and
+    // its progress. A single-process run is shard 0 of 1.
+    Table {
+        name: "sim_shards",
+        cols: &[
+            col("run_id", Text).nn(),
+            col("shard", Int).nn(),
+            col("shards", Int).nn(),
+            col("status", Text).nn(),
+            col("owner", Text).nn(),
+            col("fence", BigInt).nn(),
+            col("heartbeat_at", Timestamp).nn(),
+            col("lease_until", Timestamp).nn(),
+            col("checkpoint_at", Timestamp),
+            col("sim_time", Timestamp),
+            col("lag_p99_ms", Float),
+            col("sessions_ended", BigInt).nn().default("0"),
+            col("started_at", Timestamp).nn(),
+        ],
+        primary_key: &["run_id", "shard"],
+        uniques: &[],
+        indexes: &[],
+        contract: false,
+    },
     // Per-interval metrics and serialised HDR latency histograms of a run (per shard).
     Table {
         name: "sim_metrics",

@@ -151,6 +151,7 @@ pub async fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         status_line: false,
         report: false,
         tui: false,
+        sharding: Default::default(),
     };
     let summary = simulate(db.clone(), settings, CancellationToken::new())
         .await?

@@ -12,6 +12,7 @@ mod run;
 mod runs;
 mod seed;
 mod serve;
+mod status;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// List, show or purge the runs recorded in the database.
     Runs(runs::RunsArgs),
+    /// Show where a run stands, shard by shard: progress, simulated clock, lag, sessions
+    /// ended and lease (owner, fencing number, heartbeat age).
+    Status(status::StatusArgs),
     /// Render a run's report as one self-contained HTML file (charts as inline SVG) from its
     /// records in the database, or compare two runs with --compare.
     Report(report::ReportArgs),
@@ -83,6 +87,7 @@ pub async fn main() -> ExitCode {
         Command::Check(args) => check::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Runs(args) => runs::run(args).await,
+        Command::Status(args) => status::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Loadtest(args) => loadtest::run(args).await,
     };

@@ -15,6 +15,7 @@ use super::common::DbArgs;
 use crate::sim::clock::TimeScale;
 use crate::sim::records::{self, RunRecord, RunStatus};
 use crate::sim::run::{self, ActionsMode, AuthMode, IMMUTABLE_KEYS, RunSettings};
+use crate::sim::shard::{DEFAULT_LEASE_TTL, ShardOptions, ShardSpec};
 use crate::sim::thresholds::Threshold;
 
 /// Simulate shoppers against the VoiceOffers API (or the embedded reference server).
@@ -145,6 +146,25 @@ pub struct RunArgs {
     #[arg(long, value_parser = super::common::parse_duration, value_name = "DURATION")]
     metrics_linger: Option<std::time::Duration>,
 
+    /// Simulate only shard I of N of the run, e.g. `0/3`: the agents whose stable hash falls in
+    /// slice I (every agent belongs to exactly one shard). All N shards use the same --run-id,
+    /// settings and database, run at the same time (each waits for the others at the end of
+    /// every simulated day) and, paced, share one simulated clock. A shard owns its slice
+    /// through a lease in the database; a restarted shard resumes its slice. Default: 0/1.
+    #[arg(long, env = "SHOPSIM_SHARD", value_name = "I/N")]
+    shard: Option<ShardSpec>,
+
+    /// The run's number of shards, this process's index coming from JOB_COMPLETION_INDEX (as
+    /// Kubernetes Indexed Jobs set it): the same as --shard $JOB_COMPLETION_INDEX/N.
+    #[arg(long, env = "SHOPSIM_SHARDS", value_name = "N")]
+    shards: Option<u32>,
+
+    /// A shard's lease may be taken over when not renewed for this long (it is renewed every
+    /// third of it); a shard restarted after a crash on another machine waits this long for
+    /// the old lease (on the same machine, not at all) (default: 30s).
+    #[arg(long, env = "SHOPSIM_LEASE_TTL", value_parser = super::common::parse_duration)]
+    lease_ttl: Option<std::time::Duration>,
+
     /// Resume the latest unfinished run in the database (with its stored configuration;
     /// operational options such as --time-scale, --concurrency and --api-url may change).
     /// `--run-id ID` alone also resumes run ID when it exists and is unfinished.
@@ -227,6 +247,8 @@ struct FileSettings {
     thresholds: Option<Vec<String>>,
     abort_on_threshold: Option<bool>,
     metrics_addr: Option<std::net::SocketAddr>,
+    shards: Option<u32>,
+    lease_ttl: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
@@ -262,6 +284,28 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
     let days = args.days.or(file.days).unwrap_or(14);
     if days == 0 {
         anyhow::bail!("--days must be at least 1");
+    }
+    let sharding = ShardOptions {
+        spec: shard_spec(
+            args.shard,
+            args.shards.or(file.shards),
+            std::env::var("JOB_COMPLETION_INDEX").ok(),
+        )?,
+        lease_ttl: match (args.lease_ttl, &file.lease_ttl) {
+            (Some(d), _) => d,
+            (None, Some(text)) => humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("config file: lease-ttl `{text}`: {e}"))?,
+            (None, None) => DEFAULT_LEASE_TTL,
+        },
+    };
+    if sharding.lease_ttl < std::time::Duration::from_secs(1) {
+        anyhow::bail!("--lease-ttl must be at least 1s (it is renewed every third of it)");
+    }
+    if sharding.spec.is_sharded() && args.run_id.is_none() && file.run_id.is_none() {
+        anyhow::bail!(
+            "a sharded run (--shard {}) needs --run-id (or SHOPSIM_RUN_ID): every shard of the run uses the same id",
+            sharding.spec
+        );
     }
     let concurrency = args.concurrency.or(file.concurrency).unwrap_or(50);
     if concurrency == 0 {
@@ -333,7 +377,35 @@ fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
         status_line: true,
         report: !args.no_report,
         tui: args.tui(),
+        sharding,
     })
+}
+
+/// This process's shard: `--shard I/N`, or `--shards N` with I from `JOB_COMPLETION_INDEX`
+/// (`job_index`), or the single shard of an unsharded run.
+fn shard_spec(
+    shard: Option<ShardSpec>,
+    shards: Option<u32>,
+    job_index: Option<String>,
+) -> anyhow::Result<ShardSpec> {
+    match (shard, shards) {
+        (Some(s), Some(n)) if s.count != n => anyhow::bail!(
+            "--shard {s} and --shards {n} (or SHOPSIM_SHARDS) disagree on the number of shards"
+        ),
+        (Some(s), _) => Ok(s),
+        (None, Some(n)) => {
+            let text = job_index.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--shards {n} needs this process's shard index: --shard I/{n}, or JOB_COMPLETION_INDEX as a Kubernetes Indexed Job sets it"
+                )
+            })?;
+            let index = text.trim().parse::<u32>().map_err(|_| {
+                anyhow::anyhow!("JOB_COMPLETION_INDEX `{text}` is not a shard index (0, 1, 2 …)")
+            })?;
+            Ok(ShardSpec::new(index, n)?)
+        }
+        (None, None) => Ok(ShardSpec::SINGLE),
+    }
 }
 
 pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -579,6 +651,7 @@ fn resumed_settings(
     settings.status_line = fresh.status_line;
     settings.report = fresh.report;
     settings.tui = fresh.tui;
+    settings.sharding = fresh.sharding;
     Ok(settings)
 }
 

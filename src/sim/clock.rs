@@ -238,6 +238,11 @@ impl PacedClock {
         self.schedule.send_modify(|s| change(s, now));
     }
 
+    /// Replaces the whole schedule (another shard changed the shared clock); waiters re-plan.
+    pub fn replace(&self, schedule: ClockSchedule) {
+        self.schedule.send_replace(schedule);
+    }
+
     /// Waits until simulated time reaches `sim` and returns how late the release is (zero if
     /// on time). Events are never dropped: a late event is released at once and its lag counted.
     pub async fn wait_until(&self, sim: DateTime<Utc>) -> std::time::Duration {

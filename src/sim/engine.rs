@@ -131,6 +131,12 @@ pub trait Recorder: Send + Sync {
     async fn flush(&self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Waits before the simulated day starting at `start` begins (its restock) until the run's
+    /// other shards have finished the previous day; returns at once for an unsharded run or
+    /// when the run is stopped.
+    async fn before_day(&self, _start: DateTime<Utc>) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A recorder that keeps nothing (for `check` and tests).
@@ -392,7 +398,14 @@ impl Engine {
                     }
                 }
             }
-            // Every session of the previous day has ended (days run one after another).
+            // Every session of the previous day has ended (days run one after another), on
+            // every shard of the run.
+            if day > 0 {
+                recorder.before_day(day_start).await?;
+                if self.cancel.is_cancelled() {
+                    return Ok(EngineEnd::Stopped);
+                }
+            }
             if let Err(e) = self.actions.day_starts(day_start).await {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);

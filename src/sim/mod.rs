@@ -12,6 +12,7 @@
 //! - [`monitor`]: watching a run: the dashboard's figures, its keys, the status line.
 //! - [`prometheus`]: the run's `/metrics` endpoint (`--metrics-addr`).
 //! - [`thresholds`]: pass/fail thresholds (`--threshold 'checkout.p99<500ms'`).
+//! - [`shard`]: sharded runs: slices of agents, leases with fencing, the shared clock.
 //! - [`run`]: `shopsim run`: preparing a run and driving it.
 
 pub mod actions;
@@ -25,5 +26,6 @@ pub mod recorder;
 pub mod records;
 pub mod run;
 pub mod session;
+pub mod shard;
 pub mod thresholds;
 pub mod world;

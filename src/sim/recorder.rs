@@ -19,10 +19,11 @@ use crate::sim::clock::PacedClock;
 use crate::sim::engine::{DayDecision, RecordedPlans, Recorder, SessionDone};
 use crate::sim::metrics::{Metrics, Snapshot};
 use crate::sim::records::{
-    AgentDayRecord, IntervalCounters, MetricsInterval, RecordsError, SessionRecord, SessionStatus,
-    load_agent_days, mark_in_progress, next_metrics_seq, record_agent_days, record_checkpoint,
-    record_sessions, update_session,
+    AgentDayRecord, IntervalCounters, MetricsInterval, RecordsError, RunStatus, SessionRecord,
+    SessionStatus, load_agent_days, load_shards, mark_in_progress, next_metrics_seq,
+    record_agent_days, record_checkpoint, record_sessions, update_session,
 };
+use crate::sim::shard::Lease;
 use crate::store::Db;
 
 /// Writes the run's records to its database.
@@ -30,6 +31,8 @@ pub struct DbRecorder {
     db: Db,
     run_id: String,
     shard: u32,
+    /// The shard's lease: every write checks its fence in its own transaction.
+    lease: Arc<Lease>,
     metrics: Arc<Metrics>,
     pacer: Option<PacedClock>,
     seq: AtomicU64,
@@ -60,21 +63,24 @@ const ENDED_BATCH: usize = 256;
 const ENDED_MAX_AGE: Duration = Duration::from_millis(100);
 
 impl DbRecorder {
-    /// A recorder for `run_id` (shard 0 until runs are sharded). A resumed run continues
-    /// its metrics intervals after the last one stored.
+    /// A recorder for the shard of `run_id` that `lease` holds. A resumed shard continues its
+    /// metrics intervals after the last one stored.
     pub async fn new(
         db: Db,
         run_id: &str,
+        lease: Arc<Lease>,
         metrics: Arc<Metrics>,
         pacer: Option<PacedClock>,
         cancel: CancellationToken,
         max_outage: Duration,
     ) -> anyhow::Result<Self> {
-        let seq = next_metrics_seq(&db, run_id, 0).await?;
+        let shard = lease.spec().index;
+        let seq = next_metrics_seq(&db, run_id, shard).await?;
         Ok(Self {
             db,
             run_id: run_id.to_string(),
-            shard: 0,
+            shard,
+            lease,
             metrics,
             pacer,
             seq: AtomicU64::new(seq),
@@ -141,6 +147,12 @@ impl DbRecorder {
                     }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
+                Err(e @ RecordsError::LeaseLost { .. }) => {
+                    // Fenced off: another process took the shard over. Stop the run.
+                    self.lease.mark_lost(e.to_string());
+                    self.cancel.cancel();
+                    return Err(e.into());
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -159,6 +171,7 @@ impl DbRecorder {
         }
         self.retrying("recording sessions' outcomes", || async {
             let tx = self.db.write().await?;
+            self.lease.fence().check(&tx).await?;
             for e in &batch {
                 update_session(&tx, e.id, e.status, e.steps, Some(&e.outcome)).await?;
             }
@@ -207,6 +220,7 @@ impl Recorder for DbRecorder {
         }
         self.retrying("recording day plans", || async {
             let tx = self.db.write().await?;
+            self.lease.fence().check(&tx).await?;
             record_agent_days(&tx, &days).await?;
             record_sessions(&tx, &sessions).await?;
             tx.commit().await?;
@@ -218,6 +232,7 @@ impl Recorder for DbRecorder {
     async fn sessions_started(&self, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
         self.retrying("marking sessions in progress", || async {
             let tx = self.db.write().await?;
+            self.lease.fence().check(&tx).await?;
             mark_in_progress(&tx, ids).await?;
             tx.commit().await?;
             Ok(())
@@ -277,6 +292,43 @@ impl Recorder for DbRecorder {
         self.write_ended().await
     }
 
+    async fn before_day(&self, start: DateTime<Utc>) -> anyhow::Result<()> {
+        let spec = self.lease.spec();
+        if !spec.is_sharded() {
+            return Ok(());
+        }
+        // Every shard has checkpointed the previous day (or finished): the day's restock and
+        // plans then see what a single process would.
+        let mut told = std::time::Instant::now();
+        loop {
+            let rows = self
+                .retrying("reading the other shards' progress", || {
+                    load_shards(&self.db, &self.run_id)
+                })
+                .await?;
+            let behind: Vec<u32> = (0..spec.count)
+                .filter(|i| {
+                    !rows.iter().any(|r| {
+                        r.shard == *i
+                            && (r.status == RunStatus::Finished
+                                || r.checkpoint_at.is_some_and(|c| c >= start))
+                    })
+                })
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if told.elapsed() >= Duration::from_secs(30) {
+                tracing::warn!(?behind, day = %start, "waiting for other shards to finish the previous simulated day (`shopsim status {}` shows them)", self.run_id);
+                told = std::time::Instant::now();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = self.cancel.cancelled() => return Ok(()),
+            }
+        }
+    }
+
     async fn hour_done(&self, end: DateTime<Utc>) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         // The sessions behind the checkpoint are on record before it.
@@ -291,9 +343,12 @@ impl Recorder for DbRecorder {
         let histograms = self.metrics.take_interval()?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let (counters, wall) = (counters.to_json(), Utc::now());
+        // Shards share the clock through its own task; checkpoints must not overwrite a change
+        // another shard just made.
         let clock = match &self.pacer {
-            Some(p) => serde_json::to_value(p.schedule())?,
-            None => serde_json::json!({ "time_scale": "max" }),
+            _ if self.lease.spec().is_sharded() => None,
+            Some(p) => Some(serde_json::to_value(p.schedule())?),
+            None => Some(serde_json::json!({ "time_scale": "max" })),
         };
         let interval = MetricsInterval {
             shard: self.shard,
@@ -304,7 +359,7 @@ impl Recorder for DbRecorder {
             histograms: &histograms,
         };
         self.retrying("recording a checkpoint", || {
-            record_checkpoint(&self.db, &self.run_id, &interval, &clock)
+            record_checkpoint(&self.db, self.lease.fence(), &interval, clock.as_ref())
         })
         .await?;
         *self.checkpoint.lock() = Some(end);

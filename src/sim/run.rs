@@ -27,8 +27,10 @@ use crate::sim::monitor::{Display, Monitor, Watched};
 use crate::sim::progress::{self, Progress};
 use crate::sim::prometheus::{self, MetricsEndpoint};
 use crate::sim::recorder::DbRecorder;
+use crate::sim::records::shards::{ShardProgress, run_status_of};
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
 use crate::sim::session::{AgentState, SessionReport};
+use crate::sim::shard::{Lease, LeaseConfig, ShardOptions, ShardSpec, clock_sync, lease::Acquired};
 use crate::sim::thresholds::{self, Threshold};
 use crate::sim::world::World;
 use crate::store::{self, Db};
@@ -139,6 +141,10 @@ pub struct RunSettings {
     /// Show the live terminal dashboard instead of status lines (operational: not stored).
     #[serde(skip)]
     pub tui: bool,
+    /// Which shard of the run this process simulates, and its lease (operational: a shard's
+    /// rows record the run's shard count).
+    #[serde(skip)]
+    pub sharding: ShardOptions,
 }
 
 /// What a finished (or stopped) run reports.
@@ -238,6 +244,10 @@ pub async fn simulate(
     // configuration must match), a finished one is refused.
     let stored = records::load_run(&db, &settings.run_id).await?;
     if let Some(run) = &stored {
+        if run.status == RunStatus::Finished && settings.sharding.spec.is_sharded() {
+            // A re-applied job's shards: nothing to do, and no failure to retry.
+            return finished_shard(&db, &settings, settings.sharding.spec, wall_start).await;
+        }
         if run.status == RunStatus::Finished {
             anyhow::bail!(
                 "run `{}` already finished in {}; its records stay in the database (see `shopsim runs show {}`); choose another --run-id for a new run, or remove it with `shopsim runs purge {}`",
@@ -250,10 +260,35 @@ pub async fn simulate(
         check_immutable(run, &settings)?;
         tracing::info!(run_id = %settings.run_id, checkpoint = ?run.checkpoint_at, "resuming an unfinished run");
     }
+    let spec = settings.sharding.spec;
+    let mut stored = stored;
+    if spec.is_sharded() && stored.is_none() {
+        // The first shard to get here records the run; the others join it.
+        stored = Some(join_or_create(&db, &settings, tz).await?);
+    }
     let (sim_start, sim_end) = match &stored {
         Some(run) => (run.sim_start, run.sim_end),
         None => span(&db, &settings, tz).await?,
     };
+    // The slice's lease before anything is written for it: a process whose shard another
+    // live process holds waits here, writing nothing.
+    let lease = match Lease::acquire(
+        &db,
+        &settings.run_id,
+        spec,
+        LeaseConfig {
+            ttl: settings.sharding.lease_ttl,
+        },
+        &cancel,
+    )
+    .await?
+    {
+        Acquired::Lease(lease) => lease,
+        Acquired::Finished(_) => {
+            return finished_shard(&db, &settings, spec, wall_start).await;
+        }
+    };
+    let heartbeat_stop = CancellationToken::new();
     let start_date = sim_start.with_timezone(&tz).date_naive();
     let last_date = (sim_end - Duration::nanoseconds(1))
         .with_timezone(&tz)
@@ -314,10 +349,17 @@ pub async fn simulate(
     let total = keys.len() as u64;
     let bar = Progress::new("loading agents", total, settings.tui);
     let mut agents = Vec::with_capacity(keys.len());
+    let mut owned = 0u64;
     for (key, user_id) in keys {
         if agents.len() % 10_000 == 0 {
             bar.set(agents.len() as u64, total);
         }
+        // Another shard's agent keeps its place (activation order, ids) but costs no persona.
+        if !spec.owns(&key) {
+            agents.push(None);
+            continue;
+        }
+        owned += 1;
         let persona = set.make_persona(settings.seed, &key, &vocab)?;
         agents.push(Some(AgentState {
             key,
@@ -334,18 +376,27 @@ pub async fn simulate(
     // What the idle population costs (benchmarks divide it by the agents).
     tracing::info!(
         agents = agents.len(),
+        shard = %spec,
+        simulated_here = owned,
         resident_bytes = progress::resident_bytes(),
         "agents loaded"
     );
 
     // The simulated clock continues from the last checkpoint; every change of scale (and
     // every restart) is a segment of the run's recorded clock.
-    let resume_from = stored
-        .as_ref()
-        .and_then(|r| r.checkpoint_at)
-        .unwrap_or(sim_start);
+    // A shard resumes from its own checkpoint (an unsharded run recorded before shards had
+    // rows, from the run's).
+    let checkpoint = match lease.previous() {
+        Some(p) => p.checkpoint_at,
+        None if !spec.is_sharded() => stored.as_ref().and_then(|r| r.checkpoint_at),
+        None => None,
+    };
+    let resume_from = checkpoint.unwrap_or(sim_start);
     let pacer = match settings.time_scale {
         TimeScale::Max => None,
+        TimeScale::Scaled(x) if spec.is_sharded() => {
+            Some(shared_clock(&db, &lease, sim_start, x).await?)
+        }
         TimeScale::Scaled(x) => {
             let recorded = stored
                 .as_ref()
@@ -366,7 +417,7 @@ pub async fn simulate(
     match &stored {
         Some(run) => {
             records::finish_run(&db, &settings.run_id, RunStatus::Running).await?;
-            resume = Some(replay_ended(&db, run, &mut agents, &world).await?);
+            resume = Some(replay_ended(&db, run, checkpoint, spec, &mut agents, &world).await?);
         }
         None => {
             records::create_run(
@@ -414,6 +465,7 @@ pub async fn simulate(
                         max: Some(settings.max_outage),
                         ..OutageConfig::default()
                     },
+                    fence: Some(lease.fence().clone()),
                 },
                 metrics.clone(),
                 cancel.clone(),
@@ -494,6 +546,7 @@ pub async fn simulate(
         DbRecorder::new(
             db.clone(),
             &settings.run_id,
+            lease.clone(),
             metrics.clone(),
             pacer.clone(),
             cancel.clone(),
@@ -501,6 +554,23 @@ pub async fn simulate(
         )
         .await?,
     );
+    let _heartbeat = {
+        let (metrics, pacer, checkpoint) = (metrics.clone(), pacer.clone(), recorder.checkpoint());
+        lease.keep(
+            move || shard_progress(&metrics, pacer.as_ref(), *checkpoint.lock()),
+            heartbeat_stop.clone(),
+            cancel.clone(),
+        )
+    };
+    let _clock_sync = match &pacer {
+        Some(p) if spec.is_sharded() => Some(clock_sync::spawn(
+            db.clone(),
+            lease.fence().clone(),
+            p.clone(),
+            heartbeat_stop.clone(),
+        )),
+        _ => None,
+    };
     let display = if settings.tui {
         Display::Dashboard
     } else if settings.status_line {
@@ -543,6 +613,15 @@ pub async fn simulate(
         None => None,
     };
     let mut outcome = engine.run(&mut agents, recorder.clone()).await;
+    if let Some(why) = lease.lost() {
+        // Another process owns the slice now: write nothing more, not even the run's end.
+        heartbeat_stop.cancel();
+        monitor.finish().await;
+        if let Some(server) = embedded.take() {
+            let _ = server.shutdown().await;
+        }
+        anyhow::bail!("{why}");
+    }
     if let (Ok(EngineEnd::Stopped), Some(why)) = (&outcome, engine_actions.outage_gave_up()) {
         // Not a requested stop: an outage outlasted --max-outage.
         outcome = Err(anyhow::anyhow!(why));
@@ -579,8 +658,10 @@ pub async fn simulate(
         Err(_) => RunStatus::Failed,
     };
     // The end of a run that went well waits out a database restart like its records do (a
-    // failed run, perhaps failed by an outage past --max-outage, does not wait again).
-    let mark = || records::finish_run(&db, &settings.run_id, status);
+    // failed run, perhaps failed by an outage past --max-outage, does not wait again). The
+    // shard lets its lease go with its status; the run is finished when all its shards are.
+    heartbeat_stop.cancel();
+    let mark = || async { lease.finish(status).await.map(|_| ()) };
     let marked = if outcome.is_ok() {
         recorder.retrying("marking the run's end", mark).await
     } else {
@@ -604,7 +685,16 @@ pub async fn simulate(
         wall: wall_start.elapsed(),
         target: Some(settings.time_scale),
     };
-    let snapshot = metrics.snapshot();
+    // A shard reports the whole run: every shard's stored metrics, histograms merged.
+    let snapshot = if spec.is_sharded() {
+        recorder
+            .retrying("reading the shards' metrics", || {
+                records::stored_snapshot(&db, &settings.run_id)
+            })
+            .await?
+    } else {
+        metrics.snapshot()
+    };
     let mut summary = recorder
         .retrying("reading the run's summary", || {
             RunSummary::from_database(&db, &settings.run_id, &snapshot, &wall)
@@ -620,6 +710,148 @@ pub async fn simulate(
         summary,
         stopped: end == EngineEnd::Stopped,
         metrics_endpoint,
+    })
+}
+
+/// Records a sharded run, or joins it when another shard recorded it first (its immutable
+/// configuration must match). A paced run's clock is anchored here, once for all shards.
+async fn join_or_create(db: &Db, settings: &RunSettings, tz: Tz) -> anyhow::Result<RunRecord> {
+    let (sim_start, sim_end) = span(db, settings, tz).await?;
+    let now = Utc::now();
+    let clock = match settings.time_scale {
+        TimeScale::Scaled(x) => Some(serde_json::to_value(ClockSchedule::start(
+            now, sim_start, x,
+        ))?),
+        TimeScale::Max => None,
+    };
+    let record = RunRecord {
+        run_id: settings.run_id.clone(),
+        status: RunStatus::Running,
+        config: serde_json::to_value(settings)?,
+        seed: settings.seed,
+        persona_set: settings.persona_set.clone(),
+        agents: settings.agents,
+        sim_start,
+        sim_end,
+        checkpoint_at: None,
+        clock,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    match records::create_run(db, &record).await {
+        Ok(()) => Ok(record),
+        Err(records::RecordsError::RunExists(_)) => {
+            let run = records::require_run(db, &settings.run_id).await?;
+            check_immutable(&run, settings)?;
+            Ok(run)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The paced clock of a shard: the run's shared clock as stored. When every other shard is
+/// down and this one restarts, the clock restarts from the earliest shard checkpoint (time
+/// spent down is not simulated, as for an unsharded run); a shard joining running ones follows
+/// their clock as it is.
+async fn shared_clock(
+    db: &Db,
+    lease: &Lease,
+    sim_start: DateTime<Utc>,
+    scale: f64,
+) -> anyhow::Result<PacedClock> {
+    let run_id = &lease.fence().run_id;
+    let stored = clock_sync::load_clock(db, run_id).await?;
+    let rows = records::load_shards(db, run_id).await?;
+    let now = Utc::now();
+    let others_running = rows
+        .iter()
+        .any(|r| r.shard != lease.spec().index && r.is_held(now));
+    let earliest = rows
+        .iter()
+        .filter_map(|r| r.checkpoint_at)
+        .min()
+        .unwrap_or(sim_start);
+    let schedule = match stored {
+        Some(clock) if others_running || lease.previous().is_none() => {
+            if clock.scale() != scale {
+                tracing::info!(
+                    shared = clock.scale(),
+                    asked = scale,
+                    "following the run's shared clock, not --time-scale"
+                );
+            }
+            clock
+        }
+        Some(mut clock) => {
+            clock.restart(now, earliest, scale);
+            clock_sync::store_clock(db, lease.fence(), &clock).await?;
+            clock
+        }
+        None => {
+            let clock = ClockSchedule::start(now, earliest, scale);
+            clock_sync::store_clock(db, lease.fence(), &clock).await?;
+            clock
+        }
+    };
+    Ok(PacedClock::new(schedule))
+}
+
+/// What a shard's heartbeat reports.
+fn shard_progress(
+    metrics: &Metrics,
+    pacer: Option<&PacedClock>,
+    checkpoint: Option<DateTime<Utc>>,
+) -> ShardProgress {
+    use crate::sim::metrics::Counter;
+    let snap = metrics.snapshot();
+    let count = |c: Counter| snap.counters.get(&c).copied().unwrap_or(0);
+    ShardProgress {
+        sim_time: pacer.map(PacedClock::sim_now).or(checkpoint),
+        lag_p99_ms: pacer
+            .filter(|_| snap.lag.count > 0)
+            .map(|_| snap.lag.p99_ms),
+        sessions_ended: count(Counter::SessionsCompleted)
+            + count(Counter::SessionsAbandoned)
+            + count(Counter::SessionsFailed),
+    }
+}
+
+/// The result of starting a shard that already finished: the run's summary as recorded (the
+/// run is marked finished when this was the last shard to be seen through).
+async fn finished_shard(
+    db: &Db,
+    settings: &RunSettings,
+    spec: ShardSpec,
+    wall_start: Instant,
+) -> anyhow::Result<Simulated> {
+    tracing::warn!(
+        shard = %spec,
+        "shard {spec} of run {} finished earlier; nothing left to do",
+        settings.run_id
+    );
+    let rows = records::load_shards(db, &settings.run_id).await?;
+    if run_status_of(
+        &rows,
+        spec.count,
+        spec.index,
+        RunStatus::Finished,
+        Utc::now(),
+    ) == RunStatus::Finished
+    {
+        records::finish_run(db, &settings.run_id, RunStatus::Finished).await?;
+    }
+    let snapshot = records::stored_snapshot(db, &settings.run_id).await?;
+    let wall = WallInfo {
+        wall: wall_start.elapsed(),
+        target: Some(settings.time_scale),
+    };
+    let mut summary = RunSummary::from_database(db, &settings.run_id, &snapshot, &wall).await?;
+    summary.thresholds = thresholds::check_all(&settings.thresholds, &snapshot);
+    Ok(Simulated {
+        summary,
+        stopped: false,
+        metrics_endpoint: None,
     })
 }
 
@@ -792,6 +1024,8 @@ pub fn check_keys(run: &RunRecord, settings: &RunSettings, keys: &[&str]) -> any
 async fn replay_ended(
     db: &Db,
     run: &RunRecord,
+    checkpoint: Option<DateTime<Utc>>,
+    spec: ShardSpec,
     agents: &mut [Option<AgentState>],
     world: &World,
 ) -> anyhow::Result<ResumeState> {
@@ -802,7 +1036,7 @@ async fn replay_ended(
         .filter_map(|(i, a)| a.as_ref().map(|a| (&*a.key, i)))
         .collect();
     let mut positions = Vec::with_capacity(ended.len());
-    for e in &ended {
+    for e in ended.iter().filter(|e| spec.owns(&e.agent_id)) {
         let report: SessionReport = serde_json::from_value(e.outcome.clone()).map_err(|err| {
             anyhow::anyhow!(
                 "the recorded outcome of session {} of run {} does not parse ({err}); the run's records are damaged",
@@ -819,7 +1053,9 @@ async fn replay_ended(
             a.replay(&report, e.sim_date, world);
         }
     }
-    let unfinished = records::unfinished_sessions(db, &run.run_id).await?;
+    // Only this shard's: another shard's unfinished sessions are its own business.
+    let mut unfinished = records::unfinished_sessions(db, &run.run_id).await?;
+    unfinished.retain(|s| spec.owns(&s.agent_id));
     let first_unfinished = unfinished.iter().map(|s| s.sim_date).min();
     let in_progress = unfinished
         .iter()
@@ -832,7 +1068,7 @@ async fn replay_ended(
         "replayed the ended sessions into the agents"
     );
     Ok(ResumeState {
-        checkpoint: run.checkpoint_at,
+        checkpoint,
         first_unfinished,
         ended: ids,
         in_progress,

@@ -984,6 +984,7 @@ async fn inprocess_session_is_redone_after_its_connection_dies() {
                 probe_max: Duration::from_millis(200),
                 max: None,
             },
+            fence: None,
         },
         metrics.clone(),
         CancellationToken::new(),

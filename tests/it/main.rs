@@ -25,3 +25,4 @@ mod run;
 mod run_faults;
 mod run_paced;
 mod seed;
+mod shards;

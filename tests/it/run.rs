@@ -50,6 +50,7 @@ pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> Ru
         status_line: false,
         report: false,
         tui: false,
+        sharding: Default::default(),
     }
 }
 

@@ -37,6 +37,7 @@ use crate::domain::{
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
+use crate::sim::records::shards::Fence;
 use crate::sim::records::{RecordsError, update_session};
 use crate::sim::session::SessionReport;
 use crate::store::{Db, StoreError, Tx};
@@ -61,6 +62,10 @@ pub struct InProcessConfig {
     pub tx_mode: TxMode,
     /// Probing of an unreachable database.
     pub outage: OutageConfig,
+    /// The shard's lease: a session's work commits only while it holds (checked in the
+    /// session's transaction, so a process that lost its slice cannot apply a session the
+    /// new owner runs again).
+    pub fence: Option<Fence>,
 }
 
 /// The in-process actions: shared by every session. Cheap to clone.
@@ -76,6 +81,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     outage: Arc<OutageGate>,
+    fence: Option<Fence>,
     /// Last simulated day (days from CE) whose restock this process has committed.
     restocked_day: AtomicI64,
 }
@@ -113,6 +119,7 @@ impl InProcessActions {
                 metrics,
                 outage: Arc::new(OutageGate::new("database", config.outage, cancel.clone())),
                 cancel,
+                fence: config.fence,
                 restocked_day: AtomicI64::new(i64::MIN),
             }),
         })
@@ -763,7 +770,10 @@ impl SessionActions for InProcessSession {
                 .flush_session_events(&tx, self.info.session_id, &self.events)
                 .await;
             let committed = match flushed {
-                Ok(()) => commit_outcome(tx, self.info.session_id, status, report, &outcome).await,
+                Ok(()) => {
+                    let session = (self.info.session_id, status, report);
+                    commit_outcome(tx, self.shared.fence.as_ref(), session, &outcome).await
+                }
                 Err(e) if e.is_unavailable() => Err(CloseError::Unavailable(e)),
                 Err(e) => Err(CloseError::Failed(format!(
                     "writing the session's events failed ({e})"
@@ -801,12 +811,19 @@ enum CloseError {
 /// Records the session's outcome in its transaction and commits it.
 async fn commit_outcome(
     tx: Tx,
-    session_id: Uuid,
-    status: SessionStatus,
-    report: &SessionReport,
+    fence: Option<&Fence>,
+    (session_id, status, report): (Uuid, SessionStatus, &SessionReport),
     outcome: &serde_json::Value,
 ) -> Result<(), CloseError> {
-    if let Err(e) = update_session(&tx, session_id, status, report.steps, Some(outcome)).await {
+    let fenced = match fence {
+        Some(f) => f.check(&tx).await,
+        None => Ok(()),
+    };
+    let recorded = match fenced {
+        Ok(()) => update_session(&tx, session_id, status, report.steps, Some(outcome)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         return Err(match e {
             RecordsError::Store(e) if e.is_unavailable() => CloseError::Unavailable(e),
             e => CloseError::Failed(format!("recording the session failed ({e})")),

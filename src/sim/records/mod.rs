@@ -16,6 +16,7 @@ pub mod format;
 pub mod purge;
 pub mod runs;
 pub mod scope;
+pub mod shards;
 pub mod shopping;
 pub mod summary;
 
@@ -29,6 +30,7 @@ pub use runs::{
     record_agent_days, record_checkpoint, record_metrics_interval, record_sessions, require_run,
     stored_snapshot, unfinished_sessions, update_checkpoint, update_session,
 };
+pub use shards::{Acquire, Claim, Fence, ShardProgress, ShardRecord, load_shards};
 pub use shopping::ShoppingStats;
 pub use summary::{RunSummary, WallInfo, write_renderings};
 
@@ -59,6 +61,20 @@ pub enum RecordsError {
         "this database has no shopsim run tables ({0}); point --database-url at the database the run used, or run `shopsim migrate`"
     )]
     NoRunTables(String),
+    /// Another process took this shard over: this one may not write for it any more.
+    #[error(
+        "shard {shard} of run `{run_id}` was taken over by {owner} (lease fence {fence}); this process stops without writing more for it"
+    )]
+    LeaseLost {
+        /// The run.
+        run_id: String,
+        /// The shard.
+        shard: u32,
+        /// Who holds the lease now.
+        owner: String,
+        /// Their fencing number.
+        fence: i64,
+    },
     /// A value is not acceptable.
     #[error("{0}")]
     Invalid(String),

@@ -116,6 +116,11 @@ pub async fn purge_run(db: &Db, run_id: &str, force: bool) -> Result<PurgeReport
             vec![run_v()],
         ),
         (
+            "sim_shards",
+            "DELETE FROM sim_shards WHERE run_id = $1".into(),
+            vec![run_v()],
+        ),
+        (
             "sim_sessions",
             "DELETE FROM sim_sessions WHERE run_id = $1".into(),
             vec![run_v()],

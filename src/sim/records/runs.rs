@@ -415,18 +415,29 @@ async fn checkpoint_in(
     Ok(())
 }
 
-/// One hourly checkpoint in one transaction (one commit, one fsync): the interval's metrics
-/// (as [`record_metrics_interval`]) and the simulated time and clock reached (as
-/// [`update_checkpoint`]).
+/// One hourly checkpoint of a shard in one transaction (one commit, one fsync), written only
+/// while `fence` holds: the interval's metrics (as [`record_metrics_interval`]), the shard's
+/// simulated time reached (the run's is the earliest of its shards') and, when given, the
+/// run's clock schedule (an unsharded run's; shards share theirs through
+/// [`crate::sim::shard::clock_sync`]).
 pub async fn record_checkpoint(
     db: &Db,
-    run_id: &str,
+    fence: &super::shards::Fence,
     interval: &MetricsInterval<'_>,
-    clock: &Json,
+    clock: Option<&Json>,
 ) -> Result<(), RecordsError> {
     let tx = db.write().await?;
-    metrics_interval_in(&tx, run_id, interval).await?;
-    checkpoint_in(&tx, run_id, interval.sim_time, clock).await?;
+    fence.check(&tx).await?;
+    metrics_interval_in(&tx, &fence.run_id, interval).await?;
+    fence.checkpoint_in(&tx, interval.sim_time).await?;
+    if let Some(clock) = clock {
+        let c = tx.codec();
+        tx.exec(
+            "UPDATE sim_runs SET clock = $1 WHERE run_id = $2",
+            vec![c.json(clock), fence.run_id.clone().into()],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -1,0 +1,408 @@
+//! Sharded runs: leases and fencing on both backends; on PostgreSQL, three shard processes
+//! against one database give the single process's export byte for byte — with one shard
+//! killed and restarted, a duplicate process for a leased slice kept out, and a paused
+//! (stale) shard fenced off after its slice was taken over — and paced shards share a clock.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use shopsim::sim::records::shards::{Acquire, Claim, ShardProgress, try_acquire};
+use shopsim::sim::records::{RecordsError, RunStatus, load_shards};
+use shopsim::store::Db;
+use tokio::process::{Child, Command};
+
+use crate::backend_tests;
+use crate::crash::{check_invariants, export, finish, run_command, run_through};
+use crate::support::TestDb;
+
+backend_tests!(leases_fence_off_a_stale_owner);
+
+/// Take, hold, take over, fence, release — the lease rules without processes.
+async fn leases_fence_off_a_stale_owner(t: TestDb) {
+    let now = Utc::now();
+    shopsim::sim::records::create_run(
+        &t.db,
+        &shopsim::sim::records::RunRecord {
+            run_id: "leases".into(),
+            status: RunStatus::Running,
+            config: serde_json::json!({}),
+            seed: 1,
+            persona_set: "grocery".into(),
+            agents: 3,
+            sim_start: day(1),
+            sim_end: day(2),
+            checkpoint_at: None,
+            clock: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let claim = |owner: &'static str, ttl: i64| Claim {
+        run_id: "leases",
+        shard: 1,
+        shards: 3,
+        owner,
+        ttl: chrono::Duration::seconds(ttl),
+    };
+    let alive = |_: &str| false;
+    let Acquire::Acquired {
+        fence: first,
+        previous,
+    } = try_acquire(&t.db, &claim("a:1", 60), alive).await.unwrap()
+    else {
+        panic!("a free shard is taken");
+    };
+    assert_eq!((first, previous.is_none()), (1, true));
+    // Held and not lapsed: another process does not get it.
+    match try_acquire(&t.db, &claim("b:2", 60), alive).await.unwrap() {
+        Acquire::Held(row) => assert_eq!((row.owner.as_str(), row.fence), ("a:1", 1)),
+        other => panic!("a held lease was taken: {other:?}"),
+    }
+    // Another shard count for the same run is refused with a clear message.
+    let wrong = Claim {
+        shards: 4,
+        ..claim("c:3", 60)
+    };
+    let err = try_acquire(&t.db, &wrong, alive).await.unwrap_err();
+    assert!(err.to_string().contains("runs as 3 shards"), "{err}");
+    // A holder known to be gone is taken over at once, with a higher fencing number.
+    let Acquire::Acquired {
+        fence: second,
+        previous,
+    } = try_acquire(&t.db, &claim("b:2", 60), |owner: &str| owner == "a:1")
+        .await
+        .unwrap()
+    else {
+        panic!("a dead holder's lease is taken over");
+    };
+    assert_eq!(second, 2);
+    assert_eq!(previous.map(|p| p.owner), Some("a:1".to_string()));
+    // The old owner's writes and renewals are fenced off, naming the new owner.
+    let stale = shopsim::sim::records::Fence {
+        run_id: "leases".into(),
+        shard: 1,
+        fence: first,
+    };
+    let tx = t.db.write().await.unwrap();
+    match stale.check(&tx).await {
+        Err(RecordsError::LeaseLost { owner, fence, .. }) => {
+            assert_eq!((owner.as_str(), fence), ("b:2", 2))
+        }
+        other => panic!("a stale fence passed: {other:?}"),
+    }
+    tx.rollback().await.unwrap();
+    let renewed = stale
+        .renew(
+            &t.db,
+            chrono::Duration::seconds(60),
+            &ShardProgress::default(),
+        )
+        .await;
+    assert!(
+        matches!(renewed, Err(RecordsError::LeaseLost { .. })),
+        "{renewed:?}"
+    );
+    // The new owner renews and reports progress; a lapsed lease is free for anyone.
+    let current = shopsim::sim::records::Fence {
+        fence: second,
+        ..stale.clone()
+    };
+    let progress = ShardProgress {
+        sim_time: Some(Utc::now()),
+        lag_p99_ms: Some(1.5),
+        sessions_ended: 7,
+    };
+    current
+        .renew(&t.db, chrono::Duration::seconds(-1), &progress)
+        .await
+        .unwrap();
+    let row = &load_shards(&t.db, "leases").await.unwrap()[0];
+    assert_eq!((row.sessions_ended, row.lag_p99_ms), (7, Some(1.5)));
+    let Acquire::Acquired { fence: third, .. } =
+        try_acquire(&t.db, &claim("c:3", 60), alive).await.unwrap()
+    else {
+        panic!("a lapsed lease is taken over");
+    };
+    assert_eq!(third, 3);
+    // A released, finished shard is not taken again: there is nothing left to do.
+    let owner = shopsim::sim::records::Fence {
+        fence: third,
+        ..stale
+    };
+    // Shards 0 and 2 never ran: the run is resumable, not finished.
+    let run = owner.finish(&t.db, RunStatus::Finished, 3).await.unwrap();
+    assert_eq!(run, RunStatus::Interrupted);
+    assert!(matches!(
+        try_acquire(&t.db, &claim("d:4", 60), alive).await.unwrap(),
+        Acquire::Finished(_)
+    ));
+}
+
+/// A fresh PostgreSQL database, or `None` when no test database is configured.
+async fn pg() -> Option<TestDb> {
+    TestDb::postgres().await
+}
+
+/// The shards' rows, by shard.
+async fn shards(db: &Db, run_id: &str) -> Vec<shopsim::sim::records::ShardRecord> {
+    load_shards(db, run_id).await.unwrap_or_default()
+}
+
+/// Waits until `cond` holds for the run's shard rows (panics after `limit`).
+async fn until_shards(
+    db: &Db,
+    run_id: &str,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&[shopsim::sim::records::ShardRecord]) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        let rows = shards(db, run_id).await;
+        if cond(&rows) {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out waiting for {what}: {rows:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn day(d: u32) -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(2024, 1, d)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let pid = child.id().expect("a running child has a pid");
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+const LEASE: &[&str] = &["--lease-ttl", "2s"];
+
+fn shard_command(url: &str, dir: &std::path::Path, i: u32) -> Command {
+    let shard = format!("{i}/3");
+    let mut extra = vec!["--shard", shard.as_str()];
+    extra.extend_from_slice(LEASE);
+    run_command(url, "sharded", "inprocess", dir, &extra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
+    let Some(reference) = pg().await else { return };
+    let Some(t) = pg().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    run_through(run_command(
+        &reference.url.to_string(),
+        "sharded",
+        "inprocess",
+        &dir.path().join("runs-ref"),
+        &[],
+    ))
+    .await;
+    let expected = export(&reference.db, "sharded", &dir.path().join("ref")).await;
+
+    let url = t.url.to_string();
+    let runs = dir.path().join("runs");
+    let mut children: Vec<Child> = (0..3)
+        .map(|i| {
+            shard_command(&url, &runs, i)
+                .spawn()
+                .expect("start a shard")
+        })
+        .collect();
+    // Every shard past its first simulated day.
+    until_shards(
+        &t.db,
+        "sharded",
+        "day 1 done",
+        Duration::from_secs(120),
+        |rows| {
+            rows.len() == 3
+                && rows
+                    .iter()
+                    .all(|r| r.checkpoint_at.is_some_and(|c| c >= day(2)))
+        },
+    )
+    .await;
+
+    // Shard 2 paused: the others soon wait for it at the end of a simulated day, so the run
+    // cannot end while the rest happens.
+    signal(&children[2], "STOP");
+
+    // A second process for shard 0, which is leased and alive, waits and writes nothing.
+    let before = shards(&t.db, "sharded").await[0].clone();
+    let mut dup = shard_command(&url, &runs, 0).spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        dup.try_wait().unwrap().is_none(),
+        "the duplicate waits for the lease"
+    );
+    let now = shards(&t.db, "sharded").await[0].clone();
+    assert_eq!(
+        (now.owner.as_str(), now.fence),
+        (before.owner.as_str(), before.fence),
+        "the duplicate did not take the lease"
+    );
+    dup.start_kill().unwrap();
+    let (_, dup_err) = finish(dup).await;
+    assert!(
+        dup_err.contains("is leased by"),
+        "the duplicate says why it waits: {dup_err}"
+    );
+
+    // Shard 1 killed and started again: it takes its slice back at once (its holder is dead
+    // and was on this host) and resumes it.
+    children[1].start_kill().unwrap();
+    let _ = children[1].wait().await;
+    children[1] = shard_command(&url, &runs, 1).spawn().unwrap();
+    until_shards(
+        &t.db,
+        "sharded",
+        "shard 1 taken back",
+        Duration::from_secs(20),
+        |rows| rows.get(1).is_some_and(|r| r.fence == 2),
+    )
+    .await;
+
+    // Shard 2's lease lapsed while it was paused: a new process takes the slice over. Woken
+    // up, the stale process is fenced off and stops without writing. (A takeover may wait
+    // for a row lock the paused process holds; it then happens right at the wake-up, before
+    // the stale process's next heartbeat.)
+    let stale = std::mem::replace(
+        &mut children[2],
+        shard_command(&url, &runs, 2).spawn().unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&stale, "CONT");
+    until_shards(
+        &t.db,
+        "sharded",
+        "shard 2 taken over",
+        Duration::from_secs(30),
+        |rows| rows.get(2).is_some_and(|r| r.fence == 2),
+    )
+    .await;
+    let (status, err) = tokio::time::timeout(Duration::from_secs(60), finish(stale))
+        .await
+        .expect("the stale shard stops");
+    assert!(!status.success(), "the stale shard fails: {status}");
+    assert!(
+        err.contains("taken over"),
+        "the stale shard says why: {err}"
+    );
+
+    for child in children {
+        let (status, err) = finish(child).await;
+        assert!(status.success(), "a shard failed: {status}\n{err}");
+    }
+    let rows = shards(&t.db, "sharded").await;
+    assert!(
+        rows.iter().all(|r| r.status == RunStatus::Finished),
+        "{rows:#?}"
+    );
+    check_invariants(&t.db, "sharded").await;
+    let got = export(&t.db, "sharded", &dir.path().join("got")).await;
+    crate::support::assert_same_export(&expected, &got, "3 shards vs one process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_shards_share_one_clock_postgres() {
+    let Some(t) = pg().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = t.url.to_string();
+    const SCALE: f64 = 600.0;
+    let start = |i: u32| {
+        Command::new(env!("CARGO_BIN_EXE_shopsim"))
+            .args([
+                "run",
+                "--database-url",
+                &url,
+                "--run-id",
+                "paced",
+                "--agents",
+                "100",
+            ])
+            .args(["--days", "2", "--start", "2024-01-01", "--seed", "5"])
+            .args(["--actions", "inprocess", "--time-scale", "600", "--no-tui"])
+            .args([
+                "--shard",
+                &format!("{i}/3"),
+                "--lease-ttl",
+                "1s",
+                "--run-dir",
+            ])
+            .arg(dir.path())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a shard")
+    };
+    // Started a second apart: ten simulated minutes apart, were each on its own clock.
+    let mut children = Vec::new();
+    for i in 0..3 {
+        children.push(start(i));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Each heartbeat reports the shard's simulated time at a wall instant; carried to one
+    // common instant at the run's scale, the three clocks agree within a simulated minute.
+    let mut samples = 0;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        let rows = shards(&t.db, "paced").await;
+        let at = Utc::now();
+        let clocks: Vec<DateTime<Utc>> = rows
+            .iter()
+            .filter_map(|r| {
+                let sim = r.sim_time?;
+                let since = (at - r.heartbeat_at).num_milliseconds() as f64 / 1000.0;
+                Some(sim + chrono::Duration::milliseconds((since * SCALE * 1000.0) as i64))
+            })
+            .collect();
+        if clocks.len() == 3 {
+            let spread = *clocks.iter().max().unwrap() - *clocks.iter().min().unwrap();
+            assert!(
+                spread < chrono::Duration::minutes(1),
+                "shard clocks {spread} apart: {rows:#?}"
+            );
+            samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if samples < 5 {
+        for mut child in children {
+            child.start_kill().ok();
+            let (status, err) = finish(child).await;
+            eprintln!("shard: {status}\n{err}");
+        }
+        panic!(
+            "only {samples} samples with all three shards: {:#?}",
+            shards(&t.db, "paced").await
+        );
+    }
+    for child in &children {
+        signal(child, "INT");
+    }
+    for child in children {
+        let (status, err) = finish(child).await;
+        assert!(
+            matches!(status.code(), Some(0) | Some(130)),
+            "a paced shard failed: {status}\n{err}"
+        );
+    }
+}
