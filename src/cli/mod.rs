@@ -13,6 +13,8 @@ mod runs;
 mod seed;
 mod serve;
 
+pub use run::check_config_text;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
