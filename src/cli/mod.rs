@@ -14,6 +14,8 @@ mod seed;
 mod serve;
 mod status;
 
+pub use run::check_config_text;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -257,6 +257,36 @@ fn read_config(path: &Path) -> anyhow::Result<FileSettings> {
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
 }
 
+/// Checks the text of a `--config` file offline, as `shopsim run --config` would take it with
+/// no flag or environment variable given: unknown keys and types (as `read_config`), every
+/// value resolved from it (time scale, durations, thresholds, days, concurrency, as
+/// `resolve`), and the checks a run makes before it touches the database (time zone, agents,
+/// `api-url` with in-process actions). Used to validate deployment manifests in the tests
+/// (`examples/kubernetes`).
+pub fn check_config_text(text: &str) -> anyhow::Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let file: FileSettings =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+    // No flag given and no environment variable read: the file alone decides.
+    let cmd = RunArgs::augment_args(clap::Command::new("shopsim-run"))
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    let args = RunArgs::from_arg_matches(&cmd.try_get_matches_from(["shopsim-run"])?)?;
+    let settings = resolve(&args, file)?;
+    if settings.timezone.parse::<chrono_tz::Tz>().is_err() {
+        anyhow::bail!(
+            "config file: timezone `{}` is not an IANA time zone",
+            settings.timezone
+        );
+    }
+    if settings.agents == 0 {
+        anyhow::bail!("config file: agents must be at least 1");
+    }
+    if settings.api_url.is_some() && settings.actions == ActionsMode::Inprocess {
+        anyhow::bail!("config file: api-url and actions = \"inprocess\" contradict each other");
+    }
+    Ok(())
+}
+
 fn resolve(args: &RunArgs, file: FileSettings) -> anyhow::Result<RunSettings> {
     let time_scale = match (args.time_scale, file.time_scale) {
         (Some(t), _) => t,

@@ -14,6 +14,7 @@ mod app;
 mod behavior;
 mod crash;
 mod domain;
+mod kubernetes;
 mod loadtest;
 mod logs;
 mod metrics_endpoint;
