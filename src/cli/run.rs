@@ -749,3 +749,31 @@ async fn stop_signal() -> bool {
         tokio::signal::ctrl_c().await.is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_comes_from_the_flag_or_the_job_index() {
+        let spec = |i, n| ShardSpec::new(i, n).unwrap();
+        assert_eq!(shard_spec(None, None, None).unwrap(), ShardSpec::SINGLE);
+        assert_eq!(
+            shard_spec(Some(spec(1, 3)), None, None).unwrap(),
+            spec(1, 3)
+        );
+        assert_eq!(
+            shard_spec(Some(spec(1, 3)), Some(3), Some("2".into())).unwrap(),
+            spec(1, 3)
+        );
+        assert_eq!(
+            shard_spec(None, Some(3), Some(" 2 ".into())).unwrap(),
+            spec(2, 3)
+        );
+        let err = |r: anyhow::Result<ShardSpec>| r.unwrap_err().to_string();
+        assert!(err(shard_spec(Some(spec(1, 3)), Some(4), None)).contains("disagree"));
+        assert!(err(shard_spec(None, Some(3), None)).contains("JOB_COMPLETION_INDEX"));
+        assert!(err(shard_spec(None, Some(3), Some("x".into()))).contains("not a shard index"));
+        assert!(err(shard_spec(None, Some(3), Some("3".into()))).contains("out of range"));
+    }
+}

@@ -315,6 +315,33 @@ async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
         "{rows:#?}"
     );
     check_invariants(&t.db, "sharded").await;
+    // `shopsim status` shows every shard, finished, with the takeovers' fencing numbers.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args(["status", "sharded", "--json", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["status"], "finished");
+    assert_eq!(status["shards"], 3);
+    let fences: Vec<i64> = status["shard_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(
+                (&s["lease"], &s["progress"]),
+                (&serde_json::json!("finished"), &serde_json::json!(1.0))
+            );
+            s["fence"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(fences, [1, 2, 2]);
     let got = export(&t.db, "sharded", &dir.path().join("got")).await;
     crate::support::assert_same_export(&expected, &got, "3 shards vs one process");
 }
