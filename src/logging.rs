@@ -25,6 +25,8 @@ pub struct LogContext {
     pub run_id: Option<String>,
     /// The simulated time reached (RFC 3339), once the run has one.
     pub sim_time: Option<String>,
+    /// The shard (`I/N`) of a sharded run.
+    pub shard: Option<String>,
 }
 
 static CONTEXT: LazyLock<RwLock<LogContext>> = LazyLock::new(|| RwLock::new(LogContext::default()));
@@ -32,6 +34,11 @@ static CONTEXT: LazyLock<RwLock<LogContext>> = LazyLock::new(|| RwLock::new(LogC
 /// Sets the run id of later log lines.
 pub fn set_run_id(run_id: &str) {
     CONTEXT.write().run_id = Some(run_id.to_string());
+}
+
+/// Sets the shard (`I/N`) of later log lines (sharded runs only).
+pub fn set_shard(shard: &str) {
+    CONTEXT.write().shard = Some(shard.to_string());
 }
 
 /// Sets the simulated time of later log lines.
@@ -183,6 +190,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JsonFileLayer {
             "sim_time".into(),
             cx.sim_time.map_or(Value::Null, Value::String),
         );
+        if let Some(shard) = cx.shard {
+            obj.insert("shard".into(), Value::String(shard));
+        }
         let message = fields.0.remove("message").unwrap_or(Value::Null);
         obj.insert("message".into(), message);
         obj.insert("fields".into(), Value::Object(fields.0));

@@ -68,6 +68,8 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ExporterError> {
 pub struct Source {
     /// The run.
     pub run_id: String,
+    /// This process's shard of the run (`0/1` unsharded).
+    pub shard: String,
     /// The run's persona set.
     pub persona_set: String,
     /// The run's counters and histograms.
@@ -239,6 +241,7 @@ impl Collector for RunCollector {
             )?;
             let labels = [
                 ("run_id", self.source.run_id.as_str()),
+                ("shard", self.source.shard.as_str()),
                 ("persona_set", self.source.persona_set.as_str()),
                 ("script_version", state.script_version.as_str()),
             ];

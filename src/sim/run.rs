@@ -261,6 +261,9 @@ pub async fn simulate(
         tracing::info!(run_id = %settings.run_id, checkpoint = ?run.checkpoint_at, "resuming an unfinished run");
     }
     let spec = settings.sharding.spec;
+    if spec.is_sharded() {
+        crate::logging::set_shard(&spec.to_string());
+    }
     let mut stored = stored;
     if spec.is_sharded() && stored.is_none() {
         // The first shard to get here records the run; the others join it.
@@ -288,7 +291,9 @@ pub async fn simulate(
             return finished_shard(&db, &settings, spec, wall_start).await;
         }
     };
+    // The heartbeat and the clock sync end with this function, however it returns.
     let heartbeat_stop = CancellationToken::new();
+    let _stop_heartbeat = heartbeat_stop.clone().drop_guard();
     let start_date = sim_start.with_timezone(&tz).date_naive();
     let last_date = (sim_end - Duration::nanoseconds(1))
         .with_timezone(&tz)
@@ -382,10 +387,9 @@ pub async fn simulate(
         "agents loaded"
     );
 
-    // The simulated clock continues from the last checkpoint; every change of scale (and
-    // every restart) is a segment of the run's recorded clock.
-    // A shard resumes from its own checkpoint (an unsharded run recorded before shards had
-    // rows, from the run's).
+    // The simulated clock continues from the last checkpoint — the shard's own (an unsharded
+    // run recorded before shards had rows: the run's); every change of scale (and every
+    // restart) is a segment of the run's recorded clock, which shards share.
     let checkpoint = match lease.previous() {
         Some(p) => p.checkpoint_at,
         None if !spec.is_sharded() => stored.as_ref().and_then(|r| r.checkpoint_at),
@@ -581,7 +585,11 @@ pub async fn simulate(
     let aborted = Arc::new(parking_lot::Mutex::new(None));
     let monitor = Monitor::start(
         Watched {
-            run_id: settings.run_id.clone(),
+            run_id: if spec.is_sharded() {
+                format!("{} shard {spec}", settings.run_id)
+            } else {
+                settings.run_id.clone()
+            },
             live: engine.live.clone(),
             metrics: metrics.clone(),
             actions: engine.actions.clone(),
@@ -605,6 +613,7 @@ pub async fn simulate(
             listener,
             prometheus::Source {
                 run_id: settings.run_id.clone(),
+                shard: spec.to_string(),
                 persona_set: settings.persona_set.clone(),
                 metrics: metrics.clone(),
                 state: monitor.state(),

@@ -216,7 +216,11 @@ async fn metrics_endpoint_counters_equal_the_summary() {
         sample(
             &samples,
             "shopsim_run_info",
-            &[("run_id", "scraped"), ("persona_set", "grocery")]
+            &[
+                ("run_id", "scraped"),
+                ("shard", "0/1"),
+                ("persona_set", "grocery")
+            ]
         ),
         1.0
     );

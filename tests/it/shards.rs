@@ -7,8 +7,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use shopsim::sim::clock::ClockSchedule;
 use shopsim::sim::records::shards::{Acquire, Claim, ShardProgress, try_acquire};
-use shopsim::sim::records::{RecordsError, RunStatus, load_shards};
+use shopsim::sim::records::{RecordsError, RunStatus, load_shards, stored_snapshot};
+use shopsim::sim::shard::clock_sync::load_clock;
 use shopsim::store::Db;
 use tokio::process::{Child, Command};
 
@@ -422,6 +424,55 @@ async fn paced_shards_share_one_clock_postgres() {
             shards(&t.db, "paced").await
         );
     }
+    // A pause recorded in the run's clock (as another shard's dashboard records it) stops
+    // every shard's clock; resumed at twice the scale, they all run again.
+    let change = |f: fn(&mut ClockSchedule, DateTime<Utc>)| {
+        let db = t.db.clone();
+        async move {
+            let mut clock = load_clock(&db, "paced")
+                .await
+                .unwrap()
+                .expect("a shared clock");
+            f(&mut clock, Utc::now());
+            let tx = db.write().await.unwrap();
+            let json = serde_json::to_value(&clock).unwrap();
+            tx.exec(
+                "UPDATE sim_runs SET clock = $1 WHERE run_id = 'paced'",
+                vec![tx.codec().json(&json)],
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let clocks = || async {
+        shards(&t.db, "paced")
+            .await
+            .iter()
+            .map(|r| r.sim_time.expect("a paced shard reports its clock"))
+            .collect::<Vec<_>>()
+    };
+    change(|c, now| c.pause(now)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let paused = clocks().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (a, b) in paused.iter().zip(clocks().await) {
+        assert!(
+            b - *a < chrono::Duration::seconds(30),
+            "paused clocks ran: {a} → {b}"
+        );
+    }
+    change(|c, now| c.set_scale(now, 2.0 * SCALE)).await;
+    change(|c, now| c.resume(now)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let resumed = clocks().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (a, b) in resumed.iter().zip(clocks().await) {
+        assert!(
+            b - *a > chrono::Duration::minutes(10),
+            "resumed clocks stand: {a} → {b}"
+        );
+    }
     for child in &children {
         signal(child, "INT");
     }
@@ -432,4 +483,58 @@ async fn paced_shards_share_one_clock_postgres() {
             "a paced shard failed: {status}\n{err}"
         );
     }
+}
+
+/// Over HTTP (each shard with its embedded reference server): three shards give the single
+/// process's export and the same requests per endpoint, their histograms merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_shards_merge_to_the_single_process_run_postgres() {
+    let Some(reference) = pg().await else { return };
+    let Some(t) = pg().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    run_through(run_command(
+        &reference.url.to_string(),
+        "http",
+        "http",
+        &dir.path().join("runs-ref"),
+        &[],
+    ))
+    .await;
+    let url = t.url.to_string();
+    let children: Vec<Child> = (0..3)
+        .map(|i| {
+            let shard = format!("{i}/3");
+            run_command(
+                &url,
+                "http",
+                "http",
+                &dir.path().join("runs"),
+                &["--shard", &shard],
+            )
+            .spawn()
+            .expect("start a shard")
+        })
+        .collect();
+    for child in children {
+        let (status, err) = finish(child).await;
+        assert!(status.success(), "a shard failed: {status}\n{err}");
+    }
+    check_invariants(&t.db, "http").await;
+    let expected = export(&reference.db, "http", &dir.path().join("ref")).await;
+    let got = export(&t.db, "http", &dir.path().join("got")).await;
+    crate::support::assert_same_export(&expected, &got, "3 HTTP shards vs one process");
+    let one = stored_snapshot(&reference.db, "http").await.unwrap();
+    let merged = stored_snapshot(&t.db, "http").await.unwrap();
+    for (endpoint, line) in &one.endpoints {
+        let sharded = &merged.endpoints[endpoint];
+        assert_eq!(
+            sharded.latency.count, line.latency.count,
+            "{endpoint:?}: requests of 3 shards vs one process"
+        );
+    }
+    let sessions = |s: &shopsim::sim::metrics::Snapshot| {
+        s.counters[&shopsim::sim::metrics::Counter::SessionsStarted]
+    };
+    assert_eq!(sessions(&merged), sessions(&one));
+    assert!(sessions(&one) > 0);
 }

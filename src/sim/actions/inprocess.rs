@@ -594,6 +594,16 @@ impl InProcessSession {
                 }
                 Err(e) => return Err(e),
             };
+            // Only while this process holds the slice (see `InProcessConfig::fence`).
+            if let Some(fence) = &shared.fence {
+                fence.check(&tx).await.map_err(|e| match e {
+                    RecordsError::Store(e) => DomainError::Store(e),
+                    e => DomainError::Invalid {
+                        code: "lease_lost",
+                        message: e.to_string(),
+                    },
+                })?;
+            }
             store_answer(&tx, ctx, key, &answer).await?;
             Ok::<_, DomainError>((day, answer))
         }
