@@ -149,6 +149,27 @@ async fn pg() -> Option<TestDb> {
     TestDb::postgres().await
 }
 
+/// One uninterrupted single-process run of `run_id` on a fresh database: the database and the
+/// run's export (the reference a sharded run must equal).
+async fn single_process(
+    run_id: &str,
+    actions: &str,
+    dir: &std::path::Path,
+) -> Option<(TestDb, Vec<(String, Vec<u8>)>)> {
+    let reference = pg().await?;
+    let url = reference.url.to_string();
+    run_through(run_command(
+        &url,
+        run_id,
+        actions,
+        &dir.join("runs-ref"),
+        &[],
+    ))
+    .await;
+    let export = export(&reference.db, run_id, &dir.join("ref")).await;
+    Some((reference, export))
+}
+
 /// The shards' rows, by shard.
 async fn shards(db: &Db, run_id: &str) -> Vec<shopsim::sim::records::ShardRecord> {
     load_shards(db, run_id).await.unwrap_or_default()
@@ -204,18 +225,11 @@ fn shard_command(url: &str, dir: &std::path::Path, i: u32) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
-    let Some(reference) = pg().await else { return };
-    let Some(t) = pg().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    run_through(run_command(
-        &reference.url.to_string(),
-        "sharded",
-        "inprocess",
-        &dir.path().join("runs-ref"),
-        &[],
-    ))
-    .await;
-    let expected = export(&reference.db, "sharded", &dir.path().join("ref")).await;
+    let Some((_, expected)) = single_process("sharded", "inprocess", dir.path()).await else {
+        return;
+    };
+    let Some(t) = pg().await else { return };
 
     let url = t.url.to_string();
     let runs = dir.path().join("runs");
@@ -489,17 +503,11 @@ async fn paced_shards_share_one_clock_postgres() {
 /// process's export and the same requests per endpoint, their histograms merged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_shards_merge_to_the_single_process_run_postgres() {
-    let Some(reference) = pg().await else { return };
-    let Some(t) = pg().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    run_through(run_command(
-        &reference.url.to_string(),
-        "http",
-        "http",
-        &dir.path().join("runs-ref"),
-        &[],
-    ))
-    .await;
+    let Some((reference, expected)) = single_process("http", "http", dir.path()).await else {
+        return;
+    };
+    let Some(t) = pg().await else { return };
     let url = t.url.to_string();
     let children: Vec<Child> = (0..3)
         .map(|i| {
@@ -520,7 +528,6 @@ async fn http_shards_merge_to_the_single_process_run_postgres() {
         assert!(status.success(), "a shard failed: {status}\n{err}");
     }
     check_invariants(&t.db, "http").await;
-    let expected = export(&reference.db, "http", &dir.path().join("ref")).await;
     let got = export(&t.db, "http", &dir.path().join("got")).await;
     crate::support::assert_same_export(&expected, &got, "3 HTTP shards vs one process");
     let one = stored_snapshot(&reference.db, "http").await.unwrap();
