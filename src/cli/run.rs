@@ -509,8 +509,13 @@ pub async fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     eprintln!(
-        "run {}: {} agents, persona set {}, {} simulated day(s) from {}, time scale {}, actions {:?}, database {}",
+        "run {}{}: {} agents, persona set {}, {} simulated day(s) from {}, time scale {}, actions {:?}, database {}",
         settings.run_id,
+        if settings.sharding.spec.is_sharded() {
+            format!(" (shard {})", settings.sharding.spec)
+        } else {
+            String::new()
+        },
         settings.agents,
         settings.persona_set,
         settings.days,
