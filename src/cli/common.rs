@@ -10,7 +10,8 @@ use crate::store::{DEFAULT_DATABASE_URL, DatabaseUrl, Db, DbConfig, PoolerMode, 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// Database URL: `sqlite://FILE` (created if missing) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
-    /// (add `?sslmode=require` or `verify-full` for TLS). The password is never printed.
+    /// (add `?sslmode=require` or `verify-full` for TLS; a server on this machine is reached
+    /// without TLS unless the URL or PGSSLMODE sets `sslmode`). The password is never printed.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 

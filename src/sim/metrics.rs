@@ -344,6 +344,13 @@ impl Metrics {
         self.latency[endpoint.index()].lock().total.clone()
     }
 
+    /// The p99 of the whole run's release lag in milliseconds, `None` before any release (a
+    /// shard's heartbeat figure, without copying the histogram).
+    pub fn lag_p99_ms(&self) -> Option<f64> {
+        let lag = self.lag.lock();
+        (!lag.total.is_empty()).then(|| lag.total.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
     /// The whole run's release-lag histogram (microseconds), for exporters.
     pub fn lag_histogram(&self) -> Histogram<u64> {
         self.lag.lock().total.clone()

@@ -27,7 +27,7 @@ use crate::sim::monitor::{Display, Monitor, Watched};
 use crate::sim::progress::{self, Progress};
 use crate::sim::prometheus::{self, MetricsEndpoint};
 use crate::sim::recorder::DbRecorder;
-use crate::sim::records::shards::{ShardProgress, run_status_of};
+use crate::sim::records::shards::ShardProgress;
 use crate::sim::records::{self, RunRecord, RunStatus, RunSummary, SessionStatus, WallInfo};
 use crate::sim::session::{AgentState, SessionReport};
 use crate::sim::shard::{Lease, LeaseConfig, ShardOptions, ShardSpec, clock_sync, lease::Acquired};
@@ -813,16 +813,13 @@ fn shard_progress(
     checkpoint: Option<DateTime<Utc>>,
 ) -> ShardProgress {
     use crate::sim::metrics::Counter;
-    let snap = metrics.snapshot();
-    let count = |c: Counter| snap.counters.get(&c).copied().unwrap_or(0);
+    // Counters and one quantile: a full snapshot would copy every histogram.
     ShardProgress {
         sim_time: pacer.map(PacedClock::sim_now).or(checkpoint),
-        lag_p99_ms: pacer
-            .filter(|_| snap.lag.count > 0)
-            .map(|_| snap.lag.p99_ms),
-        sessions_ended: count(Counter::SessionsCompleted)
-            + count(Counter::SessionsAbandoned)
-            + count(Counter::SessionsFailed),
+        lag_p99_ms: pacer.and_then(|_| metrics.lag_p99_ms()),
+        sessions_ended: metrics.get(Counter::SessionsCompleted)
+            + metrics.get(Counter::SessionsAbandoned)
+            + metrics.get(Counter::SessionsFailed),
     }
 }
 
@@ -839,17 +836,7 @@ async fn finished_shard(
         "shard {spec} of run {} finished earlier; nothing left to do",
         settings.run_id
     );
-    let rows = records::load_shards(db, &settings.run_id).await?;
-    if run_status_of(
-        &rows,
-        spec.count,
-        spec.index,
-        RunStatus::Finished,
-        Utc::now(),
-    ) == RunStatus::Finished
-    {
-        records::finish_run(db, &settings.run_id, RunStatus::Finished).await?;
-    }
+    records::shards::settle_finished_run(db, &settings.run_id, spec.count, spec.index).await?;
     let snapshot = records::stored_snapshot(db, &settings.run_id).await?;
     let wall = WallInfo {
         wall: wall_start.elapsed(),

@@ -90,8 +90,14 @@ impl Db {
                 opts.max_connections(config.max_connections.max(1))
                     .min_connections(config.min_connections.min(config.max_connections.max(1)));
                 let timeout = format!("{statement_timeout_ms}");
+                let plaintext = url.plaintext_loopback();
                 opts.map_sqlx_postgres_opts(move |o| {
                     let o = o.application_name("shopsim");
+                    let o = if plaintext {
+                        o.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+                    } else {
+                        o
+                    };
                     if transaction_pooler {
                         // Named statements do not survive a transaction behind the pooler.
                         o.statement_cache_capacity(0)
@@ -229,10 +235,13 @@ async fn probe_postgres(url: &DatabaseUrl, timeout: Duration) -> Result<(), Stor
         url: url.redacted(),
         reason: redact(&reason),
     };
-    let opts: sea_orm::sqlx::postgres::PgConnectOptions = url
+    let mut opts: sea_orm::sqlx::postgres::PgConnectOptions = url
         .expose()
         .parse()
         .map_err(|e: sea_orm::sqlx::Error| fail(e.to_string()))?;
+    if url.plaintext_loopback() {
+        opts = opts.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable);
+    }
     match tokio::time::timeout(timeout, opts.connect()).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;

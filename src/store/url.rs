@@ -126,6 +126,27 @@ impl DatabaseUrl {
     }
 }
 
+impl DatabaseUrl {
+    /// True when the connection should not use TLS although the URL does not say so: a
+    /// PostgreSQL server on this machine, with no `sslmode` in the URL nor in `PGSSLMODE`.
+    /// The driver's default (`prefer`) would encrypt loopback traffic that never leaves the
+    /// machine, which costs both processes CPU on every statement; `?sslmode=prefer` (or
+    /// `require`) in the URL keeps TLS.
+    pub fn plaintext_loopback(&self) -> bool {
+        self.plaintext_loopback_with(std::env::var_os("PGSSLMODE").is_some())
+    }
+
+    fn plaintext_loopback_with(&self, env_sslmode: bool) -> bool {
+        if self.backend != Backend::Postgres || env_sslmode || !self.is_local() {
+            return false;
+        }
+        url::Url::parse(&self.raw).is_ok_and(|u| {
+            !u.query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("sslmode"))
+        })
+    }
+}
+
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DatabaseUrl({})", self.redacted())
@@ -218,5 +239,27 @@ mod tests {
         let other = url.with_database("other").unwrap();
         assert_eq!(other.database_name().as_deref(), Some("other"));
         assert!(other.expose().contains("sslmode=disable"));
+    }
+
+    #[test]
+    fn loopback_without_sslmode_is_plaintext() {
+        let url = |s: &str| DatabaseUrl::parse(s).unwrap();
+        assert!(url("postgres://postgres@127.0.0.1:5432/test").plaintext_loopback_with(false));
+        assert!(
+            url("postgres://u@localhost/test?application_name=x").plaintext_loopback_with(false)
+        );
+        // The URL or the environment decides when it says anything.
+        assert!(
+            !url("postgres://postgres@127.0.0.1/test?sslmode=prefer")
+                .plaintext_loopback_with(false)
+        );
+        assert!(
+            !url("postgres://postgres@127.0.0.1/test?SSLMODE=require")
+                .plaintext_loopback_with(false)
+        );
+        assert!(!url("postgres://postgres@127.0.0.1/test").plaintext_loopback_with(true));
+        // A remote server keeps the driver's default.
+        assert!(!url("postgres://u@db.example.com/app").plaintext_loopback_with(false));
+        assert!(!url("sqlite://shopsim.db").plaintext_loopback_with(false));
     }
 }

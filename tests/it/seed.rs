@@ -9,7 +9,7 @@ use shopsim::catalog::{
 use shopsim::store::{Backend, Db};
 
 use crate::backend_tests;
-use crate::support::TestDb;
+use crate::support::{TestDb, shopsim_json};
 
 backend_tests!(
     seeding_twice_changes_nothing,
@@ -438,26 +438,16 @@ async fn cli_seed_creates_catalog_and_agents(t: TestDb) {
         return;
     }
     let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
-            .args([
-                "seed",
-                "--seed",
-                "11",
-                "--agents",
-                "12",
-                "--json",
-                "--database-url",
-                &url,
-            ])
-            .env_remove("DATABASE_URL")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        shopsim_json([
+            "seed",
+            "--seed",
+            "11",
+            "--agents",
+            "12",
+            "--json",
+            "--database-url",
+            &url,
+        ])
     };
     let first = run();
     assert_eq!(first["catalog"]["products"]["inserted"], 360);
@@ -490,27 +480,18 @@ async fn cli_seed_stores_personas_of_a_persona_set(t: TestDb) {
         return;
     }
     let behaviors = concat!(env!("CARGO_MANIFEST_DIR"), "/behaviors");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
-        .args([
-            "seed",
-            "--agents",
-            "6",
-            "--persona-set",
-            "voiceoffers",
-            "--behaviors",
-            behaviors,
-            "--json",
-            "--database-url",
-            &url,
-        ])
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shopsim_json([
+        "seed",
+        "--agents",
+        "6",
+        "--persona-set",
+        "voiceoffers",
+        "--behaviors",
+        behaviors,
+        "--json",
+        "--database-url",
+        &url,
+    ]);
     let tx = t.db.read().await.unwrap();
     let rows = tx
         .query(

@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 
 use crate::backend_tests;
 use crate::crash::{check_invariants, export, finish, run_command, run_through};
-use crate::support::TestDb;
+use crate::support::{TestDb, shopsim_json};
 
 backend_tests!(leases_fence_off_a_stale_owner);
 
@@ -214,12 +214,17 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success(), "kill -{sig} {pid}");
 }
 
-const LEASE: &[&str] = &["--lease-ttl", "2s"];
+/// Shard 2's lease is short, so the test's takeover of the paused process comes soon; shard 0's
+/// is long, so its holder keeps it for sure while a duplicate waits 3 s (on a machine busy
+/// enough to delay a heartbeat by a second or two, a 2-s lease can lapse, and the duplicate
+/// then rightly takes it).
+fn lease_ttl(shard: u32) -> &'static str {
+    if shard == 0 { "20s" } else { "2s" }
+}
 
 fn shard_command(url: &str, dir: &std::path::Path, i: u32) -> Command {
     let shard = format!("{i}/3");
-    let mut extra = vec!["--shard", shard.as_str()];
-    extra.extend_from_slice(LEASE);
+    let extra = ["--shard", shard.as_str(), "--lease-ttl", lease_ttl(i)];
     run_command(url, "sharded", "inprocess", dir, &extra)
 }
 
@@ -332,17 +337,7 @@ async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
     );
     check_invariants(&t.db, "sharded").await;
     // `shopsim status` shows every shard, finished, with the takeovers' fencing numbers.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
-        .args(["status", "sharded", "--json", "--database-url", &url])
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = shopsim_json(["status", "sharded", "--json", "--database-url", &url]);
     assert_eq!(status["status"], "finished");
     assert_eq!(status["shards"], 3);
     let fences: Vec<i64> = status["shard_status"]

@@ -231,3 +231,28 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Runs the `shopsim` binary with `args` (no `DATABASE_URL` from the environment), asserts it
+/// succeeded (showing its stderr otherwise) and parses its stdout as JSON.
+pub fn shopsim_json<I, S>(args: I) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopsim"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("the shopsim binary starts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "shopsim's stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

@@ -378,14 +378,7 @@ impl Fence {
         let now = Utc::now();
         let tx = db.write().await?;
         let c = tx.codec();
-        tx.query_opt(
-            &format!(
-                "SELECT run_id FROM sim_runs WHERE run_id = $1{}",
-                c.for_update()
-            ),
-            vec![self.run_id.clone().into()],
-        )
-        .await?;
+        lock_run(&tx, &self.run_id).await?;
         self.check(&tx).await?;
         tx.exec(
             "UPDATE sim_shards SET status = $1, lease_until = $2, heartbeat_at = $2 \
@@ -398,35 +391,92 @@ impl Fence {
             ],
         )
         .await?;
-        let rows = tx
-            .query(
-                &format!("SELECT {SHARD_COLS} FROM sim_shards WHERE run_id = $1 ORDER BY shard"),
-                vec![self.run_id.clone().into()],
-            )
-            .await?
-            .iter()
-            .map(shard_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let run_status = run_status_of(&rows, shards, self.shard, status, now);
-        let finished = (run_status != RunStatus::Running).then_some(now);
-        let n = tx
-            .exec(
-                "UPDATE sim_runs SET status = $1, finished_at = $2, updated_at = $3 \
-                 WHERE run_id = $4",
-                vec![
-                    run_status.as_str().into(),
-                    c.opt_ts(finished),
-                    c.ts(now),
-                    self.run_id.clone().into(),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            return Err(RecordsError::UnknownRun(self.run_id.clone()));
-        }
+        let run_status = settled_status(&tx, &self.run_id, shards, self.shard, status, now).await?;
+        write_run_status(&tx, &self.run_id, run_status, now).await?;
         tx.commit().await?;
         Ok(run_status)
     }
+}
+
+/// Locks the run's row for the rest of the transaction: shards settling the run's status
+/// one after another each see the others' final rows.
+async fn lock_run(tx: &Tx, run_id: &str) -> Result<(), RecordsError> {
+    let found = tx
+        .query_opt(
+            &format!(
+                "SELECT run_id FROM sim_runs WHERE run_id = $1{}",
+                tx.codec().for_update()
+            ),
+            vec![run_id.to_string().into()],
+        )
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(RecordsError::UnknownRun(run_id.to_string())),
+    }
+}
+
+/// The run's status from its shards' rows as the transaction sees them (the caller holds the
+/// run row's lock).
+async fn settled_status(
+    tx: &Tx,
+    run_id: &str,
+    shards: u32,
+    me: u32,
+    own: RunStatus,
+    now: DateTime<Utc>,
+) -> Result<RunStatus, RecordsError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {SHARD_COLS} FROM sim_shards WHERE run_id = $1 ORDER BY shard"),
+            vec![run_id.to_string().into()],
+        )
+        .await?
+        .iter()
+        .map(shard_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(run_status_of(&rows, shards, me, own, now))
+}
+
+async fn write_run_status(
+    tx: &Tx,
+    run_id: &str,
+    status: RunStatus,
+    now: DateTime<Utc>,
+) -> Result<(), RecordsError> {
+    let c = tx.codec();
+    let finished = (status != RunStatus::Running).then_some(now);
+    tx.exec(
+        "UPDATE sim_runs SET status = $1, finished_at = $2, updated_at = $3 WHERE run_id = $4",
+        vec![
+            status.as_str().into(),
+            c.opt_ts(finished),
+            c.ts(now),
+            run_id.to_string().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// For a shard that found its slice already finished: marks the run finished if every shard
+/// is (under the run row's lock, as [`Fence::finish`] does). Returns the run's status as the
+/// shards' rows give it.
+pub async fn settle_finished_run(
+    db: &Db,
+    run_id: &str,
+    shards: u32,
+    me: u32,
+) -> Result<RunStatus, RecordsError> {
+    let now = Utc::now();
+    let tx = db.write().await?;
+    lock_run(&tx, run_id).await?;
+    let status = settled_status(&tx, run_id, shards, me, RunStatus::Finished, now).await?;
+    if status == RunStatus::Finished {
+        write_run_status(&tx, run_id, status, now).await?;
+    }
+    tx.commit().await?;
+    Ok(status)
 }
 
 /// The run's status from its shards': finished when every one of `shards` finished, running
