@@ -3,7 +3,7 @@
 //! unit of work is pooler-safe.
 
 use sea_orm::Value;
-use shopsim::store::{Db, DbConfig, PoolerMode, StoreError};
+use shopsim::store::{DatabaseUrl, Db, DbConfig, PoolerMode, StoreError};
 
 use crate::backend_tests;
 use crate::support::TestDb;
@@ -94,4 +94,56 @@ async fn without_pooler_mode_pgbouncer_breaks_postgres() {
             && msg.contains("prepared statement"),
         "unexpected error: {err}"
     );
+}
+
+/// A PostgreSQL server on this machine is reached without TLS unless the URL asks for it (rustls
+/// was a quarter of the host's profile on 127.0.0.1: BENCHMARKS.md, step 4); `?sslmode=require`
+/// still gets TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_postgres_is_plaintext_unless_the_url_asks_postgres() {
+    let Some(t) = TestDb::postgres().await else {
+        return;
+    };
+    // The direct URL: through a pooler, `pg_stat_ssl` would describe the pooler's connection.
+    let url = t.direct_url.clone();
+    if std::env::var_os("PGSSLMODE").is_some() || !url.is_local() {
+        eprintln!("note: PGSSLMODE is set or the test server is remote; nothing to check");
+        return;
+    }
+    let shown = url.to_string();
+    assert!(
+        !shown.contains("sslmode"),
+        "the test database URL should not set sslmode: {shown}"
+    );
+    async fn uses_tls(url: &DatabaseUrl) -> (bool, String) {
+        let db = Db::connect(&DbConfig::new(url.clone())).await.unwrap();
+        let tx = db.read().await.unwrap();
+        let row = tx
+            .query_one(
+                "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS tls, \
+                 current_setting('ssl') AS offered",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let tls = row.bool("tls").unwrap();
+        let offered = row.string("offered").unwrap();
+        tx.commit().await.unwrap();
+        db.close().await;
+        (tls, offered)
+    }
+    let (tls, offered) = uses_tls(&url).await;
+    assert!(!tls, "a loopback connection without sslmode used TLS");
+    if offered != "on" {
+        eprintln!("note: the test server does not offer TLS; the `require` half is not checked");
+        return;
+    }
+    if shown.contains("***") {
+        eprintln!("note: the test URL has a password; the `require` half is not checked");
+        return;
+    }
+    let sep = if shown.contains('?') { '&' } else { '?' };
+    let required = DatabaseUrl::parse(&format!("{shown}{sep}sslmode=require")).unwrap();
+    let (tls, _) = uses_tls(&required).await;
+    assert!(tls, "`sslmode=require` in the URL must keep TLS");
 }
