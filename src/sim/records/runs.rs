@@ -462,11 +462,26 @@ pub struct MetricsInterval<'a> {
 /// Sets the run's status. Any status but `running` stamps `finished_at`; `running` (a
 /// resume) clears it.
 pub async fn finish_run(db: &Db, run_id: &str, status: RunStatus) -> Result<(), RecordsError> {
-    let now = Utc::now();
     let tx = db.write().await?;
+    let n = write_run_status(&tx, run_id, status, Utc::now()).await?;
+    tx.commit().await?;
+    if n == 0 {
+        return Err(RecordsError::UnknownRun(run_id.to_string()));
+    }
+    Ok(())
+}
+
+/// Sets the run's status in the caller's transaction (`finished_at` as [`finish_run`] says);
+/// returns the rows changed (0: no such run).
+pub(crate) async fn write_run_status(
+    tx: &Tx,
+    run_id: &str,
+    status: RunStatus,
+    now: DateTime<Utc>,
+) -> Result<u64, RecordsError> {
     let c = tx.codec();
     let finished = (status != RunStatus::Running).then_some(now);
-    let n = tx
+    Ok(tx
         .exec(
             "UPDATE sim_runs SET status = $1, finished_at = $2, updated_at = $3 WHERE run_id = $4",
             vec![
@@ -476,12 +491,7 @@ pub async fn finish_run(db: &Db, run_id: &str, status: RunStatus) -> Result<(), 
                 run_id.to_string().into(),
             ],
         )
-        .await?;
-    tx.commit().await?;
-    if n == 0 {
-        return Err(RecordsError::UnknownRun(run_id.to_string()));
-    }
-    Ok(())
+        .await?)
 }
 
 /// Records agents' day decisions in the caller's transaction. A (run, agent, date) already

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::RecordsError;
-use super::runs::RunStatus;
+use super::runs::{RunStatus, write_run_status};
 use crate::store::{Backend, Db, Row, Tx};
 
 /// One shard's row.
@@ -436,27 +436,6 @@ async fn settled_status(
         .map(shard_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(run_status_of(&rows, shards, me, own, now))
-}
-
-async fn write_run_status(
-    tx: &Tx,
-    run_id: &str,
-    status: RunStatus,
-    now: DateTime<Utc>,
-) -> Result<(), RecordsError> {
-    let c = tx.codec();
-    let finished = (status != RunStatus::Running).then_some(now);
-    tx.exec(
-        "UPDATE sim_runs SET status = $1, finished_at = $2, updated_at = $3 WHERE run_id = $4",
-        vec![
-            status.as_str().into(),
-            c.opt_ts(finished),
-            c.ts(now),
-            run_id.to_string().into(),
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// For a shard that found its slice already finished: marks the run finished if every shard
