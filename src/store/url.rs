@@ -140,9 +140,11 @@ impl DatabaseUrl {
         if self.backend != Backend::Postgres || env_sslmode || !self.is_local() {
             return false;
         }
+        // The driver reads `sslmode` and `ssl-mode`.
         url::Url::parse(&self.raw).is_ok_and(|u| {
-            !u.query_pairs()
-                .any(|(k, _)| k.eq_ignore_ascii_case("sslmode"))
+            !u.query_pairs().any(|(k, _)| {
+                k.eq_ignore_ascii_case("sslmode") || k.eq_ignore_ascii_case("ssl-mode")
+            })
         })
     }
 }
@@ -255,6 +257,10 @@ mod tests {
         );
         assert!(
             !url("postgres://postgres@127.0.0.1/test?SSLMODE=require")
+                .plaintext_loopback_with(false)
+        );
+        assert!(
+            !url("postgres://postgres@127.0.0.1/test?ssl-mode=require")
                 .plaintext_loopback_with(false)
         );
         assert!(!url("postgres://postgres@127.0.0.1/test").plaintext_loopback_with(true));
