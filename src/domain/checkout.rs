@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::ids;
 use crate::money::Money;
-use crate::store::{Row, StoreError, Tx};
+use crate::store::combine::exec_all;
+use crate::store::{Row, Stmt, StoreError, Tx};
 
 use super::catalog_reads::validate_page;
 use super::rows::{in_list, placeholders, uuid_values};
@@ -82,21 +83,14 @@ impl Shop {
             frontstore_coupon_id: summary.frontstore_coupon_id,
             created_at: ctx.now,
         };
-        // A savepoint: a stock shortfall half-way (or any other failure) undoes only this
-        // checkout's writes and leaves the caller's transaction usable.
         let held = ctx.events.as_ref().map(super::SessionEvents::snapshot);
-        let sp = tx.savepoint().await?;
-        match self.write_order(&sp, ctx, store.id, &order, &summary).await {
-            Ok(()) => {
-                sp.commit().await?;
-                Ok(CheckoutResult {
-                    success: true,
-                    order,
-                })
-            }
+        match self.write_order(tx, ctx, store.id, &order, &summary).await {
+            Ok(()) => Ok(CheckoutResult {
+                success: true,
+                order,
+            }),
             Err(e) => {
-                sp.rollback().await?;
-                // Events held back since the savepoint are rolled back with it.
+                // An event held back by this checkout goes with it.
                 if let (Some(buffer), Some(held)) = (&ctx.events, held) {
                     buffer.restore(held);
                 }
@@ -105,7 +99,70 @@ impl Shop {
         }
     }
 
+    /// Takes the stock, then records the order. A rejection (stock short half-way, a session
+    /// of another user) leaves nothing behind and the caller's transaction usable: stock
+    /// already taken is put back, which costs a statement only when it happens, where a
+    /// savepoint would cost two round trips on every checkout. A database error leaves the
+    /// transaction to be rolled back by the caller, as every caller does.
     async fn write_order(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        store_id: Uuid,
+        order: &OrderView,
+        summary: &CartSummary,
+    ) -> DomainResult<()> {
+        self.take_stock(tx, store_id, &order.items).await?;
+        match self.record_order(tx, ctx, store_id, order, summary).await {
+            Err(e @ DomainError::Store(_)) => Err(e),
+            Err(e) => {
+                put_back_stock(tx, store_id, &order.items).await?;
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Decrements the store's stock of every item (never below zero, even under concurrency);
+    /// on a shortfall puts back what it took and rejects the checkout.
+    async fn take_stock(
+        &self,
+        tx: &Tx,
+        store_id: Uuid,
+        items: &[OrderItemView],
+    ) -> DomainResult<()> {
+        let codec = tx.codec();
+        // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).
+        for (n, item) in items.iter().enumerate() {
+            let updated = tx
+                .exec(
+                    "UPDATE store_inventory SET quantity = quantity - $1 \
+                     WHERE store_id = $2 AND product_id = $3 AND quantity >= $1",
+                    vec![
+                        item.quantity.into(),
+                        codec.uuid(store_id),
+                        codec.uuid(item.product_id),
+                    ],
+                )
+                .await?;
+            if updated == 0 {
+                put_back_stock(tx, store_id, &items[..n]).await?;
+                return Err(DomainError::rejected(
+                    RejectCode::InsufficientInventory,
+                    format!(
+                        "not enough units of {} ({}) left in the store for {} in the cart",
+                        item.product_name, item.product_id, item.quantity
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the checkout's event, the order and its items, marks the offers that gave a
+    /// discount as used and empties the cart: the event, then one round trip on PostgreSQL
+    /// (independent writes, see [`crate::store::combine`]).
+    async fn record_order(
         &self,
         tx: &Tx,
         ctx: &Ctx,
@@ -123,30 +180,7 @@ impl Shop {
             SessionEnd::Completed,
         )
         .await?;
-        // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).
-        for item in &order.items {
-            let updated = tx
-                .exec(
-                    "UPDATE store_inventory SET quantity = quantity - $1 \
-                     WHERE store_id = $2 AND product_id = $3 AND quantity >= $1",
-                    vec![
-                        item.quantity.into(),
-                        codec.uuid(store_id),
-                        codec.uuid(item.product_id),
-                    ],
-                )
-                .await?;
-            if updated == 0 {
-                return Err(DomainError::rejected(
-                    RejectCode::InsufficientInventory,
-                    format!(
-                        "not enough units of {} ({}) left in the store for {} in the cart",
-                        item.product_name, item.product_id, item.quantity
-                    ),
-                ));
-            }
-        }
-        tx.exec(
+        let mut writes = vec![Stmt::new(
             "INSERT INTO orders (id, user_id, store_id, subtotal, discount_total, final_total, \
                status, item_count, shopping_session_id, is_simulated, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -163,8 +197,7 @@ impl Shop {
                 ctx.simulated.into(),
                 codec.ts(ctx.now),
             ],
-        )
-        .await?;
+        )];
         let mut values = Vec::with_capacity(order.items.len() * 9);
         for (n, item) in order.items.iter().enumerate() {
             values.extend([
@@ -179,15 +212,14 @@ impl Shop {
                 codec.money(item.line_total),
             ]);
         }
-        tx.exec(
-            &format!(
+        writes.push(Stmt::new(
+            format!(
                 "INSERT INTO order_items (id, order_id, product_id, product_name, product_price, \
                    quantity, applied_coupon_id, discount_amount, line_total) VALUES {}",
                 placeholders(order.items.len(), 9, 1)
             ),
             values,
-        )
-        .await?;
+        ));
         let mut used: Vec<Uuid> = summary
             .item_discounts
             .iter()
@@ -203,26 +235,24 @@ impl Shop {
                 codec.uuid(ctx.user_id),
             ];
             values.extend(uuid_values(tx, &used));
-            tx.exec(
-                &format!(
+            writes.push(Stmt::new(
+                format!(
                     "UPDATE user_coupons SET status = 'used', order_id = $1, redeemed_at = $2 \
                      WHERE user_id = $3 AND status = 'active' AND coupon_id IN ({})",
                     in_list(used.len(), 4)
                 ),
                 values,
-            )
-            .await?;
+            ));
         }
-        tx.exec(
+        writes.push(Stmt::new(
             "DELETE FROM cart_items WHERE user_id = $1",
             vec![codec.uuid(ctx.user_id)],
-        )
-        .await?;
-        tx.exec(
+        ));
+        writes.push(Stmt::new(
             "DELETE FROM cart_coupons WHERE user_id = $1",
             vec![codec.uuid(ctx.user_id)],
-        )
-        .await?;
+        ));
+        exec_all(tx, writes).await?;
         Ok(())
     }
 
@@ -255,6 +285,27 @@ impl Shop {
         attach_items(tx, ctx.user_id, &mut orders).await?;
         Ok(OrdersPage { orders, total })
     }
+}
+
+/// Puts back the stock a checkout took for `items` (rows it holds locked: no waiting).
+async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> DomainResult<()> {
+    let codec = tx.codec();
+    let writes = items
+        .iter()
+        .map(|item| {
+            Stmt::new(
+                "UPDATE store_inventory SET quantity = quantity + $1 \
+                 WHERE store_id = $2 AND product_id = $3",
+                vec![
+                    item.quantity.into(),
+                    codec.uuid(store_id),
+                    codec.uuid(item.product_id),
+                ],
+            )
+        })
+        .collect();
+    exec_all(tx, writes).await?;
+    Ok(())
 }
 
 /// The order placed in shopping session `session_id`, if any (with its items): how a resumed

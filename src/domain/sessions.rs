@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde_json::Value as Json;
 
 use crate::ids;
-use crate::store::StoreError;
+use crate::store::{Codec, Stmt, StoreError};
 
 use super::rows::placeholders;
 use super::{Ctx, DomainError, DomainResult, Shop};
@@ -238,6 +238,20 @@ impl Shop {
         session_id: uuid::Uuid,
         buffer: &SessionEvents,
     ) -> Result<(), StoreError> {
+        let writes = self.session_event_writes(tx.codec(), session_id, buffer);
+        crate::store::combine::exec_all(tx, writes).await
+    }
+
+    /// The writes of [`Shop::flush_session_events`] without running them (to share a round
+    /// trip with the caller's own writes, see [`crate::store::combine`]): the held events'
+    /// inserts and the session row's update. Empties the buffer: run them in the session's
+    /// transaction before it commits.
+    pub fn session_event_writes(
+        &self,
+        codec: Codec,
+        session_id: uuid::Uuid,
+        buffer: &SessionEvents,
+    ) -> Vec<Stmt> {
         let (events, touch) = {
             let mut p = buffer.0.lock();
             let events = std::mem::take(&mut p.events);
@@ -246,7 +260,7 @@ impl Shop {
             }
             (events, p.touch.take())
         };
-        let codec = tx.codec();
+        let mut writes = Vec::new();
         for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
             let mut values = Vec::with_capacity(chunk.len() * 7);
             for e in chunk {
@@ -260,19 +274,18 @@ impl Shop {
                     e.simulated.into(),
                 ]);
             }
-            tx.exec(
-                &format!(
+            writes.push(Stmt::new(
+                format!(
                     "INSERT INTO shopping_session_events \
                        (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
                      VALUES {}",
                     placeholders(chunk.len(), 7, 1)
                 ),
                 values,
-            )
-            .await?;
+            ));
         }
         if let Some(Touch { last_seen, end }) = touch {
-            tx.exec(
+            writes.push(Stmt::new(
                 "UPDATE shopping_sessions SET last_seen_at = $2, \
                    status = COALESCE($3, status), ended_at = COALESCE($4, ended_at) \
                  WHERE id = $1",
@@ -282,9 +295,8 @@ impl Shop {
                     end.map(|(status, _)| status.to_string()).into(),
                     codec.opt_ts(end.map(|(_, at)| at)),
                 ],
-            )
-            .await?;
+            ));
         }
-        Ok(())
+        writes
     }
 }

@@ -5,6 +5,7 @@
 //! (the run waits, shows it, and goes on when the database is back) for up to
 //! `max_outage`; after that the run stops with a message, resumable from its last records.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use crate::sim::metrics::{Metrics, Snapshot};
 use crate::sim::records::{
     AgentDayRecord, IntervalCounters, MetricsInterval, RecordsError, RunStatus, SessionRecord,
     SessionStatus, load_agent_days, load_shards, mark_in_progress, next_metrics_seq,
-    record_agent_days, record_checkpoint, record_sessions, update_session,
+    record_agent_days, record_checkpoint, record_sessions, update_session_stmt,
 };
 use crate::sim::shard::Lease;
 use crate::store::Db;
@@ -171,10 +172,18 @@ impl DbRecorder {
         }
         self.retrying("recording sessions' outcomes", || async {
             let tx = self.db.write().await?;
-            self.lease.fence().check(&tx).await?;
-            for e in &batch {
-                update_session(&tx, e.id, e.status, e.steps, Some(&e.outcome)).await?;
-            }
+            // One round trip on PostgreSQL: the outcomes, then the fence check (a lost lease
+            // rolls them back with the transaction).
+            let codec = tx.codec();
+            let mut seen = HashSet::with_capacity(batch.len());
+            let writes = batch
+                .iter()
+                // A session recorded twice keeps its first outcome, as one update after
+                // another would (a final status is never overwritten).
+                .filter(|e| seen.insert(e.id))
+                .map(|e| update_session_stmt(codec, e.id, e.status, e.steps, Some(&e.outcome)))
+                .collect();
+            self.lease.fence().check_after(&tx, writes).await?;
             tx.commit().await?;
             Ok(())
         })

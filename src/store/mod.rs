@@ -5,6 +5,7 @@
 
 pub mod batch;
 mod codec;
+pub mod combine;
 mod config;
 mod db;
 mod error;
@@ -12,6 +13,7 @@ mod migrate;
 mod url;
 
 pub use codec::{Codec, Row, sqlite_timestamp};
+pub use combine::Stmt;
 pub use config::{DbConfig, PoolerMode};
 pub use db::{Db, Tx};
 pub use error::{StoreError, db_err_is_unavailable};

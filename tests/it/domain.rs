@@ -672,6 +672,18 @@ async fn count_in(tx: &Tx, sql: &str) -> i64 {
     tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap()
 }
 
+async fn stock_in(tx: &Tx, store: Uuid, product: Uuid) -> i64 {
+    let c = tx.codec();
+    tx.query_one(
+        "SELECT quantity AS n FROM store_inventory WHERE store_id = $1 AND product_id = $2",
+        vec![c.uuid(store), c.uuid(product)],
+    )
+    .await
+    .unwrap()
+    .i64("n")
+    .unwrap()
+}
+
 // ---- stock under concurrency ----------------------------------------------------------
 
 async fn concurrent_checkouts_never_oversell(t: TestDb) {
@@ -1090,8 +1102,8 @@ async fn lapsed_offers_stop_counting_and_refused_writes_leave_nothing(t: TestDb)
 
 // ---- held session events ---------------------------------------------------------------
 
-/// A checkout that fails half-way (stock gone since the line was added) rolls back its
-/// savepoint, and the `checkout_complete` event held for it goes with it; the session then
+/// A checkout that fails half-way (stock gone since the line was added) puts back the stock
+/// it took, and the `checkout_complete` event held for it goes with it; the session then
 /// ends abandoned with exactly the events that stood.
 async fn held_events_roll_back_with_a_failed_checkout(t: TestDb) {
     let db = &t.db;
@@ -1114,8 +1126,23 @@ async fn held_events_roll_back_with_a_failed_checkout(t: TestDb) {
     )
     .await
     .unwrap();
+    let stock_p1 = stock_in(&tx, S1, P1).await;
     let e = shop.checkout(&tx, &c(3)).await.unwrap_err();
     assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+    // P1 comes first in product order: its unit was taken, then put back when P5 fell short.
+    assert_eq!(
+        stock_in(&tx, S1, P1).await,
+        stock_p1,
+        "the stock taken was put back"
+    );
+    // The same checkout without held events (a request, or a step in its own transaction)
+    // is refused the same way and writes no event.
+    let e = shop
+        .checkout(&tx, &ctx(U2, t0() + Duration::minutes(3), Some(session)))
+        .await
+        .unwrap_err();
+    assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+    assert_eq!(stock_in(&tx, S1, P1).await, stock_p1);
     shop.clear_cart(&tx, &c(4)).await.unwrap();
     shop.flush_session_events(&tx, session, &held)
         .await

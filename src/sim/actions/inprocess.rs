@@ -38,9 +38,10 @@ use crate::domain::{
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
 use crate::sim::records::shards::Fence;
-use crate::sim::records::{RecordsError, update_session};
+use crate::sim::records::{RecordsError, update_session_stmt};
 use crate::sim::session::SessionReport;
-use crate::store::{Db, StoreError, Tx};
+use crate::store::combine::exec_all;
+use crate::store::{Db, Stmt, StoreError, Tx};
 
 /// How in-process sessions use transactions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -774,21 +775,21 @@ impl SessionActions for InProcessSession {
                         .ok_or_else(|| db_failure("the redone session has no transaction".into()))?
                 }
             };
-            let flushed = self
-                .shared
-                .shop
-                .flush_session_events(&tx, self.info.session_id, &self.events)
-                .await;
-            let committed = match flushed {
-                Ok(()) => {
-                    let session = (self.info.session_id, status, report);
-                    commit_outcome(tx, self.shared.fence.as_ref(), session, &outcome).await
-                }
-                Err(e) if e.is_unavailable() => Err(CloseError::Unavailable(e)),
-                Err(e) => Err(CloseError::Failed(format!(
-                    "writing the session's events failed ({e})"
-                ))),
-            };
+            // The held events, the session row's last state and the outcome: one round trip
+            // on PostgreSQL (with the fence check when there is one), then the commit.
+            let mut writes = self.shared.shop.session_event_writes(
+                tx.codec(),
+                self.info.session_id,
+                &self.events,
+            );
+            writes.push(update_session_stmt(
+                tx.codec(),
+                self.info.session_id,
+                status,
+                report.steps,
+                Some(&outcome),
+            ));
+            let committed = commit_outcome(tx, self.shared.fence.as_ref(), writes).await;
             match committed {
                 Ok(()) => break,
                 Err(CloseError::Unavailable(e)) => {
@@ -818,20 +819,16 @@ enum CloseError {
     Failed(String),
 }
 
-/// Records the session's outcome in its transaction and commits it.
+/// Makes the session's closing `writes` (its events, its row, its outcome) in its transaction
+/// and commits it.
 async fn commit_outcome(
     tx: Tx,
     fence: Option<&Fence>,
-    (session_id, status, report): (Uuid, SessionStatus, &SessionReport),
-    outcome: &serde_json::Value,
+    writes: Vec<Stmt>,
 ) -> Result<(), CloseError> {
-    let fenced = match fence {
-        Some(f) => f.check(&tx).await,
-        None => Ok(()),
-    };
-    let recorded = match fenced {
-        Ok(()) => update_session(&tx, session_id, status, report.steps, Some(outcome)).await,
-        Err(e) => Err(e),
+    let recorded = match fence {
+        Some(f) => f.check_after(&tx, writes).await,
+        None => exec_all(&tx, writes).await.map_err(RecordsError::from),
     };
     if let Err(e) = recorded {
         return Err(match e {

@@ -28,7 +28,7 @@ pub use runs::{
     SessionRecord, SessionStatus, create_run, ended_sessions, finish_run, list_runs,
     load_agent_days, load_run, mark_in_progress, next_metrics_seq, orders_by_run,
     record_agent_days, record_checkpoint, record_metrics_interval, record_sessions, require_run,
-    stored_snapshot, unfinished_sessions, update_checkpoint, update_session,
+    stored_snapshot, unfinished_sessions, update_checkpoint, update_session, update_session_stmt,
 };
 pub use shards::{Acquire, Claim, Fence, ShardProgress, ShardRecord, load_shards};
 pub use shopping::ShoppingStats;

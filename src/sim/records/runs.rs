@@ -20,7 +20,7 @@ use crate::sim::metrics::{
     self, Counter, Endpoint, EndpointSummary, IntervalHistograms, LatencySummary, Outcome, Snapshot,
 };
 use crate::store::batch::insert_ignore;
-use crate::store::{Backend, Codec, Db, Row, StoreError, Tx};
+use crate::store::{Backend, Codec, Db, Row, Stmt, StoreError, Tx};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -581,7 +581,19 @@ pub async fn update_session(
     steps_done: u32,
     outcome: Option<&Json>,
 ) -> Result<bool, RecordsError> {
-    let c = tx.codec();
+    let s = update_session_stmt(tx.codec(), session_id, status, steps_done, outcome);
+    Ok(tx.exec(&s.sql, s.values).await? > 0)
+}
+
+/// The statement of [`update_session`], to share a round trip with other writes (see
+/// [`crate::store::combine`]); it reports nothing back.
+pub fn update_session_stmt(
+    c: Codec,
+    session_id: Uuid,
+    status: SessionStatus,
+    steps_done: u32,
+    outcome: Option<&Json>,
+) -> Stmt {
     // Allowed predecessors: in_progress may follow planned (or itself, to count steps);
     // a final status may follow planned or in_progress.
     let from: &str = match status {
@@ -589,24 +601,21 @@ pub async fn update_session(
         SessionStatus::InProgress => "'planned', 'in_progress'",
         _ => "'planned', 'in_progress'",
     };
-    let n = tx
-        .exec(
-            &format!(
-                "UPDATE sim_sessions SET status = $1, steps_done = {}, \
-                   outcome = COALESCE($3, outcome), updated_at = $4 \
-                 WHERE session_id = $5 AND status IN ({from})",
-                c.greatest("steps_done", "$2")
-            ),
-            vec![
-                status.as_str().into(),
-                i64::from(steps_done).into(),
-                opt_json(c, outcome),
-                c.ts(Utc::now()),
-                c.uuid(session_id),
-            ],
-        )
-        .await?;
-    Ok(n > 0)
+    Stmt::new(
+        format!(
+            "UPDATE sim_sessions SET status = $1, steps_done = {}, \
+               outcome = COALESCE($3, outcome), updated_at = $4 \
+             WHERE session_id = $5 AND status IN ({from})",
+            c.greatest("steps_done", "$2")
+        ),
+        vec![
+            status.as_str().into(),
+            i64::from(steps_done).into(),
+            opt_json(c, outcome),
+            c.ts(Utc::now()),
+            c.uuid(session_id),
+        ],
+    )
 }
 
 /// Records one metrics interval of one shard: counter deltas (JSON of [`IntervalCounters`])

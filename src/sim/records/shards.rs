@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::RecordsError;
 use super::runs::{RunStatus, write_run_status};
-use crate::store::{Backend, Db, Row, Tx};
+use crate::store::combine::writes_then;
+use crate::store::{Backend, Db, Row, Stmt, Tx};
 
 /// One shard's row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -265,18 +266,33 @@ impl Fence {
     /// On PostgreSQL the row is share-locked until the transaction ends, so a takeover waits
     /// for this write to commit (and a write after a takeover sees the new number).
     pub async fn check(&self, tx: &Tx) -> Result<(), RecordsError> {
-        let lock = match tx.backend() {
+        let s = self.check_stmt(tx.backend());
+        let row = tx.query_opt(&s.sql, s.values).await?;
+        self.checked(row.as_ref())
+    }
+
+    /// Like [`Fence::check`], after `writes` in the same round trip on PostgreSQL (see
+    /// [`crate::store::combine`]). The writes are made either way: on
+    /// [`RecordsError::LeaseLost`] the caller must roll the transaction back.
+    pub async fn check_after(&self, tx: &Tx, writes: Vec<Stmt>) -> Result<(), RecordsError> {
+        let rows = writes_then(tx, writes, self.check_stmt(tx.backend())).await?;
+        self.checked(rows.first())
+    }
+
+    /// The query reading (and on PostgreSQL share-locking) the shard's row.
+    fn check_stmt(&self, backend: Backend) -> Stmt {
+        let lock = match backend {
             Backend::Postgres => " FOR SHARE",
             Backend::Sqlite => "",
         };
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT fence, owner FROM sim_shards WHERE run_id = $1 AND shard = $2{lock}"
-                ),
-                vec![self.run_id.clone().into(), i64::from(self.shard).into()],
-            )
-            .await?;
+        Stmt::new(
+            format!("SELECT fence, owner FROM sim_shards WHERE run_id = $1 AND shard = $2{lock}"),
+            vec![self.run_id.clone().into(), i64::from(self.shard).into()],
+        )
+    }
+
+    /// The verdict on the shard's row as [`Fence::check_stmt`] read it.
+    fn checked(&self, row: Option<&Row>) -> Result<(), RecordsError> {
         match row {
             Some(r) if r.i64("fence")? == self.fence => Ok(()),
             Some(r) => Err(RecordsError::LeaseLost {
