@@ -38,23 +38,28 @@ pub(crate) async fn run_write(
     };
     let codec = tx.codec();
     let postgres = tx.backend() == Backend::Postgres;
-    if postgres {
+    // The key's claim waits at most the short lock timeout for a concurrent duplicate. On
+    // PostgreSQL the claim sets it itself (`set_config(…, true)` is `SET LOCAL`, evaluated
+    // before the row is inserted, so it governs the wait on a conflicting key): one round trip
+    // fewer than a `SET LOCAL` of its own.
+    let mut values = vec![
+        codec.uuid(ctx.user_id),
+        key.into(),
+        meta.hash.as_str().into(),
+        codec.ts(ctx.now),
+    ];
+    let sql = if postgres {
         let ms = state.config.idempotency_lock_timeout.as_millis().max(1);
-        tx.exec_unprepared(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
-            .await?;
-    }
-    let claimed = tx
-        .exec(
-            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
-             VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT (user_id, idem_key) DO NOTHING",
-            vec![
-                codec.uuid(ctx.user_id),
-                key.into(),
-                meta.hash.as_str().into(),
-                codec.ts(ctx.now),
-            ],
-        )
-        .await;
+        values.push(format!("{ms}ms").into());
+        "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+         SELECT $1, $2, $3, 'in_flight', $4 \
+         FROM (SELECT set_config('lock_timeout', $5, true)) AS short_wait \
+         ON CONFLICT (user_id, idem_key) DO NOTHING"
+    } else {
+        "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+         VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT (user_id, idem_key) DO NOTHING"
+    };
+    let claimed = tx.exec(sql, values).await;
     let claimed = match claimed {
         Ok(n) => n == 1,
         Err(e) if e.is_lock_timeout() => return Err(in_flight(state)),
