@@ -124,9 +124,7 @@ impl DatabaseUrl {
                 .unwrap_or(false),
         }
     }
-}
 
-impl DatabaseUrl {
     /// True when the connection should not use TLS although the URL does not say so: a
     /// PostgreSQL server on this machine, with no `sslmode` in the URL nor in `PGSSLMODE`.
     /// The driver's default (`prefer`) would encrypt loopback traffic that never leaves the
