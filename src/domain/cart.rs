@@ -1,5 +1,7 @@
 //! The cart: store selection, lines, applied coupons, eligibility and the priced summary.
 
+use std::sync::LazyLock;
+
 use serde_json::json;
 use uuid::Uuid;
 
@@ -33,6 +35,26 @@ impl CartItemView {
         }
     }
 }
+
+/// Which coupons [`Shop::cart_and_coupons`] reads with the cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CouponsOf {
+    /// Applied to the cart and still active offers in the wallet.
+    Applied,
+    /// Every active offer in the wallet.
+    Active,
+}
+
+/// [`COUPON_COLS`]' aliases as NULL columns (`NULL AS c_id, …`), to pad a query that `UNION`s
+/// with coupon rows.
+static NULL_COUPON_COLS: LazyLock<String> = LazyLock::new(|| {
+    COUPON_COLS
+        .split(',')
+        .filter_map(|col| col.split(" AS ").nth(1))
+        .map(|alias| format!("NULL AS {}", alias.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// The cart as read for pricing: the selected store, its lines and the usable coupons.
 pub(crate) struct CartState {
@@ -73,94 +95,74 @@ fn cart_item_id(user_id: Uuid, store_id: Uuid, product_id: Uuid) -> Uuid {
 }
 
 impl Shop {
-    /// Coupons applied to the user's cart that are still active offers in the wallet at
-    /// `ctx.now` (an offer that expired since it was applied no longer counts).
-    pub(crate) async fn applied_coupons(
+    /// The user's selected store, its cart lines (first added first) and `coupons` (by id), in
+    /// one query: a `UNION ALL` of the lines (`part` 0) and the coupons (`part` 1), each padded
+    /// with the other's columns as NULL. One round trip where two queries took two.
+    pub(crate) async fn cart_and_coupons(
         &self,
         tx: &Tx,
         ctx: &Ctx,
-    ) -> Result<Vec<Coupon>, StoreError> {
+        coupons: CouponsOf,
+    ) -> Result<CartState, StoreError> {
         let codec = tx.codec();
+        let coupons_from = match coupons {
+            CouponsOf::Applied => {
+                "FROM cart_coupons cc JOIN coupons c ON c.id = cc.coupon_id \
+                 JOIN user_coupons uc ON uc.user_id = cc.user_id AND uc.coupon_id = cc.coupon_id \
+                 WHERE cc.user_id = $1"
+            }
+            CouponsOf::Active => {
+                "FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id WHERE uc.user_id = $1"
+            }
+        };
         let rows = tx
             .query(
                 &format!(
-                    "SELECT {COUPON_COLS} FROM cart_coupons cc \
-                     JOIN coupons c ON c.id = cc.coupon_id \
-                     JOIN user_coupons uc ON uc.user_id = cc.user_id AND uc.coupon_id = cc.coupon_id \
-                     WHERE cc.user_id = $1 AND {} \
-                     ORDER BY c.id",
-                    active_offer_condition("$2")
+                    "SELECT 0 AS part, s.id AS store_id, s.name AS store_name, ci.id AS id, \
+                       ci.product_id AS product_id, ci.quantity AS quantity, p.sku AS sku, \
+                       p.name AS name, p.category AS category, p.brand AS brand, \
+                       p.price AS price, ci.created_at AS line_at, {null_coupon} \
+                     FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \
+                     LEFT JOIN cart_items ci ON ci.user_id = us.user_id AND ci.store_id = us.store_id \
+                     LEFT JOIN products p ON p.id = ci.product_id \
+                     WHERE us.user_id = $1 \
+                     UNION ALL \
+                     SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                       {COUPON_COLS} {coupons_from} AND {active} \
+                     ORDER BY part, line_at, id, c_id",
+                    null_coupon = *NULL_COUPON_COLS,
+                    active = active_offer_condition("$2"),
                 ),
                 vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)],
             )
             .await?;
-        rows.iter().map(rows::coupon).collect()
-    }
-
-    /// The user's active wallet offers at `ctx.now`, by id.
-    pub(crate) async fn active_offers(
-        &self,
-        tx: &Tx,
-        ctx: &Ctx,
-    ) -> Result<Vec<Coupon>, StoreError> {
-        let codec = tx.codec();
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT {COUPON_COLS} FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id \
-                     WHERE uc.user_id = $1 AND {} ORDER BY c.id",
-                    active_offer_condition("$2")
-                ),
-                vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)],
-            )
-            .await?;
-        rows.iter().map(rows::coupon).collect()
-    }
-
-    /// The user's selected store and the cart lines in it (first added first), in one query.
-    pub(crate) async fn store_and_lines(
-        &self,
-        tx: &Tx,
-        user_id: Uuid,
-    ) -> Result<(Option<Store>, Vec<CartItemView>), StoreError> {
-        let rows = tx
-            .query(
-                "SELECT s.id AS store_id, s.name AS store_name, ci.id, ci.product_id, \
-                   ci.quantity, p.sku, p.name, p.category, p.brand, p.price \
-                 FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \
-                 LEFT JOIN cart_items ci ON ci.user_id = us.user_id AND ci.store_id = us.store_id \
-                 LEFT JOIN products p ON p.id = ci.product_id \
-                 WHERE us.user_id = $1 \
-                 ORDER BY ci.created_at, ci.id",
-                vec![tx.codec().uuid(user_id)],
-            )
-            .await?;
-        let Some(first) = rows.first() else {
-            return Ok((None, Vec::new()));
+        let mut state = CartState {
+            store: None,
+            items: Vec::new(),
+            coupons: Vec::new(),
         };
-        let store = Store {
-            id: first.uuid("store_id")?,
-            name: first.string("store_name")?,
-        };
-        let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
+            if row.i64("part")? == 1 {
+                state.coupons.push(rows::coupon(row)?);
+                continue;
+            }
+            if state.store.is_none() {
+                state.store = Some(Store {
+                    id: row.uuid("store_id")?,
+                    name: row.string("store_name")?,
+                });
+            }
             // A store without lines comes back as one row with no line.
             if row.opt_uuid("id")?.is_some() {
-                items.push(item_view(row)?);
+                state.items.push(item_view(row)?);
             }
         }
-        Ok((Some(store), items))
+        Ok(state)
     }
 
     /// The selected store, its cart lines and the usable applied coupons.
     pub(crate) async fn cart_state(&self, tx: &Tx, ctx: &Ctx) -> Result<CartState, StoreError> {
-        let (store, items) = self.store_and_lines(tx, ctx.user_id).await?;
-        let coupons = self.applied_coupons(tx, ctx).await?;
-        Ok(CartState {
-            store,
-            items,
-            coupons,
-        })
+        self.cart_and_coupons(tx, ctx, CouponsOf::Applied).await
     }
 
     /// Selects the user's store. Switching to another store empties the cart (lines and
@@ -377,8 +379,11 @@ impl Shop {
     /// those that would not (with the reason). Records `view_coupons` with both counts and the
     /// coupon ids of each list (`eligible_ids`, `ineligible_ids`).
     pub async fn eligible_coupons(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<EligibleCoupons> {
-        let (_, items) = self.store_and_lines(tx, ctx.user_id).await?;
-        let offers = self.active_offers(tx, ctx).await?;
+        let CartState {
+            items,
+            coupons: offers,
+            ..
+        } = self.cart_and_coupons(tx, ctx, CouponsOf::Active).await?;
         let lines: Vec<PricedLine> = items.iter().map(CartItemView::priced).collect();
         let cart_subtotal: Money = lines.iter().map(PricedLine::amount).sum();
         let mut eligible = Vec::new();

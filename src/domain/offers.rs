@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::catalog::CouponKind;
 use crate::ids;
-use crate::store::Tx;
+use crate::store::combine::exec_all;
+use crate::store::{Stmt, Tx};
 
 use super::rows::{self, COUPON_COLS, placeholders};
 use super::{
@@ -136,21 +137,9 @@ impl Shop {
         let number = cycle_number(ctx.now, config.cycle_days);
         let cycle_id = ids::stable_uuid(config.seed, "offer_cycle", &number.to_string());
         let started_at = cycle_epoch() + Duration::days(number * config.cycle_days);
-        tx.exec(
-            "INSERT INTO offer_cycles \
-               (id, cycle_number, started_at, ends_at, is_simulation, holdout_percentage) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-            vec![
-                codec.uuid(cycle_id),
-                number.into(),
-                codec.ts(started_at),
-                codec.ts(started_at + Duration::days(config.cycle_days)),
-                ctx.simulated.into(),
-                (config.holdout_share * 100.0).into(),
-            ],
-        )
-        .await?;
         let holdout = is_holdout(config, ctx.user_id);
+        // Expiring first, on its own: a re-assigned offer's row is expired here, then
+        // overwritten by the assignment below (one statement must not change a row twice).
         let expired_count = tx
             .exec(
                 "UPDATE user_coupons SET status = 'expired' \
@@ -163,6 +152,21 @@ impl Shop {
         } else {
             self.draw_for(tx, ctx, number).await?
         };
+        // The cycle, the assignments and the user's next refresh: independent writes, one
+        // round trip on PostgreSQL (see `crate::store::combine`).
+        let mut writes = vec![Stmt::new(
+            "INSERT INTO offer_cycles \
+               (id, cycle_number, started_at, ends_at, is_simulation, holdout_percentage) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            vec![
+                codec.uuid(cycle_id),
+                number.into(),
+                codec.ts(started_at),
+                codec.ts(started_at + Duration::days(config.cycle_days)),
+                ctx.simulated.into(),
+                (config.holdout_share * 100.0).into(),
+            ],
+        )];
         if !assigned.is_empty() {
             let eligible_until = ctx.now + Duration::days(config.eligibility_days);
             let mut values = Vec::with_capacity(assigned.len() * 6);
@@ -177,8 +181,8 @@ impl Shop {
                 ]);
             }
             // Re-assignment of a (user, coupon) pair overwrites the old row.
-            tx.exec(
-                &format!(
+            writes.push(Stmt::new(
+                format!(
                     "INSERT INTO user_coupons (user_id, coupon_id, assigned_at, eligible_until, \
                        offer_cycle_id, is_simulation) VALUES {} \
                      ON CONFLICT (user_id, coupon_id) DO UPDATE SET status = 'active', \
@@ -190,11 +194,10 @@ impl Shop {
                     placeholders(assigned.len(), 6, 1)
                 ),
                 values,
-            )
-            .await?;
+            ));
         }
         let next_refresh_at = ctx.now + Duration::days(config.cycle_days);
-        tx.exec(
+        writes.push(Stmt::new(
             "INSERT INTO user_offer_cycles (user_id, current_cycle_id, last_refresh_at, \
                next_refresh_at, is_holdout, is_simulation) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (user_id) DO UPDATE SET current_cycle_id = excluded.current_cycle_id, \
@@ -209,8 +212,8 @@ impl Shop {
                 holdout.into(),
                 ctx.simulated.into(),
             ],
-        )
-        .await?;
+        ));
+        exec_all(tx, writes).await?;
         Ok(RefreshResult {
             success: true,
             refreshed: true,
