@@ -5,14 +5,16 @@
 //! HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
 //! in-process actions call them directly (a whole session may be one transaction).
 //!
-//! When a method returns `Err` it has left no partial change in the caller's transaction:
-//! validation comes before writing, and checkout works inside a savepoint.
+//! When a method returns `Err` other than a database error it has left no partial change in the
+//! caller's transaction: validation comes before writing, and a checkout short of stock
+//! half-way puts back what it took. After a database error the caller rolls back (every
+//! caller does: a request, a step or a whole in-process session).
 //!
 //! ## Layout
 //! - [`pricing`]: pure pricing of a cart ([`price_cart`]); summary and checkout both use it.
 //! - `catalog_reads`: stores, products, product detail, agent → user.
 //! - `cart`: store selection, cart lines, applied coupons, eligibility, summary.
-//! - `checkout`: cart → order (stock decremented under a savepoint), order history.
+//! - `checkout`: cart → order (stock taken first, put back on a rejection), order history.
 //! - `sessions`: shopping sessions and their events (deterministic event ids).
 //! - `offers`: global offer cycles, per-user refresh and draw, holdout, wallet.
 //! - `restock`: once-per-simulated-day restocking.

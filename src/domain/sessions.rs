@@ -23,7 +23,7 @@ use super::{Ctx, DomainError, DomainResult, Shop};
 #[derive(Clone, Default)]
 pub struct SessionEvents(Arc<Mutex<HeldEvents>>);
 
-/// What a [`SessionEvents`] holds; also its snapshot (restored when a savepoint rolls back).
+/// What a [`SessionEvents`] holds; also its snapshot (restored when a failed checkout is undone).
 #[derive(Clone, Default)]
 pub struct HeldEvents {
     /// Events the session had when this transaction first wrote its row (`None`: not yet).

@@ -332,20 +332,6 @@ impl Tx {
             .ok_or_else(|| StoreError::NotFound(format!("row for `{}`", first_line(sql))))
     }
 
-    /// Opens a savepoint: a nested transaction that can be rolled back on its own.
-    pub async fn savepoint(&self) -> Result<Tx, StoreError> {
-        let inner = self
-            .inner
-            .begin()
-            .await
-            .map_err(|e| StoreError::query("creating a savepoint", e))?;
-        Ok(Tx {
-            inner,
-            codec: self.codec,
-            _writer: None,
-        })
-    }
-
     /// Commits.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.inner
