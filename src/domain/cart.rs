@@ -115,11 +115,13 @@ impl Shop {
                 "FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id WHERE uc.user_id = $1"
             }
         };
+        // `part` is a BIGINT: the row reader takes a 64-bit integer first, and a 32-bit one
+        // would cost it a failed attempt on every row.
         let rows = tx
             .query(
                 &format!(
-                    "SELECT 0 AS part, s.id AS store_id, s.name AS store_name, ci.id AS id, \
-                       ci.product_id AS product_id, ci.quantity AS quantity, p.sku AS sku, \
+                    "SELECT CAST(0 AS BIGINT) AS part, s.id AS store_id, s.name AS store_name, \
+                       ci.id AS id, ci.product_id AS product_id, ci.quantity AS quantity, p.sku AS sku, \
                        p.name AS name, p.category AS category, p.brand AS brand, \
                        p.price AS price, ci.created_at AS line_at, {null_coupon} \
                      FROM sim_user_stores us JOIN stores s ON s.id = us.store_id \

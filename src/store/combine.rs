@@ -13,13 +13,11 @@
 
 use sea_orm::Value;
 
+use super::batch::MAX_PARAMS;
 use super::codec::Row;
 use super::db::Tx;
 use super::error::StoreError;
 use super::url::Backend;
-
-/// Most bound parameters in one combined statement (PostgreSQL allows 65,535).
-const MAX_COMBINED_PARAMS: usize = 30_000;
 
 /// One statement with its values (placeholders `$1`, `$2`, … numbered from 1).
 #[derive(Debug, Clone)]
@@ -43,13 +41,14 @@ impl Stmt {
 /// Runs `writes` (`INSERT`/`UPDATE`/`DELETE` without `RETURNING`, independent of each other
 /// and of `last`, see the module docs), then `last`, and returns the rows of `last`. On
 /// PostgreSQL this is one statement (`WITH w0 AS (…), w1 AS (…) <last>`) unless the values
-/// are too many for one; on SQLite the statements run one after another.
+/// are more than one statement may carry ([`MAX_PARAMS`]); on SQLite the statements run one
+/// after another.
 pub async fn writes_then(tx: &Tx, writes: Vec<Stmt>, last: Stmt) -> Result<Vec<Row>, StoreError> {
     if writes.is_empty() {
         return tx.query(&last.sql, last.values).await;
     }
     let params: usize = writes.iter().map(|w| w.values.len()).sum::<usize>() + last.values.len();
-    if tx.backend() == Backend::Sqlite || params > MAX_COMBINED_PARAMS {
+    if tx.backend() == Backend::Sqlite || params > MAX_PARAMS {
         for w in writes {
             tx.exec(&w.sql, w.values).await?;
         }
