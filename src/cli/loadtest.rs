@@ -380,6 +380,7 @@ async fn first_product(base: &str, agent: &str) -> anyhow::Result<Uuid> {
     struct Item {
         id: Uuid,
     }
+    crate::sim::actions::use_ring_for_tls();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -39,28 +39,45 @@ pub(crate) async fn run_write(
     let codec = tx.codec();
     let postgres = tx.backend() == Backend::Postgres;
     // The key's claim waits at most the short lock timeout for a concurrent duplicate. On
-    // PostgreSQL the claim sets it itself (`set_config(…, true)` is `SET LOCAL`, evaluated
-    // before the row is inserted, so it governs the wait on a conflicting key): one round trip
-    // fewer than a `SET LOCAL` of its own.
+    // PostgreSQL the claim sets that timeout itself and puts the previous one back, all in one
+    // statement: `set_config(…, true)` is `SET LOCAL`; the materialised `short_wait` keeps the
+    // previous value and sets the short one before the row is inserted (so it governs the wait
+    // on a conflicting key); the outer select list is evaluated in order — the claim's count
+    // (which runs the insert) first, then the restore — so the work waits for its own locks
+    // as usual. Two round trips fewer per keyed write than `SET LOCAL` before and after.
     let mut values = vec![
         codec.uuid(ctx.user_id),
         key.into(),
         meta.hash.as_str().into(),
         codec.ts(ctx.now),
     ];
-    let sql = if postgres {
+    let claim = if postgres {
         let ms = state.config.idempotency_lock_timeout.as_millis().max(1);
         values.push(format!("{ms}ms").into());
-        "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
-         SELECT $1, $2, $3, 'in_flight', $4 \
-         FROM (SELECT set_config('lock_timeout', $5, true)) AS short_wait \
-         ON CONFLICT (user_id, idem_key) DO NOTHING"
+        let sql = "WITH short_wait AS MATERIALIZED ( \
+                     SELECT current_setting('lock_timeout') AS previous, \
+                            set_config('lock_timeout', $5, true) AS short), \
+                   claim AS ( \
+                     INSERT INTO sim_idempotency \
+                       (user_id, idem_key, request_hash, state, created_at) \
+                     SELECT $1, $2, $3, 'in_flight', $4 FROM short_wait \
+                     ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING 1) \
+                   SELECT (SELECT COUNT(*) FROM claim) AS claimed, \
+                     set_config('lock_timeout', (SELECT previous FROM short_wait), true) \
+                       AS restored";
+        tx.query_one(sql, values)
+            .await
+            .and_then(|row| row.i64("claimed"))
     } else {
-        "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
-         VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT (user_id, idem_key) DO NOTHING"
+        tx.exec(
+            "INSERT INTO sim_idempotency (user_id, idem_key, request_hash, state, created_at) \
+             VALUES ($1, $2, $3, 'in_flight', $4) ON CONFLICT (user_id, idem_key) DO NOTHING",
+            values,
+        )
+        .await
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
     };
-    let claimed = tx.exec(sql, values).await;
-    let claimed = match claimed {
+    let claimed = match claim {
         Ok(n) => n == 1,
         Err(e) if e.is_lock_timeout() => return Err(in_flight(state)),
         Err(e) => return Err(e.into()),
@@ -98,24 +115,12 @@ pub(crate) async fn run_write(
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
         return Ok(resp);
     }
-    // The operation runs after a savepoint so a rejection keeps none of its work, while the key
-    // row and the stored rejection still commit. The savepoint is never released (`COMMIT`
-    // keeps everything after it too) and it shares a round trip with lifting the key's short
-    // lock timeout (the work itself waits for locks as usual): two round trips fewer per keyed
-    // write than a driver savepoint with its `RELEASE`.
-    tx.exec_unprepared(if postgres {
-        "SET LOCAL lock_timeout TO DEFAULT; SAVEPOINT idempotent_work"
-    } else {
-        "SAVEPOINT idempotent_work"
-    })
-    .await?;
+    // A rejection (4xx) keeps the key row and the stored answer and none of the work: the
+    // domain validates before it writes and undoes a half-done checkout itself (see
+    // `crate::domain`), so no savepoint is needed around the work.
     let (status, body) = match perform(&state.shop, &tx, ctx, op).await {
         Ok(done) => done,
-        Err(e) if !e.status().is_server_error() => {
-            tx.exec_unprepared("ROLLBACK TO SAVEPOINT idempotent_work")
-                .await?;
-            (e.status(), e.body())
-        }
+        Err(e) if !e.status().is_server_error() => (e.status(), e.body()),
         // 5xx: nothing is kept, the key is free for a retry.
         Err(e) => return Err(e),
     };

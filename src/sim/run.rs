@@ -901,8 +901,7 @@ pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
 /// `--api-url` is a clear error now rather than an outage the run waits out forever.
 async fn preflight(base: &str) -> anyhow::Result<()> {
     let url = format!("{}/health", base.trim_end_matches('/'));
-    // reqwest is built without a default TLS provider (https API URLs need one).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::sim::actions::use_ring_for_tls();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .no_proxy()

@@ -124,6 +124,29 @@ pub struct Row {
     backend: Backend,
 }
 
+/// A PostgreSQL integer of any width. PostgreSQL is strict about widths; the column's type
+/// picks the decoder (trying widths in turn built and dropped an error per `int4` value).
+fn pg_int(row: &sea_orm::sqlx::postgres::PgRow, col: &str) -> Result<Option<i64>, StoreError> {
+    use sea_orm::sqlx::postgres::Postgres;
+    use sea_orm::sqlx::{Decode, Row as _, TypeInfo as _, ValueRef as _};
+    let raw = row.try_get_raw(col).map_err(|e| decode(col, e))?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let width = match raw.type_info().name() {
+        "INT8" => 8,
+        "INT4" => 4,
+        "INT2" => 2,
+        other => return Err(decode(col, format!("expected an integer, found {other}"))),
+    };
+    let value = match width {
+        8 => <i64 as Decode<Postgres>>::decode(raw),
+        4 => <i32 as Decode<Postgres>>::decode(raw).map(i64::from),
+        _ => <i16 as Decode<Postgres>>::decode(raw).map(i64::from),
+    };
+    value.map(Some).map_err(|e| decode(col, e))
+}
+
 fn decode(column: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Decode {
         column: column.to_string(),
@@ -152,24 +175,15 @@ impl Row {
 
     /// An integer column (any width).
     pub fn i64(&self, col: &str) -> Result<i64, StoreError> {
-        match self.backend {
-            Backend::Sqlite => self.get::<i64>(col),
-            // PostgreSQL is strict about widths: try the common ones.
-            Backend::Postgres => self
-                .get::<i64>(col)
-                .or_else(|_| self.get::<i32>(col).map(i64::from))
-                .or_else(|_| self.get::<i16>(col).map(i64::from)),
-        }
+        self.opt_i64(col)?
+            .ok_or_else(|| decode(col, "unexpected NULL"))
     }
 
     /// A nullable integer column.
     pub fn opt_i64(&self, col: &str) -> Result<Option<i64>, StoreError> {
-        match self.backend {
-            Backend::Sqlite => self.get::<Option<i64>>(col),
-            Backend::Postgres => self
-                .get::<Option<i64>>(col)
-                .or_else(|_| self.get::<Option<i32>>(col).map(|v| v.map(i64::from)))
-                .or_else(|_| self.get::<Option<i16>>(col).map(|v| v.map(i64::from))),
+        match self.inner.try_as_pg_row() {
+            Some(pg) => pg_int(pg, col),
+            None => self.get::<Option<i64>>(col),
         }
     }
 

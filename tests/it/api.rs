@@ -22,6 +22,7 @@ backend_tests!(
     unknown_or_missing_agent_is_401_json,
     bad_input_gets_4xx_json_never_500,
     key_held_by_an_unfinished_request_is_409_then_free,
+    the_work_waits_for_locks_longer_than_the_key_timeout,
     unreachable_database_is_503_json,
     clearing_the_cart_abandons_the_session,
     server_metrics_count_requests_by_route_and_status,
@@ -867,6 +868,39 @@ async fn key_held_by_an_unfinished_request_is_409_then_free(t: TestDb) {
     assert_eq!(item_count(&app, A1).await, 1);
     let (s, r, _) = app.send(post()).await;
     assert_eq!((s, r), (StatusCode::OK, true));
+}
+
+/// The short lock timeout is for the key's claim only: a keyed write's own work waits for the
+/// locks it needs as long as they are held (here: the product row its new cart line refers
+/// to, held three times the key's timeout by another transaction).
+async fn the_work_waits_for_locks_longer_than_the_key_timeout(t: TestDb) {
+    let mut config = test_config();
+    config.idempotency_lock_timeout = std::time::Duration::from_millis(200);
+    let app = spawn_app(t, config).await;
+    let fx = app.fx.clone();
+    select_store(&app, A1, fx.store_a).await;
+    let c = app.t.db.codec();
+    let holder = app.t.db.write().await.unwrap();
+    holder
+        .query_opt(
+            &format!("SELECT id FROM products WHERE id = $1{}", c.for_update()),
+            vec![c.uuid(fx.cola)],
+        )
+        .await
+        .unwrap();
+    let pending = tokio::spawn(
+        app.req(Method::POST, "/api/cart/items", A1)
+            .header("Idempotency-Key", "slow")
+            .json(&json!({ "product_id": fx.cola, "quantity": 1 }))
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(!pending.is_finished(), "the work must wait for the lock");
+    holder.rollback().await.unwrap();
+    let resp = pending.await.unwrap().unwrap();
+    let status = resp.status();
+    assert_eq!(status, StatusCode::OK, "{}", resp.text().await.unwrap());
+    assert_eq!(item_count(&app, A1).await, 1);
 }
 
 /// A database that cannot be reached is 503 `database_unavailable` with a generic message.

@@ -1,5 +1,6 @@
 //! [`HttpActions`]: the session steps as requests to the VoiceOffers API (or the reference
-//! server), through one shared `reqwest::Client`.
+//! server), through one shared [`Transport`] (hyper HTTP/1.1 connections for `http://`, reqwest
+//! for `https://`).
 //!
 //! Every request carries `Authorization`, `X-Sim-Time` (the step's simulated time) and
 //! `X-Shopping-Session-Id`; every write — and every read that records a session event (product
@@ -18,16 +19,14 @@
 //! | connect failure (refused, DNS, TCP timeout) | API outage: gate closed, probe `/health`, resend | `connection` |
 //!
 //! Retries and resends go through the endpoint's circuit breaker (see [`super::breaker`]) and
-//! are counted in `Counter::Retries`. The client itself never retries (`retry::never()`).
+//! are counted in `Counter::Retries`. The transport itself never resends a request it wrote.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
-};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -40,6 +39,7 @@ use super::config::{ActionsSetupError, Auth, HttpConfig};
 use super::jwt::Minter;
 use super::outage::{OutageGate, OutageInfo, Probe, sleep_or_cancel};
 use super::retry::{RetryBudget, backoff};
+use super::transport::{Limits, Request, Transport, TransportError};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
@@ -60,7 +60,7 @@ pub struct HttpActions {
 }
 
 struct Shared {
-    client: reqwest::Client,
+    transport: Arc<Transport>,
     base: String,
     /// `base` parsed once, so a request's URL is not parsed again from text.
     base_url: reqwest::Url,
@@ -93,23 +93,19 @@ impl HttpActions {
         let base = config.validate()?;
         let base_url = reqwest::Url::parse(&base)
             .map_err(|e| ActionsSetupError::Invalid(format!("API URL `{base}`: {e}")))?;
-        // reqwest is built without a default TLS provider (https API URLs need one).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .no_proxy()
-            .retry(reqwest::retry::never())
-            .build()
-            .map_err(|e| ActionsSetupError::Client(error_chain(&e)))?;
+        let limits = Limits {
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            max_idle: config.pool_max_idle_per_host,
+        };
+        let transport = Transport::new(&base_url, limits).map_err(ActionsSetupError::Client)?;
         let jwt = match &config.auth {
             Auth::Dev => None,
             Auth::Jwt { secret, ttl } => Some(Minter::new(secret, *ttl)),
         };
         Ok(Self {
             shared: Arc::new(Shared {
-                client,
+                transport: Arc::new(transport),
                 base,
                 base_url,
                 breakers: Endpoint::ALL
@@ -240,26 +236,41 @@ impl Shared {
 
     /// A probe of the API itself (`GET /health`).
     fn api_probe(&self) -> Probe {
-        let client = self.client.clone();
-        let url = format!("{}{}", self.base, self.config.paths.health);
-        Box::new(move || {
-            let (client, url) = (client.clone(), url.clone());
-            Box::pin(async move {
-                matches!(client.get(&url).send().await, Ok(r) if r.status().is_success())
-            })
+        self.probe(&self.config.paths.health, HeaderMap::new(), |s| {
+            s.is_success()
         })
     }
 
     /// A probe of the API's database: an authenticated read that needs it (`GET /api/stores`);
     /// any answer but 503 means the database is back.
     fn database_probe(&self, auth: HeaderValue) -> Probe {
-        let client = self.client.clone();
-        let url = format!("{}{}", self.base, self.config.paths.stores);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        self.probe(&self.config.paths.stores, headers, |s| {
+            s != StatusCode::SERVICE_UNAVAILABLE
+        })
+    }
+
+    /// A probe sending `GET` `path` (on the base URL) with `headers`: up when `up` holds for
+    /// the answer's status. A path that does not make a URL (config validation rules that
+    /// out) never comes up.
+    fn probe(&self, path: &str, headers: HeaderMap, up: fn(StatusCode) -> bool) -> Probe {
+        let transport = self.transport.clone();
+        let request = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .ok()
+            .map(|url| Request {
+                method: Method::GET,
+                url,
+                headers,
+                body: None,
+            });
         Box::new(move || {
-            let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+            let (transport, request) = (transport.clone(), request.clone());
             Box::pin(async move {
-                matches!(client.get(&url).header(AUTHORIZATION, auth).send().await,
-                    Ok(r) if r.status() != StatusCode::SERVICE_UNAVAILABLE)
+                match request {
+                    Some(r) => matches!(transport.send(r).await, Ok(a) if up(a.status)),
+                    None => false,
+                }
             })
         })
     }
@@ -271,7 +282,7 @@ struct Call {
     method: Method,
     /// A path parameter: its placeholder (`{id}`) and value.
     param: Option<(&'static str, Uuid)>,
-    body: Option<Vec<u8>>,
+    body: Option<bytes::Bytes>,
     write: bool,
 }
 
@@ -524,44 +535,35 @@ impl HttpSession {
     /// Sends one attempt and classifies its answer.
     async fn attempt(&self, call: &Call, step: Step, key: &str) -> Answer {
         let shared = &self.shared;
-        let mut request = match shared
-            .client
-            .request(call.method.clone(), shared.url(call.endpoint, call.param))
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => return transport_failure(&e),
-        };
-        if let Err(e) = self.set_headers(request.headers_mut(), call, step, key) {
+        let mut headers = HeaderMap::with_capacity(6);
+        if let Err(e) = self.set_headers(&mut headers, call, step, key) {
             return Answer::Other4xx(e.to_string());
         }
-        if let Some(body) = &call.body {
-            *request.body_mut() = Some(body.clone().into());
-        }
-        let resp = match shared.client.execute(request).await {
-            Ok(r) => r,
-            Err(e) => return transport_failure(&e),
+        let request = Request {
+            method: call.method.clone(),
+            url: shared.url(call.endpoint, call.param),
+            headers,
+            body: call.body.clone(),
         };
-        let status = resp.status();
+        let resp = match shared.transport.send(request).await {
+            Ok(r) => r,
+            Err(e) => return transport_failure(e),
+        };
         let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
+            .retry_after
+            .as_ref()
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => return transport_failure(&e),
-        };
         classify(
-            status,
+            resp.status,
             retry_after,
-            bytes,
+            resp.body,
             &shared.config.retry,
             call.endpoint,
         )
     }
 
-    /// Sets the headers shopsim sends with a step's request (reqwest adds `accept`, `host` and
+    /// Sets the headers shopsim sends with a step's request (the transport adds `host` and
     /// `content-length`): `Authorization`, `X-Sim-Time`, `X-Shopping-Session-Id`, and for
     /// keyed calls `Idempotency-Key`; `Content-Type` with a body.
     fn set_headers(
@@ -602,7 +604,7 @@ impl HttpSession {
     }
 
     /// The request [`SessionActions::view_product`] sends for `step`: method, URL and the
-    /// headers shopsim sets, exactly as sent (reqwest adds `accept` and `host`). For replaying
+    /// headers shopsim sets, exactly as sent (the transport adds `host`). For replaying
     /// the same request with another load generator (`shopsim loadtest --print-request`).
     pub fn view_product_request(
         &self,
@@ -631,20 +633,17 @@ impl HttpSession {
             method,
             param: None,
             // Serialising a JSON value cannot fail.
-            body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
+            body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default().into()),
         }
     }
 }
 
 /// A failed send: connect failures (refused, DNS, TCP timeout) mean the API is unreachable.
-fn transport_failure(e: &reqwest::Error) -> Answer {
-    let reason = error_chain(e);
-    if e.is_connect() {
-        Answer::Unreachable(reason)
-    } else if e.is_timeout() {
-        Answer::Retryable(Outcome::Timeout, reason)
-    } else {
-        Answer::Retryable(Outcome::Connection, reason)
+fn transport_failure(e: TransportError) -> Answer {
+    match e {
+        TransportError::Connect(reason) => Answer::Unreachable(reason),
+        TransportError::Timeout(reason) => Answer::Retryable(Outcome::Timeout, reason),
+        TransportError::Exchange(reason) => Answer::Retryable(Outcome::Connection, reason),
     }
 }
 

@@ -39,6 +39,7 @@ pub mod inprocess;
 pub mod jwt;
 mod outage;
 mod retry;
+mod transport;
 
 pub use breaker::BreakerState;
 pub use config::{
@@ -47,6 +48,7 @@ pub use config::{
 pub use http::{HttpActions, HttpSession};
 pub use inprocess::{InProcessActions, InProcessConfig, InProcessSession, TxMode};
 pub use outage::OutageInfo;
+pub use transport::use_ring_for_tls;
 
 use std::sync::Arc;
 
