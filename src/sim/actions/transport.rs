@@ -368,11 +368,19 @@ mod tests {
         }
     }
 
+    /// A listener on a free loopback port and its base URL.
+    async fn listen() -> (TcpListener, Url) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        (listener, base)
+    }
+
     /// A tiny HTTP/1.1 server: answers every request on a connection with `200 path` (keeping
     /// it open unless `close_after` requests were served on it), counting connections.
     async fn server(close_after: Option<usize>) -> (Url, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, base) = listen().await;
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
@@ -413,7 +421,7 @@ mod tests {
                 });
             }
         });
-        (format!("http://{addr}/").parse().unwrap(), accepted)
+        (base, accepted)
     }
 
     #[tokio::test]
@@ -449,10 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_closed_by_the_server_is_replaced() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
+        let (listener, base) = listen().await;
         // Answers one request per connection without `connection: close`, then hangs up,
         // as a server's keep-alive timeout does.
         tokio::spawn(async move {
@@ -477,10 +482,9 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connections_and_slow_answers_are_told_apart() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, base) = listen().await;
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let base: Url = format!("http://{addr}/").parse().unwrap();
         let t = Transport::new(&base, limits()).unwrap();
         match t.send(get(&base, "x")).await {
             Err(TransportError::Connect(m)) => assert!(m.contains(&addr.to_string()), "{m}"),
@@ -488,10 +492,7 @@ mod tests {
         }
 
         // Accepts and never answers.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
+        let (listener, base) = listen().await;
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((s, _)) = listener.accept().await {
@@ -507,10 +508,7 @@ mod tests {
         }
 
         // Answers garbage and hangs up.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Url = format!("http://{}/", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
+        let (listener, base) = listen().await;
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = [0u8; 1024];
