@@ -380,29 +380,22 @@ async fn first_product(base: &str, agent: &str) -> anyhow::Result<Uuid> {
     struct Item {
         id: Uuid,
     }
-    crate::sim::actions::use_ring_for_tls();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("building an HTTP client")?;
     let url = format!("{base}/api/products?limit=1");
-    let resp = client
-        .get(&url)
-        .header(reqwest::header::AUTHORIZATION, format!("Bearer dev:{agent}"))
-        .send()
+    let mut headers = reqwest::header::HeaderMap::new();
+    let auth = format!("Bearer dev:{agent}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        auth.parse()
+            .with_context(|| format!("agent `{agent}` cannot be sent in a header"))?,
+    );
+    let resp = crate::sim::actions::get_once(&url, headers, Duration::from_secs(30))
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "cannot reach the API at {base} ({}); start it (`shopsim serve`) or check --api-url",
-                crate::sim::actions::http::error_chain(&e)
+                "cannot reach the API at {base} ({e}); start it (`shopsim serve`) or check --api-url"
             )
         })?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading the answer of GET {url}"))?;
+    let (status, body) = (resp.status, resp.body);
     if status == reqwest::StatusCode::UNAUTHORIZED {
         anyhow::bail!(
             "GET {url} answered 401: the API does not know agent `{agent}`; seed agents \

@@ -901,31 +901,16 @@ pub async fn latest_activity(db: &Db) -> anyhow::Result<Option<DateTime<Utc>>> {
 /// `--api-url` is a clear error now rather than an outage the run waits out forever.
 async fn preflight(base: &str) -> anyhow::Result<()> {
     let url = format!("{}/health", base.trim_end_matches('/'));
-    crate::sim::actions::use_ring_for_tls();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")?;
-    match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
+    let timeout = std::time::Duration::from_secs(10);
+    match crate::sim::actions::get_once(&url, Default::default(), timeout).await {
+        Ok(r) if r.status.is_success() => Ok(()),
         Ok(r) => anyhow::bail!(
             "the API at {base} answered {} to GET /health; check --api-url",
-            r.status()
+            r.status
         ),
-        Err(e) => {
-            // reqwest's message hides the cause (refused, DNS, TLS): show the whole chain.
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                reason.push_str(": ");
-                reason.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            anyhow::bail!(
-                "the API at {base} is not reachable ({reason}); check --api-url and that the API runs"
-            )
-        }
+        Err(reason) => anyhow::bail!(
+            "the API at {base} is not reachable ({reason}); check --api-url and that the API runs"
+        ),
     }
 }
 

@@ -48,7 +48,7 @@ pub use config::{
 pub use http::{HttpActions, HttpSession};
 pub use inprocess::{InProcessActions, InProcessConfig, InProcessSession, TxMode};
 pub use outage::OutageInfo;
-pub use transport::use_ring_for_tls;
+pub use transport::{TransportError, get_once};
 
 use std::sync::Arc;
 

@@ -62,6 +62,40 @@ pub enum TransportError {
     Exchange(String),
 }
 
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Connect(r)
+            | TransportError::Timeout(r)
+            | TransportError::Exchange(r) => f.write_str(r),
+        }
+    }
+}
+
+/// One `GET` of an absolute `url` on a transport of its own (start-up checks: the API's
+/// health, the loadtest's product lookup). A URL that does not parse is an `Exchange` error.
+pub async fn get_once(
+    url: &str,
+    headers: HeaderMap,
+    timeout: Duration,
+) -> Result<Response, TransportError> {
+    let url = Url::parse(url).map_err(|e| TransportError::Exchange(format!("URL `{url}`: {e}")))?;
+    let limits = Limits {
+        request_timeout: timeout,
+        connect_timeout: timeout,
+        max_idle: 0,
+    };
+    let transport = Transport::new(&url, limits).map_err(TransportError::Exchange)?;
+    transport
+        .send(Request {
+            method: Method::GET,
+            url,
+            headers,
+            body: None,
+        })
+        .await
+}
+
 /// Timeouts and pool size of a [`Transport`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -109,8 +143,8 @@ impl Transport {
 }
 
 /// Makes `ring` the process's TLS provider unless one is set: reqwest is built without a
-/// default one, and panics building a client without it. Call before building any client.
-pub fn use_ring_for_tls() {
+/// default one, and panics building a client without it.
+fn use_ring_for_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
