@@ -40,7 +40,7 @@ pub use checkout::{order_id, session_order};
 pub use error::{DomainError, RejectCode};
 pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
 pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
-pub use sessions::{HeldEvents, SessionEvents};
+pub use sessions::{HeldEvents, HeldOutcome, SessionEvents};
 pub use views::*;
 
 /// Result of a domain operation.

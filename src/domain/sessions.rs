@@ -2,18 +2,21 @@
 //! (`ctx.session_id`); the simulation host never writes contract events itself.
 //!
 //! An action with a [`SessionEvents`] buffer in its [`Ctx`] (an in-process session that is one
-//! transaction) writes the session row on its first event only and keeps later events back
-//! until [`Shop::flush_session_events`]: one multi-row insert and one session update instead of
-//! two statements per event, with the same rows in the end.
+//! transaction, or one write request to the reference server) writes the session row on its
+//! first event only and keeps later events back until [`Shop::flush_session_events`] (or the
+//! caller's own last statement, see [`Shop::session_event_writes`]): one multi-row insert and
+//! one session update instead of two statements per event, with the same rows in the end.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
+use sea_orm::Value;
 use serde_json::Value as Json;
 
 use crate::ids;
-use crate::store::{Codec, Stmt, StoreError};
+use crate::store::combine::{exec_all, writes_then};
+use crate::store::{Backend, Codec, Stmt, StoreError};
 
 use super::rows::placeholders;
 use super::{Ctx, DomainError, DomainResult, Shop};
@@ -32,6 +35,9 @@ pub struct HeldEvents {
     events: Vec<PendingEvent>,
     /// The session row's last state still to write (events after the one that wrote it).
     touch: Option<Touch>,
+    /// The session row is written with the events, not at the first one: see
+    /// [`SessionEvents::deferred`].
+    deferred: bool,
 }
 
 /// A session row's last state: last_seen_at, and (status, ended_at) if an event ended it.
@@ -43,7 +49,6 @@ struct Touch {
 
 #[derive(Clone)]
 struct PendingEvent {
-    id: uuid::Uuid,
     user_id: uuid::Uuid,
     event_type: &'static str,
     payload: Json,
@@ -67,9 +72,27 @@ impl SessionEvents {
         *self.0.lock() = state;
     }
 
+    /// An empty buffer that also holds back the session row, on PostgreSQL: the row and the
+    /// events are written by one statement at the end ([`HeldWrites::RowAndEvents`]), which
+    /// numbers the events from the row's event count itself. One round trip fewer for an
+    /// action that records one event; the check that the session is the user's own then
+    /// happens in that statement (it writes nothing otherwise) instead of before the work.
+    /// On SQLite (no round trips) the row is written at the first event, as with
+    /// [`SessionEvents::new`].
+    pub fn deferred() -> Self {
+        Self(Arc::new(Mutex::new(HeldEvents {
+            deferred: true,
+            ..HeldEvents::default()
+        })))
+    }
+
     /// Forgets everything (the transaction holding the session's writes was lost).
     pub fn reset(&self) {
-        self.restore(HeldEvents::default());
+        let mut held = self.0.lock();
+        *held = HeldEvents {
+            deferred: held.deferred,
+            ..HeldEvents::default()
+        };
     }
 }
 
@@ -88,6 +111,32 @@ impl PartialEq for SessionEvents {
 }
 
 impl Eq for SessionEvents {}
+
+/// Creates or touches a session row and returns how many events it already had (`events`);
+/// no row when the session is another user's (the conditional update changes nothing).
+/// Values: id, user, status, started_at, last_seen_at, ended_at, is_simulated.
+const SESSION_UPSERT: &str = "INSERT INTO shopping_sessions \
+       (id, user_id, store_id, status, started_at, last_seen_at, ended_at, is_simulated) \
+     VALUES ($1, $2, (SELECT store_id FROM sim_user_stores WHERE user_id = $2), \
+       $3, $4, $5, $6, $7) \
+     ON CONFLICT (id) DO UPDATE SET \
+       last_seen_at = excluded.last_seen_at, \
+       status = CASE WHEN excluded.ended_at IS NULL THEN shopping_sessions.status \
+                ELSE excluded.status END, \
+       ended_at = COALESCE(excluded.ended_at, shopping_sessions.ended_at) \
+     WHERE shopping_sessions.user_id = excluded.user_id \
+     RETURNING (SELECT COUNT(*) FROM shopping_session_events e \
+                WHERE e.session_id = shopping_sessions.id) AS events";
+
+/// The refusal of a write into another user's session.
+fn session_user_mismatch(session_id: uuid::Uuid) -> DomainError {
+    DomainError::Invalid {
+        code: "session_user_mismatch",
+        message: format!(
+            "shopping session {session_id} belongs to another user; start a new session id"
+        ),
+    }
+}
 
 /// Rows per multi-row event insert (7 values each; well under SQLite's variable limit).
 const EVENT_ROWS_PER_INSERT: usize = 200;
@@ -125,30 +174,25 @@ impl Shop {
             SessionEnd::Abandoned => ("abandoned", Some(ctx.now)),
         };
         if let Some(buffer) = &ctx.events {
-            let base = buffer.0.lock().base;
-            let base = match base {
-                Some(base) => {
-                    let mut p = buffer.0.lock();
-                    // A later event that does not end the session keeps an earlier end.
-                    let earlier = p.touch.and_then(|t| t.end);
-                    p.touch = Some(Touch {
-                        last_seen: ctx.now,
-                        end: ended_at.map(|at| (status, at)).or(earlier),
-                    });
-                    base
-                }
-                None => {
-                    let base = self
-                        .touch_session(tx, ctx, session_id, status, ended_at)
-                        .await?;
-                    buffer.0.lock().base = Some(base);
-                    base
-                }
+            let write_row_now = {
+                let p = buffer.0.lock();
+                p.base.is_none() && !(p.deferred && tx.backend() == Backend::Postgres)
             };
-            let mut p = buffer.0.lock();
-            let seq = base + i64::try_from(p.events.len()).unwrap_or(i64::MAX) + 1;
-            p.events.push(PendingEvent {
-                id: ids::child_uuid(&session_id, "event", &seq.to_string()),
+            if write_row_now {
+                let base = self
+                    .touch_session(tx, ctx, session_id, status, ended_at)
+                    .await?;
+                buffer.0.lock().base = Some(base);
+            } else {
+                let mut p = buffer.0.lock();
+                // A later event that does not end the session keeps an earlier end.
+                let earlier = p.touch.and_then(|t| t.end);
+                p.touch = Some(Touch {
+                    last_seen: ctx.now,
+                    end: ended_at.map(|at| (status, at)).or(earlier),
+                });
+            }
+            buffer.0.lock().events.push(PendingEvent {
                 user_id: ctx.user_id,
                 event_type,
                 payload,
@@ -197,22 +241,12 @@ impl Shop {
         // count gives this event's sequence number and so its deterministic id).
         let row = tx
             .query_opt(
-                "INSERT INTO shopping_sessions \
-                   (id, user_id, store_id, status, started_at, last_seen_at, ended_at, is_simulated) \
-                 VALUES ($1, $2, (SELECT store_id FROM sim_user_stores WHERE user_id = $2), \
-                   $3, $4, $4, $5, $6) \
-                 ON CONFLICT (id) DO UPDATE SET \
-                   last_seen_at = excluded.last_seen_at, \
-                   status = CASE WHEN excluded.ended_at IS NULL THEN shopping_sessions.status \
-                            ELSE excluded.status END, \
-                   ended_at = COALESCE(excluded.ended_at, shopping_sessions.ended_at) \
-                 WHERE shopping_sessions.user_id = excluded.user_id \
-                 RETURNING (SELECT COUNT(*) FROM shopping_session_events e \
-                            WHERE e.session_id = shopping_sessions.id) AS events",
+                SESSION_UPSERT,
                 vec![
                     codec.uuid(session_id),
                     codec.uuid(ctx.user_id),
                     status.into(),
+                    codec.ts(ctx.now),
                     codec.ts(ctx.now),
                     codec.opt_ts(ended_at),
                     ctx.simulated.into(),
@@ -220,12 +254,7 @@ impl Shop {
             )
             .await?;
         let Some(row) = row else {
-            return Err(DomainError::Invalid {
-                code: "session_user_mismatch",
-                message: format!(
-                    "shopping session {session_id} belongs to another user; start a new session id"
-                ),
-            });
+            return Err(session_user_mismatch(session_id));
         };
         Ok(row.i64("events")?)
     }
@@ -237,66 +266,196 @@ impl Shop {
         tx: &crate::store::Tx,
         session_id: uuid::Uuid,
         buffer: &SessionEvents,
-    ) -> Result<(), StoreError> {
-        let writes = self.session_event_writes(tx.codec(), session_id, buffer);
-        crate::store::combine::exec_all(tx, writes).await
+    ) -> DomainResult<()> {
+        match self
+            .write_held(tx, session_id, buffer, 0, Vec::new())
+            .await?
+        {
+            HeldOutcome::Written { .. } => Ok(()),
+            HeldOutcome::OtherUsersSession => Err(session_user_mismatch(session_id)),
+        }
     }
 
     /// The writes of [`Shop::flush_session_events`] without running them (to share a round
     /// trip with the caller's own writes, see [`crate::store::combine`]): the held events'
     /// inserts and the session row's update. Empties the buffer: run them in the session's
-    /// transaction before it commits.
+    /// transaction before it commits. `None` for a [`SessionEvents::deferred`] buffer whose
+    /// session row is not written yet (its events' numbers are not known: use
+    /// [`Shop::write_held`]).
     pub fn session_event_writes(
         &self,
         codec: Codec,
         session_id: uuid::Uuid,
         buffer: &SessionEvents,
-    ) -> Vec<Stmt> {
+    ) -> Option<Vec<Stmt>> {
+        let mut p = buffer.0.lock();
+        let Some(base) = p.base else {
+            return p.events.is_empty().then(Vec::new);
+        };
+        let events = std::mem::take(&mut p.events);
+        p.base = Some(base + i64::try_from(events.len()).unwrap_or(i64::MAX));
+        let touch = p.touch.take();
+        drop(p);
+        let first = base + 1;
+        Some(independent_writes(codec, session_id, first, &events, touch))
+    }
+
+    /// Writes what `buffer` holds, with `also` (the caller's own writes, independent of these:
+    /// see [`crate::store::combine`]) in the same round trip, and empties the buffer. For a
+    /// [`SessionEvents::deferred`] buffer whose row is not written yet, one statement writes
+    /// the row and the events numbered from `expected` (the events the session is expected
+    /// to have already, e.g. 0 for a new one): when it has another number, the events are
+    /// inserted by a second statement with the right ones; when the session is another
+    /// user's, nothing of this is written ([`HeldOutcome::OtherUsersSession`]: roll back).
+    pub async fn write_held(
+        &self,
+        tx: &crate::store::Tx,
+        session_id: uuid::Uuid,
+        buffer: &SessionEvents,
+        expected: i64,
+        also: Vec<Stmt>,
+    ) -> Result<HeldOutcome, StoreError> {
+        let codec = tx.codec();
+        if let Some(mut writes) = self.session_event_writes(codec, session_id, buffer) {
+            let events = buffer.0.lock().base;
+            writes.extend(also);
+            exec_all(tx, writes).await?;
+            return Ok(HeldOutcome::Written { events });
+        }
         let (events, touch) = {
             let mut p = buffer.0.lock();
-            let events = std::mem::take(&mut p.events);
-            if let Some(base) = p.base.as_mut() {
-                *base += i64::try_from(events.len()).unwrap_or(i64::MAX);
-            }
-            (events, p.touch.take())
+            (std::mem::take(&mut p.events), p.touch.take())
         };
-        let mut writes = Vec::new();
-        for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
-            let mut values = Vec::with_capacity(chunk.len() * 7);
-            for e in chunk {
-                values.extend([
-                    codec.uuid(e.id),
-                    codec.uuid(session_id),
-                    codec.uuid(e.user_id),
-                    e.event_type.into(),
-                    codec.json(&e.payload),
-                    codec.ts(e.at),
-                    e.simulated.into(),
-                ]);
-            }
-            writes.push(Stmt::new(
-                format!(
-                    "INSERT INTO shopping_session_events \
-                       (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
-                     VALUES {}",
-                    placeholders(chunk.len(), 7, 1)
-                ),
-                values,
-            ));
+        let stmt = row_and_events(codec, session_id, &events, touch, expected);
+        let Some(row) = writes_then(tx, also, stmt).await?.into_iter().next() else {
+            return Ok(HeldOutcome::OtherUsersSession);
+        };
+        let before = row.i64("events")?;
+        if before != expected {
+            // The guess was wrong (a restarted server, another writer): number them again.
+            exec_all(
+                tx,
+                independent_writes(codec, session_id, before + 1, &events, None),
+            )
+            .await?;
         }
-        if let Some(Touch { last_seen, end }) = touch {
-            writes.push(Stmt::new(
-                "UPDATE shopping_sessions SET last_seen_at = $2, \
-                   status = COALESCE($3, status), ended_at = COALESCE($4, ended_at) \
-                 WHERE id = $1",
-                vec![
-                    codec.uuid(session_id),
-                    codec.ts(last_seen),
-                    end.map(|(status, _)| status.to_string()).into(),
-                    codec.opt_ts(end.map(|(_, at)| at)),
-                ],
-            ));
-        }
-        writes
+        let written = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        Ok(HeldOutcome::Written {
+            events: Some(before + written),
+        })
     }
+}
+
+/// What [`Shop::write_held`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOutcome {
+    /// Written; the session's events now, when known (`None`: no session row written yet).
+    Written {
+        /// Events the session has in this transaction.
+        events: Option<i64>,
+    },
+    /// The session belongs to another user: nothing of the held writes (nor the caller's
+    /// `also`) may be kept; roll back.
+    OtherUsersSession,
+}
+
+/// The inserts of `events`, numbered from `first`, and the session row's update.
+fn independent_writes(
+    codec: Codec,
+    session_id: uuid::Uuid,
+    first: i64,
+    events: &[PendingEvent],
+    touch: Option<Touch>,
+) -> Vec<Stmt> {
+    let mut writes = Vec::new();
+    let mut seq = first;
+    for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len() * 7);
+        for e in chunk {
+            values.extend(event_values(codec, session_id, seq, e));
+            seq += 1;
+        }
+        writes.push(Stmt::new(
+            format!(
+                "INSERT INTO shopping_session_events \
+                   (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
+                 VALUES {}",
+                placeholders(chunk.len(), 7, 1)
+            ),
+            values,
+        ));
+    }
+    if let Some(Touch { last_seen, end }) = touch {
+        writes.push(Stmt::new(
+            "UPDATE shopping_sessions SET last_seen_at = $2, \
+               status = COALESCE($3, status), ended_at = COALESCE($4, ended_at) \
+             WHERE id = $1",
+            vec![
+                codec.uuid(session_id),
+                codec.ts(last_seen),
+                end.map(|(status, _)| status.to_string()).into(),
+                codec.opt_ts(end.map(|(_, at)| at)),
+            ],
+        ));
+    }
+    writes
+}
+
+/// An event's row: id (the session's `seq`-th event), session, user, type, payload, time, flag.
+fn event_values(codec: Codec, session_id: uuid::Uuid, seq: i64, e: &PendingEvent) -> [Value; 7] {
+    [
+        codec.uuid(ids::child_uuid(&session_id, "event", &seq.to_string())),
+        codec.uuid(session_id),
+        codec.uuid(e.user_id),
+        e.event_type.into(),
+        codec.json(&e.payload),
+        codec.ts(e.at),
+        e.simulated.into(),
+    ]
+}
+
+/// [`Shop::write_held`]'s one statement (PostgreSQL): the session row as the first event's
+/// touch and the later ones' would leave it (created at the first event, last seen at the
+/// last, ended by the last event that ends it), refused for another user as the first event's
+/// touch is; then the events, numbered after `expected` earlier ones — inserted only if the
+/// row has that many. Returns the row's earlier event count (no row: another user's session).
+/// `events` is not empty.
+fn row_and_events(
+    codec: Codec,
+    session_id: uuid::Uuid,
+    events: &[PendingEvent],
+    touch: Option<Touch>,
+    expected: i64,
+) -> Stmt {
+    let first = &events[0];
+    let last_seen = touch.map_or(first.at, |t| t.last_seen);
+    let end = touch.and_then(|t| t.end);
+    let mut values = vec![
+        codec.uuid(session_id),
+        codec.uuid(first.user_id),
+        end.map_or("active", |(status, _)| status).into(),
+        codec.ts(first.at),
+        codec.ts(last_seen),
+        codec.opt_ts(end.map(|(_, at)| at)),
+        first.simulated.into(),
+        expected.into(),
+    ];
+    let mut seq = expected;
+    for e in events {
+        seq += 1;
+        values.extend(event_values(codec, session_id, seq, e));
+    }
+    Stmt::new(
+        format!(
+            "WITH session_row AS ({SESSION_UPSERT}), \
+             held_events AS ( \
+               INSERT INTO shopping_session_events \
+                 (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
+               SELECT v.* FROM (VALUES {}) AS v \
+               WHERE (SELECT events FROM session_row) = $8) \
+             SELECT events FROM session_row",
+            placeholders(events.len(), 7, 9)
+        ),
+        values,
+    )
 }

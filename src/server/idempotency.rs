@@ -10,31 +10,71 @@
 
 use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::WriteMeta;
 use super::faults::bump;
 use super::routes::{WriteOp, perform};
 use super::state::AppState;
-use crate::domain::Ctx;
-use crate::store::Backend;
+use crate::domain::{Ctx, HeldOutcome, SessionEvents};
+use crate::store::combine::exec_all;
+use crate::store::{Backend, Stmt, Tx};
 
 /// Header added to replayed answers.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Runs a write request, honouring its `Idempotency-Key` if it has one.
+///
+/// The request's session events wait for the end of the work and go out in its last round
+/// trip, with the key's stored answer. On PostgreSQL the session row waits too
+/// ([`SessionEvents::deferred`]: one statement writes it and numbers the events); if that
+/// statement finds the session is another user's, nothing is committed and the request runs
+/// again writing the row at its first event, which refuses it before any work (as without
+/// deferral). On SQLite the row is written at the first event.
 pub(crate) async fn run_write(
     state: &AppState,
     ctx: &Ctx,
     meta: &WriteMeta,
     op: WriteOp,
 ) -> Result<Response, ApiError> {
+    if ctx.session_id.is_some() {
+        let deferred = Ctx {
+            events: Some(SessionEvents::deferred()),
+            ..ctx.clone()
+        };
+        if let Some(done) = write_once(state, &deferred, meta, op.clone()).await? {
+            return Ok(done);
+        }
+    }
+    let ctx = Ctx {
+        events: ctx.session_id.map(|_| SessionEvents::new()),
+        ..ctx.clone()
+    };
+    write_once(state, &ctx, meta, op)
+        .await?
+        .ok_or_else(ApiError::internal)
+}
+
+/// One attempt of [`run_write`]: `None` when a deferred session row turned out to be another
+/// user's (rolled back, nothing kept).
+async fn write_once(
+    state: &AppState,
+    ctx: &Ctx,
+    meta: &WriteMeta,
+    op: WriteOp,
+) -> Result<Option<Response>, ApiError> {
     let tx = state.db.write().await?;
     let Some(key) = meta.key.as_deref() else {
         // No key: the work commits on success; any error drops (rolls back) the transaction.
         let (status, body) = perform(&state.shop, &tx, ctx, op).await?;
+        let Some(committed) = write_held(state, &tx, ctx, None).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
         tx.commit().await?;
-        return Ok(json_response(status, body.to_string()));
+        committed.remember(state);
+        return Ok(Some(json_response(status, body.to_string())));
     };
     let codec = tx.codec();
     let postgres = tx.backend() == Backend::Postgres;
@@ -113,7 +153,7 @@ pub(crate) async fn run_write(
         let mut resp = json_response(status, body);
         resp.headers_mut()
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-        return Ok(resp);
+        return Ok(Some(resp));
     }
     // A rejection (4xx) keeps the key row and the stored answer and none of the work: the
     // domain validates before it writes and undoes a half-done checkout itself (see
@@ -125,7 +165,7 @@ pub(crate) async fn run_write(
         Err(e) => return Err(e),
     };
     let body = body.to_string();
-    tx.exec(
+    let stored = Stmt::new(
         "UPDATE sim_idempotency SET state = 'done', status_code = $3, response = $4 \
          WHERE user_id = $1 AND idem_key = $2",
         vec![
@@ -134,10 +174,51 @@ pub(crate) async fn run_write(
             i64::from(status.as_u16()).into(),
             body.as_str().into(),
         ],
-    )
-    .await?;
+    );
+    let Some(committed) = write_held(state, &tx, ctx, Some(stored)).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
     tx.commit().await?;
-    Ok(json_response(status, body))
+    committed.remember(state);
+    Ok(Some(json_response(status, body)))
+}
+
+/// Writes what `ctx` held back during the work, with `also` (the key's stored answer) in the
+/// same round trip. `None`: a deferred session row is another user's and nothing was written
+/// (roll back). What it returns is remembered once the caller has committed.
+async fn write_held(
+    state: &AppState,
+    tx: &Tx,
+    ctx: &Ctx,
+    also: Option<Stmt>,
+) -> Result<Option<Committed>, ApiError> {
+    let also: Vec<Stmt> = also.into_iter().collect();
+    let (Some(session), Some(events)) = (ctx.session_id, &ctx.events) else {
+        exec_all(tx, also).await?;
+        return Ok(Some(Committed(None)));
+    };
+    let expected = state.event_counts.expected(session);
+    match state
+        .shop
+        .write_held(tx, session, events, expected, also)
+        .await?
+    {
+        // No events: nothing learnt about the session.
+        HeldOutcome::Written { events } => Ok(Some(Committed(events.map(|n| (session, n))))),
+        HeldOutcome::OtherUsersSession => Ok(None),
+    }
+}
+
+/// What to remember once the request's transaction has committed: a session's event count.
+struct Committed(Option<(Uuid, i64)>);
+
+impl Committed {
+    fn remember(self, state: &AppState) {
+        if let Some((session, events)) = self.0 {
+            state.event_counts.set(session, events);
+        }
+    }
 }
 
 fn in_flight(state: &AppState) -> ApiError {

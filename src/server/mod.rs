@@ -30,6 +30,7 @@
 mod admin;
 mod auth;
 pub mod error;
+mod event_counts;
 mod extract;
 pub mod faults;
 mod idempotency;

@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use super::ServerConfig;
+use super::event_counts::EventCounts;
 use super::faults::Faults;
 use super::metrics::ServerMetrics;
 use crate::domain::Shop;
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     pub faults: Arc<Faults>,
     /// The server's own request metrics (`/metrics`).
     pub metrics: Arc<ServerMetrics>,
+    /// Events per open session, the guess its next request's events are numbered from.
+    pub event_counts: EventCounts,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             restock_lock: tokio::sync::Mutex::new(()),
             faults,
             metrics: Arc::new(ServerMetrics::new()),
+            event_counts: EventCounts::default(),
         }))
     }
 }

@@ -68,7 +68,8 @@ pub async fn exec_all(tx: &Tx, mut writes: Vec<Stmt>) -> Result<(), StoreError> 
 }
 
 /// `WITH w0 AS (writes[0]), … <last>`, each statement's placeholders shifted past the values
-/// before it.
+/// before it. A `last` that has `WITH` queries of its own (starts with `WITH `) adds them to
+/// the list (its names must not be `w0`, `w1`, …).
 fn combine(writes: Vec<Stmt>, last: Stmt) -> Stmt {
     let mut sql = String::from("WITH ");
     let mut values = Vec::new();
@@ -81,8 +82,17 @@ fn combine(writes: Vec<Stmt>, last: Stmt) -> Stmt {
         sql.push(')');
         values.extend(w.values);
     }
-    sql.push(' ');
-    sql.push_str(&shift_placeholders(&last.sql, values.len()));
+    let last_sql = shift_placeholders(&last.sql, values.len());
+    match last_sql.strip_prefix("WITH ") {
+        Some(own_queries) => {
+            sql.push_str(", ");
+            sql.push_str(own_queries);
+        }
+        None => {
+            sql.push(' ');
+            sql.push_str(&last_sql);
+        }
+    }
     values.extend(last.values);
     Stmt { sql, values }
 }
@@ -166,5 +176,21 @@ mod tests {
         );
         let v: Vec<Value> = (1..=5).map(Value::from).collect();
         assert_eq!(s.values, v);
+    }
+
+    #[test]
+    fn a_last_statement_with_queries_of_its_own_joins_the_list() {
+        let s = combine(
+            vec![Stmt::new("DELETE FROM b WHERE z = $1", vec![1.into()])],
+            Stmt::new(
+                "WITH r AS (UPDATE c SET q = $1 RETURNING q) SELECT q FROM r WHERE q > $2",
+                vec![2.into(), 3.into()],
+            ),
+        );
+        assert_eq!(
+            s.sql,
+            "WITH w0 AS (DELETE FROM b WHERE z = $1), \
+             r AS (UPDATE c SET q = $2 RETURNING q) SELECT q FROM r WHERE q > $3"
+        );
     }
 }

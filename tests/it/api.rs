@@ -25,6 +25,7 @@ backend_tests!(
     the_work_waits_for_locks_longer_than_the_key_timeout,
     unreachable_database_is_503_json,
     clearing_the_cart_abandons_the_session,
+    another_users_session_is_refused_and_event_ids_are_numbered,
     server_metrics_count_requests_by_route_and_status,
 );
 
@@ -982,6 +983,119 @@ async fn clearing_the_cart_abandons_the_session(t: TestDb) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(n, 1);
+}
+
+/// A write into another user's session is refused (400 `session_user_mismatch`) with none of
+/// its work kept, also under an `Idempotency-Key` (the rejection is stored and replayed); the
+/// owner's events are numbered 1, 2, 3 in their ids however the server writes them (on
+/// PostgreSQL one statement writes the session row and computes the ids).
+async fn another_users_session_is_refused_and_event_ids_are_numbered(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let fx = app.fx.clone();
+    let session = Uuid::new_v4();
+    select_store(&app, A1, fx.store_a).await;
+    select_store(&app, A2, fx.store_a).await;
+    let in_session = |agent: &str, method: Method, path: &str, time: &str| {
+        sim(app.req(method, path, agent), time).header("X-Shopping-Session-Id", session.to_string())
+    };
+    let add = |agent: &str, time: &str| {
+        in_session(agent, Method::POST, "/api/cart/items", time)
+            .json(&json!({ "product_id": fx.vitamins, "quantity": 1 }))
+    };
+    let (s, _, b) = app.send(add(A1, "2026-04-01T18:00:00Z")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let product = format!("/api/products/{}", fx.chips);
+    let (s, _, b) = app
+        .send(in_session(
+            A1,
+            Method::GET,
+            &product,
+            "2026-04-01T18:02:00Z",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    for key in ["intruder-1", ""] {
+        let rb = add(A2, "2026-04-01T18:03:00Z");
+        let rb = if key.is_empty() {
+            rb
+        } else {
+            rb.header("Idempotency-Key", key)
+        };
+        let (s, replayed, b) = app.send(rb).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert_eq!(b["error"]["code"], "session_user_mismatch", "{b}");
+        assert!(!replayed);
+    }
+    let (s, replayed, b) = app
+        .send(add(A2, "2026-04-01T18:03:00Z").header("Idempotency-Key", "intruder-1"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["code"], "session_user_mismatch", "{b}");
+    assert!(replayed, "the stored rejection is replayed");
+    assert_eq!(item_count(&app, A2).await, 0);
+
+    let (s, _, b) = app
+        .send(in_session(
+            A1,
+            Method::POST,
+            "/api/orders/checkout",
+            "2026-04-01T18:05:00Z",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    let c = app.t.db.codec();
+    let tx = app.t.db.read().await.unwrap();
+    let row = tx
+        .query_one(
+            "SELECT user_id, store_id, status, started_at, last_seen_at, ended_at \
+             FROM shopping_sessions WHERE id = $1",
+            vec![c.uuid(session)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.uuid("user_id").unwrap(), fx.user1);
+    assert_eq!(row.opt_uuid("store_id").unwrap(), Some(fx.store_a));
+    assert_eq!(row.string("status").unwrap(), "completed");
+    assert_eq!(row.ts("started_at").unwrap(), at("2026-04-01T18:00:00Z"));
+    assert_eq!(row.ts("last_seen_at").unwrap(), at("2026-04-01T18:05:00Z"));
+    assert_eq!(
+        row.opt_ts("ended_at").unwrap(),
+        Some(at("2026-04-01T18:05:00Z"))
+    );
+    let events = tx
+        .query(
+            "SELECT id, user_id, event_type FROM shopping_session_events \
+             WHERE session_id = $1 ORDER BY created_at",
+            vec![c.uuid(session)],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let events: Vec<(Uuid, Uuid, String)> = events
+        .iter()
+        .map(|r| {
+            (
+                r.uuid("id").unwrap(),
+                r.uuid("user_id").unwrap(),
+                r.string("event_type").unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(Uuid, Uuid, String)> =
+        ["cart_add_item", "view_product", "checkout_complete"]
+            .iter()
+            .enumerate()
+            .map(|(n, kind)| {
+                (
+                    shopsim::ids::child_uuid(&session, "event", &(n + 1).to_string()),
+                    fx.user1,
+                    kind.to_string(),
+                )
+            })
+            .collect();
+    assert_eq!(events, expected);
 }
 
 /// The server's own `/metrics`: requests by method, route (the route pattern, not the path)

@@ -777,11 +777,12 @@ impl SessionActions for InProcessSession {
             };
             // The held events, the session row's last state and the outcome: one round trip
             // on PostgreSQL (with the fence check when there is one), then the commit.
-            let mut writes = self.shared.shop.session_event_writes(
-                tx.codec(),
-                self.info.session_id,
-                &self.events,
-            );
+            // (The buffer is never deferred: its session row was written at the first event.)
+            let mut writes = self
+                .shared
+                .shop
+                .session_event_writes(tx.codec(), self.info.session_id, &self.events)
+                .ok_or_else(|| db_failure("held events without their session row".into()))?;
             writes.push(update_session_stmt(
                 tx.codec(),
                 self.info.session_id,
