@@ -12,8 +12,8 @@ use super::extract::{ApiCtx, ApiQuery, UuidPath, WriteJson, WriteNoBody};
 use super::idempotency::run_write;
 use super::state::AppState;
 use crate::domain::{
-    CartSummary, CartView, Ctx, DomainError, EligibleCoupons, OrdersPage, ProductDetail,
-    ProductFilter, ProductPage, Shop, StoresPage, WalletView,
+    CartSummary, CartView, Ctx, EligibleCoupons, OrdersPage, ProductDetail, ProductFilter,
+    ProductPage, Shop, StoresPage, WalletView,
 };
 use crate::store::Tx;
 
@@ -66,16 +66,9 @@ pub(crate) async fn perform(
             let (_, body) = ok(shop.checkout(tx, ctx).await?)?;
             Ok((StatusCode::CREATED, body))
         }
-        WriteOp::Wallet(user_id) => {
-            if !shop.user_exists(tx, user_id).await? {
-                return Err(user_not_found(user_id).into());
-            }
-            ok(shop.wallet(tx, user_id, ctx.now).await?)
-        }
+        // Both answer 404 `user_not_found` for an unknown user (from the read they start with).
+        WriteOp::Wallet(user_id) => ok(shop.wallet(tx, user_id, ctx.now).await?),
         WriteOp::Refresh(user_id) => {
-            if !shop.user_exists(tx, user_id).await? {
-                return Err(user_not_found(user_id).into());
-            }
             let target = Ctx {
                 user_id,
                 ..ctx.clone()
@@ -330,19 +323,9 @@ pub(crate) async fn wallet(
         return run_write(&s, &ctx, &req.meta, WriteOp::Wallet(user_id)).await;
     }
     let tx = s.db.read().await?;
-    if !s.shop.user_exists(&tx, user_id).await? {
-        return Err(user_not_found(user_id).into());
-    }
     let w: WalletView = s.shop.wallet(&tx, user_id, ctx.now).await?;
     tx.commit().await?;
     Ok(Json(w).into_response())
-}
-
-fn user_not_found(user_id: Uuid) -> DomainError {
-    DomainError::NotFound {
-        code: "user_not_found",
-        what: format!("user {user_id}"),
-    }
 }
 
 /// Body of `POST /api/offers/refresh`.
