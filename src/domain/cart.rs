@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::catalog::{Coupon, CouponKind, Store};
 use crate::ids;
 use crate::money::Money;
-use crate::store::{StoreError, Tx};
+use crate::store::{Backend, StoreError, Tx};
 
 use super::catalog_reads::product_not_found;
 use super::pricing::{PricedLine, meets_minimum, price_cart};
@@ -224,17 +224,29 @@ impl Shop {
     /// Deletes every cart line and applied coupon of the user: (lines, coupons) removed.
     async fn delete_cart(&self, tx: &Tx, user_id: Uuid) -> Result<(u64, u64), StoreError> {
         let codec = tx.codec();
+        let user = codec.uuid(user_id);
+        if tx.backend() == Backend::Postgres {
+            // One round trip (data-modifying WITH queries, different tables).
+            let row = tx
+                .query_one(
+                    "WITH items AS (DELETE FROM cart_items WHERE user_id = $1 RETURNING 1), \
+                       coupons AS (DELETE FROM cart_coupons WHERE user_id = $1 RETURNING 1) \
+                     SELECT (SELECT COUNT(*) FROM items) AS items, \
+                       (SELECT COUNT(*) FROM coupons) AS coupons",
+                    vec![user],
+                )
+                .await?;
+            let count = |col| row.i64(col).map(|n| u64::try_from(n).unwrap_or(0));
+            return Ok((count("items")?, count("coupons")?));
+        }
         let items = tx
             .exec(
                 "DELETE FROM cart_items WHERE user_id = $1",
-                vec![codec.uuid(user_id)],
+                vec![user.clone()],
             )
             .await?;
         let coupons = tx
-            .exec(
-                "DELETE FROM cart_coupons WHERE user_id = $1",
-                vec![codec.uuid(user_id)],
-            )
+            .exec("DELETE FROM cart_coupons WHERE user_id = $1", vec![user])
             .await?;
         Ok((items, coupons))
     }
@@ -350,26 +362,15 @@ impl Shop {
     /// Empties the cart (lines and coupons). With a session, records `cart_abandon` and marks
     /// the session abandoned.
     pub async fn clear_cart(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<ClearCartResult> {
-        if ctx.session_id.is_some() {
-            // The event carries the count, and must be written (or refused) before deleting.
-            let codec = tx.codec();
-            let items = tx
-                .query_one(
-                    "SELECT COUNT(*) AS n FROM cart_items WHERE user_id = $1",
-                    vec![codec.uuid(ctx.user_id)],
-                )
-                .await?
-                .i64("n")?;
-            self.record_event(
-                tx,
-                ctx,
-                "cart_abandon",
-                json!({"items_removed": items}),
-                SessionEnd::Abandoned,
-            )
-            .await?;
-        }
+        // The session is checked (or refused) before deleting; the event, which carries the
+        // count, is recorded after.
+        let slot = self.event_slot(tx, ctx, SessionEnd::Abandoned).await?;
         let (items_removed, coupons_removed) = self.delete_cart(tx, ctx.user_id).await?;
+        if let Some(slot) = slot {
+            let payload = json!({ "items_removed": items_removed });
+            self.fill_slot(tx, ctx, slot, "cart_abandon", payload)
+                .await?;
+        }
         Ok(ClearCartResult {
             success: true,
             items_removed,

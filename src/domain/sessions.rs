@@ -138,6 +138,19 @@ fn session_user_mismatch(session_id: uuid::Uuid) -> DomainError {
     }
 }
 
+/// Where a session event goes once its session has been checked (see [`Shop::event_slot`]).
+pub(crate) enum EventSlot {
+    /// Into the action's buffer.
+    Held(SessionEvents),
+    /// Into the table at once, as the session's `seq`-th event.
+    Now {
+        /// The session.
+        session_id: uuid::Uuid,
+        /// The event's number in it.
+        seq: i64,
+    },
+}
+
 /// Rows per multi-row event insert (7 values each; well under SQLite's variable limit).
 const EVENT_ROWS_PER_INSERT: usize = 200;
 
@@ -165,63 +178,87 @@ impl Shop {
         payload: Json,
         end: SessionEnd,
     ) -> DomainResult<()> {
+        match self.event_slot(tx, ctx, end).await? {
+            Some(slot) => self.fill_slot(tx, ctx, slot, event_type, payload).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`Shop::record_event`], for an action whose event describes writes
+    /// it has yet to make: checks the session (writing its row where that happens at the
+    /// first event), so that the event, recorded afterwards with [`Shop::fill_slot`], can no
+    /// longer be refused. `None` without a session id.
+    pub(crate) async fn event_slot(
+        &self,
+        tx: &crate::store::Tx,
+        ctx: &Ctx,
+        end: SessionEnd,
+    ) -> DomainResult<Option<EventSlot>> {
         let Some(session_id) = ctx.session_id else {
-            return Ok(());
+            return Ok(None);
         };
         let (status, ended_at) = match end {
             SessionEnd::Open => ("active", None),
             SessionEnd::Completed => ("completed", Some(ctx.now)),
             SessionEnd::Abandoned => ("abandoned", Some(ctx.now)),
         };
-        if let Some(buffer) = &ctx.events {
-            let write_row_now = {
-                let p = buffer.0.lock();
-                p.base.is_none() && !(p.deferred && tx.backend() == Backend::Postgres)
-            };
-            if write_row_now {
-                let base = self
-                    .touch_session(tx, ctx, session_id, status, ended_at)
-                    .await?;
-                buffer.0.lock().base = Some(base);
-            } else {
-                let mut p = buffer.0.lock();
-                // A later event that does not end the session keeps an earlier end.
-                let earlier = p.touch.and_then(|t| t.end);
-                p.touch = Some(Touch {
-                    last_seen: ctx.now,
-                    end: ended_at.map(|at| (status, at)).or(earlier),
-                });
-            }
-            buffer.0.lock().events.push(PendingEvent {
-                user_id: ctx.user_id,
-                event_type,
-                payload,
-                at: ctx.now,
-                simulated: ctx.simulated,
+        let Some(buffer) = &ctx.events else {
+            let seq = self
+                .touch_session(tx, ctx, session_id, status, ended_at)
+                .await?
+                + 1;
+            return Ok(Some(EventSlot::Now { session_id, seq }));
+        };
+        let write_row_now = {
+            let p = buffer.0.lock();
+            p.base.is_none() && !(p.deferred && tx.backend() == Backend::Postgres)
+        };
+        if write_row_now {
+            let base = self
+                .touch_session(tx, ctx, session_id, status, ended_at)
+                .await?;
+            buffer.0.lock().base = Some(base);
+        } else {
+            let mut p = buffer.0.lock();
+            // A later event that does not end the session keeps an earlier end.
+            let earlier = p.touch.and_then(|t| t.end);
+            p.touch = Some(Touch {
+                last_seen: ctx.now,
+                end: ended_at.map(|at| (status, at)).or(earlier),
             });
-            return Ok(());
         }
-        let seq = self
-            .touch_session(tx, ctx, session_id, status, ended_at)
-            .await?
-            + 1;
-        let codec = tx.codec();
-        let event_id = ids::child_uuid(&session_id, "event", &seq.to_string());
-        tx.exec(
-            "INSERT INTO shopping_session_events \
-               (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            vec![
-                codec.uuid(event_id),
-                codec.uuid(session_id),
-                codec.uuid(ctx.user_id),
-                event_type.into(),
-                codec.json(&payload),
-                codec.ts(ctx.now),
-                ctx.simulated.into(),
-            ],
-        )
-        .await?;
+        Ok(Some(EventSlot::Held(buffer.clone())))
+    }
+
+    /// Records the event of a slot from [`Shop::event_slot`] (taken in this action).
+    pub(crate) async fn fill_slot(
+        &self,
+        tx: &crate::store::Tx,
+        ctx: &Ctx,
+        slot: EventSlot,
+        event_type: &'static str,
+        payload: Json,
+    ) -> DomainResult<()> {
+        let event = PendingEvent {
+            user_id: ctx.user_id,
+            event_type,
+            payload,
+            at: ctx.now,
+            simulated: ctx.simulated,
+        };
+        match slot {
+            EventSlot::Held(buffer) => buffer.0.lock().events.push(event),
+            EventSlot::Now { session_id, seq } => {
+                let values = event_values(tx.codec(), session_id, seq, &event).to_vec();
+                tx.exec(
+                    "INSERT INTO shopping_session_events \
+                       (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    values,
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
 

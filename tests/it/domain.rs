@@ -1098,11 +1098,22 @@ async fn lapsed_offers_stop_counting_and_refused_writes_leave_nothing(t: TestDb)
             .items
             .is_empty()
     );
+    // Refused before the cart is emptied.
+    shop.add_to_cart(&tx, &ctx(U2, t0(), None), P2, 1)
+        .await
+        .unwrap();
     let e = shop
         .clear_cart(&tx, &ctx(U2, t0(), session))
         .await
         .unwrap_err();
     assert_eq!(invalid_code(&e), Some("session_user_mismatch"));
+    assert_eq!(
+        shop.get_cart(&tx, &ctx(U2, t0(), None))
+            .await
+            .unwrap()
+            .item_count,
+        1
+    );
     assert_eq!(
         count_in(&tx, "SELECT COUNT(*) AS n FROM shopping_session_events").await,
         1
