@@ -73,7 +73,7 @@ impl SessionEvents {
     }
 
     /// An empty buffer that also holds back the session row, on PostgreSQL: the row and the
-    /// events are written by one statement at the end ([`HeldWrites::RowAndEvents`]), which
+    /// events are written by one statement at the end ([`Shop::write_held`]), which
     /// numbers the events from the row's event count itself. One round trip fewer for an
     /// action that records one event; the check that the session is the user's own then
     /// happens in that statement (it writes nothing otherwise) instead of before the work.

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 
 use shopsim::domain::{
-    Ctx, DomainError, ProductFilter, RejectCode, SessionEvents, Shop, ShopConfig, order_id,
-    price_cart,
+    Ctx, DomainError, HeldOutcome, ProductFilter, RejectCode, SessionEvents, Shop, ShopConfig,
+    order_id, price_cart,
 };
 use shopsim::ids;
 use shopsim::money::Money;
@@ -20,6 +20,7 @@ backend_tests!(
     shopping_flow_with_held_events,
     shopping_flow_with_deferred_session_row,
     held_events_roll_back_with_a_failed_checkout,
+    a_deferred_session_row_numbers_events_from_any_guess,
     concurrent_checkouts_never_oversell,
     restock_runs_once_per_day,
     offer_draws_do_not_depend_on_refresh_order,
@@ -678,6 +679,19 @@ async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
     tx.commit().await.unwrap();
 }
 
+/// The ids of a session's events, oldest first.
+async fn event_ids(tx: &Tx, session: Uuid) -> Vec<Uuid> {
+    tx.query(
+        "SELECT id FROM shopping_session_events WHERE session_id = $1 ORDER BY created_at",
+        vec![tx.codec().uuid(session)],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.uuid("id").unwrap())
+    .collect()
+}
+
 async fn count_in(tx: &Tx, sql: &str) -> i64 {
     tx.query_one(sql, vec![]).await.unwrap().i64("n").unwrap()
 }
@@ -1122,6 +1136,87 @@ async fn lapsed_offers_stop_counting_and_refused_writes_leave_nothing(t: TestDb)
 }
 
 // ---- held session events ---------------------------------------------------------------
+
+/// `write_held` with a deferred buffer (the reference server's requests): a right guess of the
+/// session's event count and a wrong one (a restarted server) give the same ids, and another
+/// user's session is refused with nothing written (on SQLite the row is written, and refused,
+/// at the event itself).
+async fn a_deferred_session_row_numbers_events_from_any_guess(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    let session = Uuid::from_u128(0x5e57);
+    let tx = db.write().await.unwrap();
+    let view = |user: Uuid, minute: i64, events: &SessionEvents| Ctx {
+        events: Some(events.clone()),
+        ..ctx(user, t0() + Duration::minutes(minute), Some(session))
+    };
+    // (guess, events this request holds): a new session guessed right, then a wrong guess,
+    // then a right one.
+    let mut minute = 0;
+    let mut total = 0;
+    for (guess, n) in [(0, 2), (0, 1), (3, 2)] {
+        let held = SessionEvents::deferred();
+        for _ in 0..n {
+            minute += 1;
+            shop.get_product(&tx, &view(U1, minute, &held), P1)
+                .await
+                .unwrap();
+        }
+        total += n;
+        let done = shop
+            .write_held(&tx, session, &held, guess, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            done,
+            HeldOutcome::Written {
+                events: Some(total)
+            }
+        );
+    }
+    let want: Vec<Uuid> = (1..=total)
+        .map(|n| ids::child_uuid(&session, "event", &n.to_string()))
+        .collect();
+    assert_eq!(event_ids(&tx, session).await, want);
+
+    let held = SessionEvents::deferred();
+    let viewed = shop.get_product(&tx, &view(U2, 30, &held), P1).await;
+    match tx.backend() {
+        Backend::Postgres => {
+            viewed.unwrap();
+            let done = shop
+                .write_held(&tx, session, &held, total, Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(done, HeldOutcome::OtherUsersSession);
+        }
+        Backend::Sqlite => {
+            assert_eq!(
+                invalid_code(&viewed.unwrap_err()),
+                Some("session_user_mismatch")
+            );
+        }
+    }
+    assert_eq!(
+        event_ids(&tx, session).await,
+        want,
+        "nothing written for another user"
+    );
+    let s = tx
+        .query_one(
+            "SELECT user_id, last_seen_at FROM shopping_sessions WHERE id = $1",
+            vec![tx.codec().uuid(session)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.uuid("user_id").unwrap(), U1);
+    assert_eq!(
+        s.ts("last_seen_at").unwrap(),
+        t0() + Duration::minutes(minute)
+    );
+    tx.commit().await.unwrap();
+}
 
 /// A checkout that fails half-way (stock gone since the line was added) puts back the stock
 /// it took, and the `checkout_complete` event held for it goes with it; the session then
