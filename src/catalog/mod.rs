@@ -3,7 +3,7 @@
 //!
 //! - [`vocabulary`]: the one list of categories (with price ranges, nouns, sizes, brands)
 //!   shared by catalogs and persona sets.
-//! - [`generate`]: a whole catalog from a seed, pure and deterministic.
+//! - [`generate`](mod@generate): a whole catalog from a seed, pure and deterministic.
 //! - [`csv`]: products from a CSV file (format documented there and in `docs/catalog-csv.md`),
 //!   with stores, inventory and coupons generated around them.
 //! - [`load`]: idempotent batched writes of a catalog, and reading one back.

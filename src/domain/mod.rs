@@ -1,8 +1,8 @@
 //! The shop's rules: cart, pricing, checkout, offers, restocking and session events.
 //!
-//! Every operation runs inside a caller-supplied transaction ([`Tx`]) and takes the simulated
-//! time in its [`Ctx`]; nothing here reads the wall clock for business timestamps or knows about
-//! HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
+//! Every operation runs inside a caller-supplied transaction ([`Tx`](crate::store::Tx)) and
+//! takes the simulated time in its [`Ctx`]; nothing here reads the wall clock for business
+//! timestamps or knows about HTTP. The reference server wraps these calls with auth and idempotency; the simulation's
 //! in-process actions call them directly (a whole session may be one transaction).
 //!
 //! When a method returns `Err` other than a database error it has left no partial change in the

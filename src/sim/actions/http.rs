@@ -1,5 +1,5 @@
 //! [`HttpActions`]: the session steps as requests to the VoiceOffers API (or the reference
-//! server), through one shared [`Transport`] (hyper HTTP/1.1 connections for `http://`, reqwest
+//! server), through one shared `Transport` (hyper HTTP/1.1 connections for `http://`, reqwest
 //! for `https://`).
 //!
 //! Every request carries `Authorization`, `X-Sim-Time` (the step's simulated time) and
