@@ -164,17 +164,6 @@ impl Shop {
             .await?;
         Ok(row.map(|r| r.uuid("user_id")).transpose()?)
     }
-
-    /// True when the user exists.
-    pub async fn user_exists(&self, tx: &Tx, user_id: Uuid) -> DomainResult<bool> {
-        let row = tx
-            .query_opt(
-                "SELECT 1 AS one FROM users WHERE id = $1",
-                vec![tx.codec().uuid(user_id)],
-            )
-            .await?;
-        Ok(row.is_some())
-    }
 }
 
 /// The error for an unknown product id.
