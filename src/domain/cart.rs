@@ -89,6 +89,11 @@ fn item_view(row: &crate::store::Row) -> Result<CartItemView, StoreError> {
     })
 }
 
+/// How a new cart line meets an existing one: it grows.
+const LINE_UPSERT: &str = "ON CONFLICT (user_id, store_id, product_id) DO UPDATE SET \
+       quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at \
+     RETURNING id, quantity";
+
 /// The deterministic id of a cart line (one line per user, store and product).
 fn cart_item_id(user_id: Uuid, store_id: Uuid, product_id: Uuid) -> Uuid {
     ids::child_uuid(&user_id, "cart_item", &format!("{store_id}/{product_id}"))
@@ -271,6 +276,22 @@ impl Shop {
         product_id: Uuid,
         quantity: i64,
     ) -> DomainResult<AddToCartResult> {
+        self.add_to_cart_in(tx, ctx, product_id, quantity, None)
+            .await
+    }
+
+    /// [`Shop::add_to_cart`] for a caller that knows which store the user selected
+    /// (`store_hint`, e.g. a session that selected it): on PostgreSQL, when the hint is right
+    /// and the session's event can be held back without a write, the checks and the new line
+    /// are one statement instead of two. A wrong hint only costs the second statement.
+    pub async fn add_to_cart_in(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        product_id: Uuid,
+        quantity: i64,
+        store_hint: Option<Uuid>,
+    ) -> DomainResult<AddToCartResult> {
         if !(1..=MAX_ADD_QUANTITY).contains(&quantity) {
             return Err(DomainError::Invalid {
                 code: "invalid_quantity",
@@ -280,19 +301,57 @@ impl Shop {
             });
         }
         let codec = tx.codec();
-        // One round trip: the product, the selected store, its stock and what the cart holds.
-        let row = tx
-            .query_opt(
-                "SELECT p.sku, p.name, p.category, p.brand, p.price, us.store_id, \
-                   (SELECT i.quantity FROM store_inventory i \
-                    WHERE i.store_id = us.store_id AND i.product_id = p.id) AS stock, \
-                   (SELECT ci.quantity FROM cart_items ci WHERE ci.user_id = $2 \
-                    AND ci.store_id = us.store_id AND ci.product_id = p.id) AS in_cart \
-                 FROM products p LEFT JOIN sim_user_stores us ON us.user_id = $2 \
-                 WHERE p.id = $1",
-                vec![codec.uuid(product_id), codec.uuid(ctx.user_id)],
-            )
-            .await?;
+        // The event is recorded after the line when that writes nothing and cannot be refused
+        // (a rejection must leave the session untouched); otherwise before, as a first event
+        // checks the session before any work.
+        let hint = store_hint.filter(|_| {
+            tx.backend() == Backend::Postgres
+                && ctx
+                    .events
+                    .as_ref()
+                    .is_none_or(|e| e.records_freely(tx.backend()))
+        });
+        // One round trip: the product, the selected store, its stock and what the cart holds
+        // (and, with a store hint, the line itself when the store is the hinted one and the
+        // stock suffices).
+        let read = "SELECT p.sku, p.name, p.category, p.brand, p.price, us.store_id, \
+               (SELECT i.quantity FROM store_inventory i \
+                WHERE i.store_id = us.store_id AND i.product_id = p.id) AS stock, \
+               (SELECT ci.quantity FROM cart_items ci WHERE ci.user_id = $2 \
+                AND ci.store_id = us.store_id AND ci.product_id = p.id) AS in_cart \
+             FROM products p LEFT JOIN sim_user_stores us ON us.user_id = $2 \
+             WHERE p.id = $1";
+        let row = match hint {
+            Some(store) => {
+                tx.query_opt(
+                    &format!(
+                        "WITH r AS ({read}), \
+                         line AS ( \
+                           INSERT INTO cart_items \
+                             (id, user_id, store_id, product_id, quantity, created_at, updated_at) \
+                           SELECT $3, $2, r.store_id, $1, $5, $6, $6 FROM r \
+                           WHERE r.store_id = $4 \
+                             AND COALESCE(r.stock, 0) >= COALESCE(r.in_cart, 0) + $5 \
+                           {LINE_UPSERT}) \
+                         SELECT r.*, line.id AS line_id, line.quantity AS line_quantity \
+                         FROM r LEFT JOIN line ON true"
+                    ),
+                    vec![
+                        codec.uuid(product_id),
+                        codec.uuid(ctx.user_id),
+                        codec.uuid(cart_item_id(ctx.user_id, store, product_id)),
+                        codec.uuid(store),
+                        quantity.into(),
+                        codec.ts(ctx.now),
+                    ],
+                )
+                .await?
+            }
+            None => {
+                tx.query_opt(read, vec![codec.uuid(product_id), codec.uuid(ctx.user_id)])
+                    .await?
+            }
+        };
         let Some(row) = row else {
             return Err(product_not_found(product_id));
         };
@@ -314,39 +373,43 @@ impl Shop {
         }
         let sku = row.opt_string("sku")?;
         let unit_price = row.money("price")?;
-        self.record_event(
-            tx,
-            ctx,
-            "cart_add_item",
-            json!({"product_id": product_id, "sku": sku, "quantity": quantity,
-                   "unit_price": unit_price}),
-            SessionEnd::Open,
-        )
-        .await?;
-        let line = tx
-            .query_one(
-                "INSERT INTO cart_items \
-                   (id, user_id, store_id, product_id, quantity, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 ON CONFLICT (user_id, store_id, product_id) DO UPDATE SET \
-                   quantity = cart_items.quantity + excluded.quantity, \
-                   updated_at = excluded.updated_at \
-                 RETURNING id, quantity",
-                vec![
-                    codec.uuid(cart_item_id(ctx.user_id, store_id, product_id)),
-                    codec.uuid(ctx.user_id),
-                    codec.uuid(store_id),
-                    codec.uuid(product_id),
-                    quantity.into(),
-                    codec.ts(ctx.now),
-                ],
-            )
-            .await?;
-        let total_quantity = line.i64("quantity")?;
+        let event = json!({"product_id": product_id, "sku": sku, "quantity": quantity,
+                           "unit_price": unit_price});
+        let line = match hint.and_then(|_| row.opt_uuid("line_id").transpose()) {
+            Some(id) => {
+                let line = (id?, row.i64("line_quantity")?);
+                self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
+                    .await?;
+                line
+            }
+            None => {
+                self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
+                    .await?;
+                let line = tx
+                    .query_one(
+                        &format!(
+                            "INSERT INTO cart_items \
+                               (id, user_id, store_id, product_id, quantity, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $6) {LINE_UPSERT}"
+                        ),
+                        vec![
+                            codec.uuid(cart_item_id(ctx.user_id, store_id, product_id)),
+                            codec.uuid(ctx.user_id),
+                            codec.uuid(store_id),
+                            codec.uuid(product_id),
+                            quantity.into(),
+                            codec.ts(ctx.now),
+                        ],
+                    )
+                    .await?;
+                (line.uuid("id")?, line.i64("quantity")?)
+            }
+        };
+        let (line_id, total_quantity) = line;
         Ok(AddToCartResult {
             success: true,
             cart_item: CartItemView {
-                id: line.uuid("id")?,
+                id: line_id,
                 product_id,
                 sku,
                 product_name: row.string("name")?,

@@ -154,6 +154,24 @@ impl Shop {
         Ok(ProductDetail { product, inventory })
     }
 
+    /// Records that the user viewed a product, as [`Shop::get_product`] does, without the
+    /// detail: a product of the shop's read-only catalog copy
+    /// ([`Shop::with_known_products`]) costs no read; any other is read (and may be
+    /// `product_not_found`).
+    pub async fn view_product(&self, tx: &Tx, ctx: &Ctx, product_id: Uuid) -> DomainResult<()> {
+        let Some((sku, price)) = self.known.as_ref().and_then(|k| k.get(product_id)) else {
+            return self.get_product(tx, ctx, product_id).await.map(|_| ());
+        };
+        self.record_event(
+            tx,
+            ctx,
+            "view_product",
+            json!({"product_id": product_id, "sku": sku, "price": price}),
+            SessionEnd::Open,
+        )
+        .await
+    }
+
     /// The user of an agent (`agents.agent_id`, e.g. `agent_001`), if there is one.
     pub async fn user_for_agent(&self, tx: &Tx, agent_id: &str) -> DomainResult<Option<Uuid>> {
         let row = tx

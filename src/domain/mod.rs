@@ -31,8 +31,13 @@ mod rows;
 mod sessions;
 pub mod views;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+use crate::money::Money;
 
 pub use cart::{MAX_ADD_QUANTITY, ineligibility};
 pub use catalog_reads::MAX_PAGE;
@@ -98,16 +103,55 @@ pub struct Ctx {
     pub events: Option<SessionEvents>,
 }
 
-/// The shop: stateless apart from its configuration; all state is in the database.
+/// The shop: stateless apart from its configuration and, in-process, a read-only copy of the
+/// catalog's products; all state is in the database.
 #[derive(Debug, Clone, Default)]
 pub struct Shop {
     config: ShopConfig,
+    known: Option<Arc<KnownProducts>>,
+}
+
+/// What a product view records of a product (its SKU and price), for products the caller
+/// holds in a read-only catalog cache: viewing one of them costs no read.
+#[derive(Debug, Default)]
+pub struct KnownProducts(HashMap<Uuid, (String, Money)>);
+
+impl KnownProducts {
+    /// The products of a catalog loaded from the shop's database. A product whose SKU the
+    /// loader stood in for (no `sku` column or value: the id's text) is left out, so that
+    /// viewing it reads the database and records the SKU as it is there.
+    pub fn from_catalog(catalog: &crate::catalog::Catalog) -> Self {
+        Self(
+            catalog
+                .products
+                .iter()
+                .filter(|p| p.sku != p.id.to_string())
+                .map(|p| (p.id, (p.sku.clone(), p.price)))
+                .collect(),
+        )
+    }
+
+    /// SKU and price of a known product.
+    pub fn get(&self, id: Uuid) -> Option<(&str, Money)> {
+        self.0.get(&id).map(|(sku, price)| (sku.as_str(), *price))
+    }
 }
 
 impl Shop {
     /// A shop with `config`.
     pub fn new(config: ShopConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            known: None,
+        }
+    }
+
+    /// The same shop, taking the products in `known` from memory when they are only viewed
+    /// ([`Shop::view_product`]). Only for a catalog that does not change while the shop runs
+    /// (a simulation's in-process actions); the reference server reads the database.
+    pub fn with_known_products(mut self, known: Arc<KnownProducts>) -> Self {
+        self.known = Some(known);
+        self
     }
 
     /// The configuration.

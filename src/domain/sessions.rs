@@ -5,7 +5,9 @@
 //! transaction, or one write request to the reference server) writes the session row on its
 //! first event only and keeps later events back until [`Shop::flush_session_events`] (or the
 //! caller's own last statement, see [`Shop::session_event_writes`]): one multi-row insert and
-//! one session update instead of two statements per event, with the same rows in the end.
+//! one session update instead of two statements per event, with the same rows in the end. A
+//! [`SessionEvents::deferred`] buffer (both callers use one on PostgreSQL) holds the row back
+//! too: [`Shop::write_held`] writes row and events in one statement at the end.
 
 use std::sync::Arc;
 
@@ -15,8 +17,8 @@ use sea_orm::Value;
 use serde_json::Value as Json;
 
 use crate::ids;
-use crate::store::combine::{exec_all, writes_then};
-use crate::store::{Backend, Codec, Stmt, StoreError};
+use crate::store::combine::{exec_all, shift_placeholders, writes_then};
+use crate::store::{Backend, Codec, Row, Stmt, StoreError};
 
 use super::rows::placeholders;
 use super::{Ctx, DomainError, DomainResult, Shop};
@@ -93,6 +95,14 @@ impl SessionEvents {
             deferred: held.deferred,
             ..HeldEvents::default()
         };
+    }
+
+    /// True when recording an event here writes nothing now and cannot be refused: the
+    /// session row is written already (and was this user's), or waits for the flush
+    /// ([`SessionEvents::deferred`] on PostgreSQL, where the flush checks the user).
+    pub(crate) fn records_freely(&self, backend: Backend) -> bool {
+        let p = self.0.lock();
+        p.base.is_some() || (p.deferred && backend == Backend::Postgres)
     }
 }
 
@@ -352,20 +362,43 @@ impl Shop {
         expected: i64,
         also: Vec<Stmt>,
     ) -> Result<HeldOutcome, StoreError> {
+        self.write_held_then(tx, session_id, buffer, expected, also, None)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Shop::write_held`], answering the query `then` in the same round trip (a check that
+    /// must run in the same transaction, such as a shard's fence): its first row, `None` when
+    /// it has none or when the session is another user's (nothing was written).
+    pub async fn write_held_then(
+        &self,
+        tx: &crate::store::Tx,
+        session_id: uuid::Uuid,
+        buffer: &SessionEvents,
+        expected: i64,
+        also: Vec<Stmt>,
+        then: Option<Stmt>,
+    ) -> Result<(HeldOutcome, Option<Row>), StoreError> {
         let codec = tx.codec();
         if let Some(mut writes) = self.session_event_writes(codec, session_id, buffer) {
             let events = buffer.0.lock().base;
             writes.extend(also);
-            exec_all(tx, writes).await?;
-            return Ok(HeldOutcome::Written { events });
+            let row = match then {
+                Some(query) => writes_then(tx, writes, query).await?.into_iter().next(),
+                None => {
+                    exec_all(tx, writes).await?;
+                    None
+                }
+            };
+            return Ok((HeldOutcome::Written { events }, row));
         }
         let (events, touch) = {
             let mut p = buffer.0.lock();
             (std::mem::take(&mut p.events), p.touch.take())
         };
-        let stmt = row_and_events(codec, session_id, &events, touch, expected);
+        let stmt = row_and_events(codec, session_id, &events, touch, expected, then);
         let Some(row) = writes_then(tx, also, stmt).await?.into_iter().next() else {
-            return Ok(HeldOutcome::OtherUsersSession);
+            return Ok((HeldOutcome::OtherUsersSession, None));
         };
         let before = row.i64("events")?;
         if before != expected {
@@ -377,9 +410,12 @@ impl Shop {
             .await?;
         }
         let written = i64::try_from(events.len()).unwrap_or(i64::MAX);
-        Ok(HeldOutcome::Written {
-            events: Some(before + written),
-        })
+        Ok((
+            HeldOutcome::Written {
+                events: Some(before + written),
+            },
+            Some(row),
+        ))
     }
 }
 
@@ -455,14 +491,15 @@ fn event_values(codec: Codec, session_id: uuid::Uuid, seq: i64, e: &PendingEvent
 /// touch and the later ones' would leave it (created at the first event, last seen at the
 /// last, ended by the last event that ends it), refused for another user as the first event's
 /// touch is; then the events, numbered after `expected` earlier ones — inserted only if the
-/// row has that many. Returns the row's earlier event count (no row: another user's session).
-/// `events` is not empty.
+/// row has that many. Returns the row's earlier event count (no row: another user's session)
+/// and the columns of `then`'s first row (NULL when it has none). `events` is not empty.
 fn row_and_events(
     codec: Codec,
     session_id: uuid::Uuid,
     events: &[PendingEvent],
     touch: Option<Touch>,
     expected: i64,
+    then: Option<Stmt>,
 ) -> Stmt {
     let first = &events[0];
     let last_seen = touch.map_or(first.at, |t| t.last_seen);
@@ -482,6 +519,18 @@ fn row_and_events(
         seq += 1;
         values.extend(event_values(codec, session_id, seq, e));
     }
+    let answer = match then {
+        Some(query) => {
+            let joined = format!(
+                "SELECT session_row.events, then_row.* FROM session_row \
+                 LEFT JOIN ({}) AS then_row ON true",
+                shift_placeholders(&query.sql, values.len())
+            );
+            values.extend(query.values);
+            joined
+        }
+        None => "SELECT events FROM session_row".to_string(),
+    };
     Stmt::new(
         format!(
             "WITH session_row AS ({SESSION_UPSERT}), \
@@ -490,7 +539,7 @@ fn row_and_events(
                  (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
                SELECT v.* FROM (VALUES {}) AS v \
                WHERE (SELECT events FROM session_row) = $8) \
-             SELECT events FROM session_row",
+             {answer}",
             placeholders(events.len(), 7, 9)
         ),
         values,

@@ -98,7 +98,7 @@ fn combine(writes: Vec<Stmt>, last: Stmt) -> Stmt {
 }
 
 /// `sql` with every placeholder `$n` outside quotes renumbered `$(n + by)`.
-fn shift_placeholders(sql: &str, by: usize) -> String {
+pub(crate) fn shift_placeholders(sql: &str, by: usize) -> String {
     if by == 0 {
         return sql.to_string();
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use shopsim::domain::{CheckoutResult, RejectCode};
+use shopsim::domain::{CheckoutResult, KnownProducts, RejectCode};
 use shopsim::server::{self, FailMode, FaultPatch, FaultSettings};
 use shopsim::sim::actions::{
     ActionError, Actions, BreakerState, HttpActions, HttpConfig, InProcessActions, InProcessConfig,
@@ -675,11 +675,16 @@ async fn inprocess_and_http_make_the_same_data(t: TestDb) {
     ] {
         let fx = seed(&t.db).await;
         let metrics = Arc::new(Metrics::new());
+        // Views of catalog products come from the run's copy of the catalog, as in a run.
+        let tx = t.db.read().await.unwrap();
+        let catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
+        tx.commit().await.unwrap();
         let actions = InProcessActions::new(
             t.db.clone(),
             InProcessConfig {
                 shop: test_config().shop,
                 tx_mode: mode,
+                products: Some(Arc::new(KnownProducts::from_catalog(&catalog))),
                 ..Default::default()
             },
             metrics.clone(),
@@ -985,6 +990,7 @@ async fn inprocess_session_is_redone_after_its_connection_dies() {
                 max: None,
             },
             fence: None,
+            products: None,
         },
         metrics.clone(),
         CancellationToken::new(),

@@ -21,6 +21,7 @@ backend_tests!(
     shopping_flow_with_deferred_session_row,
     held_events_roll_back_with_a_failed_checkout,
     a_deferred_session_row_numbers_events_from_any_guess,
+    a_store_hint_changes_nothing_but_round_trips,
     concurrent_checkouts_never_oversell,
     restock_runs_once_per_day,
     offer_draws_do_not_depend_on_refresh_order,
@@ -1219,6 +1220,93 @@ async fn a_deferred_session_row_numbers_events_from_any_guess(t: TestDb) {
 /// A checkout that fails half-way (stock gone since the line was added) puts back the stock
 /// it took, and the `checkout_complete` event held for it goes with it; the session then
 /// ends abandoned with exactly the events that stood.
+/// Adding to the cart with the store the caller believes selected (right, wrong or none) gives
+/// the same lines, answers and events; a rejected add with a hint (one statement on
+/// PostgreSQL) leaves the cart and the session as they were.
+async fn a_store_hint_changes_nothing_but_round_trips(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    let adds = [(P1, 2), (P1, 1), (P2, 1), (P2, 2), (P5, 2)];
+    let mut seen = Vec::new();
+    for (user, hints) in [
+        (U1, [None; 5]),
+        (U2, [Some(S1), Some(S2), Some(S1), Some(S1), Some(S1)]),
+    ] {
+        let session = Uuid::from_u128(0x5e00 + user.as_u128());
+        let held = SessionEvents::deferred();
+        let at = |minute: i64| Ctx {
+            events: Some(held.clone()),
+            ..ctx(user, t0() + Duration::minutes(minute), Some(session))
+        };
+        let tx = db.write().await.unwrap();
+        shop.select_store(&tx, &at(0), S1).await.unwrap();
+        let mut answers = Vec::new();
+        for (n, ((product, quantity), hint)) in adds.into_iter().zip(hints).enumerate() {
+            let minute = i64::try_from(n).unwrap() + 1;
+            answers.push(
+                match shop
+                    .add_to_cart_in(&tx, &at(minute), product, quantity, hint)
+                    .await
+                {
+                    Ok(a) => format!("{} x{}", a.cart_item.product_id, a.cart_item.quantity),
+                    Err(e) => format!("{:?}", reject_code(&e)),
+                },
+            );
+        }
+        let written = shop
+            .write_held(&tx, session, &held, 0, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(written, HeldOutcome::Written { events: Some(4) });
+        let c = tx.codec();
+        let lines = tx
+            .query(
+                "SELECT product_id, quantity FROM cart_items WHERE user_id = $1 \
+                 ORDER BY created_at, product_id",
+                vec![c.uuid(user)],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} x{}",
+                    r.uuid("product_id").unwrap(),
+                    r.i64("quantity").unwrap()
+                )
+            })
+            .collect::<Vec<_>>();
+        // The rejected add (minute 5) did not move the session's last event time.
+        let last_seen = tx
+            .query_one(
+                "SELECT last_seen_at FROM shopping_sessions WHERE id = $1",
+                vec![c.uuid(session)],
+            )
+            .await
+            .unwrap()
+            .ts("last_seen_at")
+            .unwrap();
+        assert_eq!(event_ids(&tx, session).await.len(), 4);
+        tx.commit().await.unwrap();
+        seen.push((answers, lines, last_seen));
+    }
+    assert_eq!(seen[0], seen[1]);
+    let (answers, lines, last_seen) = &seen[0];
+    assert_eq!(
+        answers,
+        &[
+            format!("{P1} x2"),
+            format!("{P1} x3"),
+            format!("{P2} x1"),
+            format!("{P2} x3"),
+            "Some(InsufficientInventory)".to_string(),
+        ]
+    );
+    assert_eq!(lines, &[format!("{P1} x3"), format!("{P2} x3")]);
+    assert_eq!(*last_seen, t0() + Duration::minutes(4));
+}
+
 async fn held_events_roll_back_with_a_failed_checkout(t: TestDb) {
     let db = &t.db;
     fixture(db).await;

@@ -6,7 +6,13 @@
 //! - `PerSession` (default, for `max` runs): one write transaction from
 //!   [`Actions::open_session`] to [`SessionActions::close`]. Rejections leave it usable (the
 //!   domain validates before writing); a database error rolls the whole session back and fails
-//!   it.
+//!   it. The session's events, and on PostgreSQL its row, are written at the close in one
+//!   statement with the outcome and the fence check.
+//!
+//! Round trips saved where the host knows the answer already: a product view takes the SKU
+//! and price from the run's catalog copy ([`InProcessConfig::products`]), and adding to the
+//! cart passes the store the session selected, so that the checks and the new line are one
+//! statement.
 //! - `PerStep` (for paced runs, where a session lasts minutes and must not hold a write lock):
 //!   one transaction per step.
 //!
@@ -32,15 +38,14 @@ use super::outage::{OutageGate, OutageInfo, Probe};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
-    DomainError, DomainResult, EligibleCoupons, ProductDetail, RefreshResult, RejectCode,
-    SelectStoreResult, SessionEvents, Shop, ShopConfig, WalletView,
+    DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownProducts, RefreshResult,
+    RejectCode, SelectStoreResult, SessionEvents, Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
 use crate::sim::records::shards::Fence;
 use crate::sim::records::{RecordsError, update_session_stmt};
 use crate::sim::session::SessionReport;
-use crate::store::combine::exec_all;
 use crate::store::{Db, Stmt, StoreError, Tx};
 
 /// How in-process sessions use transactions.
@@ -63,6 +68,9 @@ pub struct InProcessConfig {
     pub tx_mode: TxMode,
     /// Probing of an unreachable database.
     pub outage: OutageConfig,
+    /// The catalog's products as the run loaded them: a product view takes the SKU and price
+    /// from here instead of reading them (the catalog does not change during a run).
+    pub products: Option<Arc<KnownProducts>>,
     /// The shard's lease: a session's work commits only while it holds (checked in the
     /// session's transaction, so a process that lost its slice cannot apply a session the
     /// new owner runs again).
@@ -115,7 +123,10 @@ impl InProcessActions {
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
-                shop: Shop::new(config.shop),
+                shop: match config.products {
+                    Some(known) => Shop::new(config.shop).with_known_products(known),
+                    None => Shop::new(config.shop),
+                },
                 tx_mode: config.tx_mode,
                 metrics,
                 outage: Arc::new(OutageGate::new("database", config.outage, cancel.clone())),
@@ -151,7 +162,9 @@ impl InProcessActions {
             restock_day: None,
             scheduled: None,
             done: Vec::new(),
-            events: SessionEvents::new(),
+            // PostgreSQL: the session row too waits for the close (see `close`).
+            events: SessionEvents::deferred(),
+            store: None,
         })
     }
 }
@@ -323,10 +336,15 @@ domain_op!(Refresh {} -> RefreshResult, Endpoint::RefreshOffers,
     |shop, tx, ctx| shop.refresh_offers(tx, ctx));
 domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
     |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
-domain_op!(ViewProduct { product_id: Uuid } -> ProductDetail, Endpoint::ViewProduct,
-    |shop, tx, ctx| shop.get_product(tx, ctx, product_id));
-domain_op!(AddToCart { product_id: Uuid, quantity: i64 } -> AddToCartResult, Endpoint::AddToCart,
-    |shop, tx, ctx| shop.add_to_cart(tx, ctx, product_id, quantity));
+// The answer is not needed (`null`); any stored JSON (an older version kept the detail)
+// replays.
+domain_op!(ViewProduct { product_id: Uuid } -> serde_json::Value, Endpoint::ViewProduct,
+|shop, tx, ctx| async move {
+    shop.view_product(tx, ctx, product_id).await.map(|()| serde_json::Value::Null)
+});
+domain_op!(AddToCart { product_id: Uuid, quantity: i64, store: Option<Uuid> } -> AddToCartResult,
+    Endpoint::AddToCart,
+    |shop, tx, ctx| shop.add_to_cart_in(tx, ctx, product_id, quantity, store));
 domain_op!(Eligible {} -> EligibleCoupons, Endpoint::EligibleCoupons,
     |shop, tx, ctx| shop.eligible_coupons(tx, ctx));
 domain_op!(ApplyCoupon { coupon_id: Uuid } -> ApplyCouponResult, Endpoint::ApplyCoupon,
@@ -353,6 +371,8 @@ pub struct InProcessSession {
     done: Vec<(Ctx, Box<dyn ReplayOp>)>,
     /// Session events held back until the session's transaction commits (`PerSession`).
     events: SessionEvents,
+    /// The store this session selected (a hint that saves adding to the cart a round trip).
+    store: Option<Uuid>,
 }
 
 /// A step that can be redone in a new transaction (its result is not needed again).
@@ -690,7 +710,9 @@ impl SessionActions for InProcessSession {
         step: Step,
         store_id: Uuid,
     ) -> ActionResult<SelectStoreResult> {
-        self.run(step, SelectStore { store_id }).await
+        let selected = self.run(step, SelectStore { store_id }).await?;
+        self.store = Some(selected.store.id);
+        Ok(selected)
     }
 
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult> {
@@ -701,8 +723,8 @@ impl SessionActions for InProcessSession {
         self.run(step, Wallet {}).await
     }
 
-    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail> {
-        self.run(step, ViewProduct { product_id }).await
+    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()> {
+        self.run(step, ViewProduct { product_id }).await.map(|_| ())
     }
 
     async fn add_to_cart(
@@ -716,6 +738,7 @@ impl SessionActions for InProcessSession {
             AddToCart {
                 product_id,
                 quantity,
+                store: self.store,
             },
         )
         .await
@@ -775,22 +798,25 @@ impl SessionActions for InProcessSession {
                         .ok_or_else(|| db_failure("the redone session has no transaction".into()))?
                 }
             };
-            // The held events, the session row's last state and the outcome: one round trip
-            // on PostgreSQL (with the fence check when there is one), then the commit.
-            // (The buffer is never deferred: its session row was written at the first event.)
-            let mut writes = self
-                .shared
-                .shop
-                .session_event_writes(tx.codec(), self.info.session_id, &self.events)
-                .ok_or_else(|| db_failure("held events without their session row".into()))?;
-            writes.push(update_session_stmt(
+            // The held events, the session row (written here on PostgreSQL, with the events
+            // numbered from the count it finds), the outcome and the fence check: one round
+            // trip, then the commit.
+            let outcome_row = update_session_stmt(
                 tx.codec(),
                 self.info.session_id,
                 status,
                 report.steps,
                 Some(&outcome),
-            ));
-            let committed = commit_outcome(tx, self.shared.fence.as_ref(), writes).await;
+            );
+            let committed = commit_outcome(
+                tx,
+                &self.shared.shop,
+                self.info.session_id,
+                &self.events,
+                self.shared.fence.as_ref(),
+                outcome_row,
+            )
+            .await;
             match committed {
                 Ok(()) => break,
                 Err(CloseError::Unavailable(e)) => {
@@ -820,16 +846,31 @@ enum CloseError {
     Failed(String),
 }
 
-/// Makes the session's closing `writes` (its events, its row, its outcome) in its transaction
-/// and commits it.
+/// Writes the session's held events and row with its outcome (`outcome_row`), checks the
+/// shard's fence in the same round trip, and commits.
 async fn commit_outcome(
     tx: Tx,
+    shop: &Shop,
+    session_id: Uuid,
+    events: &SessionEvents,
     fence: Option<&Fence>,
-    writes: Vec<Stmt>,
+    outcome_row: Stmt,
 ) -> Result<(), CloseError> {
-    let recorded = match fence {
-        Some(f) => f.check_after(&tx, writes).await,
-        None => exec_all(&tx, writes).await.map_err(RecordsError::from),
+    let check = fence.map(|f| f.check_stmt(tx.backend()));
+    let recorded = match shop
+        .write_held_then(&tx, session_id, events, 0, vec![outcome_row], check)
+        .await
+    {
+        Ok((HeldOutcome::Written { .. }, row)) => match fence {
+            Some(f) => f.checked(row.as_ref()),
+            None => Ok(()),
+        },
+        Ok((HeldOutcome::OtherUsersSession, _)) => {
+            return Err(CloseError::Failed(format!(
+                "shopping session {session_id} belongs to another user"
+            )));
+        }
+        Err(e) => Err(RecordsError::from(e)),
     };
     if let Err(e) = recorded {
         return Err(match e {

@@ -58,7 +58,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
-    EligibleCoupons, ProductDetail, RefreshResult, RejectCode, SelectStoreResult, WalletView,
+    EligibleCoupons, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::Outcome;
 use crate::sim::session::SessionReport;
@@ -185,8 +185,9 @@ pub trait SessionActions: Send {
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult>;
     /// The agent's offer wallet (after a refresh, so scripts see the offers they hold).
     async fn wallet(&mut self, step: Step) -> ActionResult<WalletView>;
-    /// Views a product (records a `view_product` event).
-    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<ProductDetail>;
+    /// Views a product (records a `view_product` event). The detail is not returned: the
+    /// session does not use it, and in-process views of catalog products need no read.
+    async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()>;
     /// Adds units of a product to the cart.
     async fn add_to_cart(
         &mut self,

@@ -279,8 +279,9 @@ impl Fence {
         self.checked(rows.first())
     }
 
-    /// The query reading (and on PostgreSQL share-locking) the shard's row.
-    fn check_stmt(&self, backend: Backend) -> Stmt {
+    /// The query reading (and on PostgreSQL share-locking) the shard's row; judge its answer
+    /// with [`Fence::checked`].
+    pub fn check_stmt(&self, backend: Backend) -> Stmt {
         let lock = match backend {
             Backend::Postgres => " FOR SHARE",
             Backend::Sqlite => "",
@@ -292,7 +293,7 @@ impl Fence {
     }
 
     /// The verdict on the shard's row as [`Fence::check_stmt`] read it.
-    fn checked(&self, row: Option<&Row>) -> Result<(), RecordsError> {
+    pub fn checked(&self, row: Option<&Row>) -> Result<(), RecordsError> {
         match row {
             Some(r) if r.i64("fence")? == self.fence => Ok(()),
             Some(r) => Err(RecordsError::LeaseLost {
