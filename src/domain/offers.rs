@@ -8,12 +8,26 @@ use uuid::Uuid;
 use crate::catalog::CouponKind;
 use crate::ids;
 use crate::store::combine::exec_all;
-use crate::store::{Stmt, Tx};
+use crate::store::{Backend, Row, Stmt, Tx};
 
 use super::rows::{self, COUPON_COLS, placeholders};
 use super::{
     Ctx, DomainError, DomainResult, RefreshResult, Shop, ShopConfig, WalletOffer, WalletView,
 };
+
+/// How a refresh starts (see [`Shop::start_refresh`]).
+enum RefreshStart {
+    /// Not due until `next`; nothing was changed.
+    NotDue {
+        next: DateTime<Utc>,
+        is_holdout: bool,
+    },
+    /// Due: `expired` active offers were expired; the coupons that may be drawn.
+    Due {
+        expired: u64,
+        candidates: Vec<(Uuid, String)>,
+    },
+}
 
 /// Start of offer cycle 0: Monday 2000-01-03 00:00 UTC. Cycles are global, so every user
 /// refreshed in the same week shares one `offer_cycles` row.
@@ -113,45 +127,27 @@ impl Shop {
         check_config(config)?;
         let codec = tx.codec();
         let user = codec.uuid(ctx.user_id);
-        let row = tx
-            .query_opt(
-                "SELECT u.id, uoc.next_refresh_at, uoc.is_holdout FROM users u \
-                 LEFT JOIN user_offer_cycles uoc ON uoc.user_id = u.id WHERE u.id = $1",
-                vec![user.clone()],
-            )
-            .await?
-            .ok_or_else(|| user_not_found(ctx.user_id))?;
-        let next = row.opt_ts("next_refresh_at")?;
-        if let Some(next) = next.filter(|n| *n > ctx.now) {
-            let holdout = row.bool("is_holdout")?;
-            return Ok(RefreshResult {
-                success: true,
-                refreshed: false,
-                expired_count: 0,
-                assigned_count: 0,
-                is_holdout: holdout,
-                next_refresh_at: Some(next),
-            });
-        }
-
+        let holdout = is_holdout(config, ctx.user_id);
+        let (expired_count, candidates) = match self.start_refresh(tx, ctx, !holdout).await? {
+            RefreshStart::NotDue { next, is_holdout } => {
+                return Ok(RefreshResult {
+                    success: true,
+                    refreshed: false,
+                    expired_count: 0,
+                    assigned_count: 0,
+                    is_holdout,
+                    next_refresh_at: Some(next),
+                });
+            }
+            RefreshStart::Due {
+                expired,
+                candidates,
+            } => (expired, candidates),
+        };
         let number = cycle_number(ctx.now, config.cycle_days);
         let cycle_id = ids::stable_uuid(config.seed, "offer_cycle", &number.to_string());
         let started_at = cycle_epoch() + Duration::days(number * config.cycle_days);
-        let holdout = is_holdout(config, ctx.user_id);
-        // Expiring first, on its own: a re-assigned offer's row is expired here, then
-        // overwritten by the assignment below (one statement must not change a row twice).
-        let expired_count = tx
-            .exec(
-                "UPDATE user_coupons SET status = 'expired' \
-                 WHERE user_id = $1 AND status = 'active'",
-                vec![user.clone()],
-            )
-            .await?;
-        let assigned = if holdout {
-            Vec::new()
-        } else {
-            self.draw_for(tx, ctx, number).await?
-        };
+        let assigned = self.draw_from(ctx.user_id, number, &candidates);
         // The cycle, the assignments and the user's next refresh: independent writes, one
         // round trip on PostgreSQL (see `crate::store::combine`).
         let mut writes = vec![Stmt::new(
@@ -224,44 +220,121 @@ impl Shop {
         })
     }
 
-    /// The coupons to assign this cycle: candidates minus the user's recent assignments.
-    async fn draw_for(&self, tx: &Tx, ctx: &Ctx, number: i64) -> DomainResult<Vec<Uuid>> {
-        let config = self.config();
+    /// The start of a refresh: whether it is due, and if so the active offers expired and the
+    /// coupons the user may be drawn (`draw`: not a holdout user) — active, unexpired coupons
+    /// not assigned to them within the exclusion window. On PostgreSQL one statement; on
+    /// SQLite (no round trips) three.
+    async fn start_refresh(&self, tx: &Tx, ctx: &Ctx, draw: bool) -> DomainResult<RefreshStart> {
         let codec = tx.codec();
-        let excluded_since = ctx.now - Duration::days(config.exclusion_days);
-        // Active, unexpired coupons not assigned to this user within the exclusion window.
-        let rows = tx
-            .query(
-                "SELECT c.id, c.type FROM coupons c \
-                 WHERE c.is_active AND (c.expiration_date IS NULL OR c.expiration_date > $1) \
-                   AND NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.user_id = $2 \
-                     AND uc.coupon_id = c.id AND uc.assigned_at > $3)",
-                vec![
-                    codec.ts(ctx.now),
-                    codec.uuid(ctx.user_id),
-                    codec.ts(excluded_since),
-                ],
-            )
-            .await?;
+        let user = codec.uuid(ctx.user_id);
+        let excluded_since = ctx.now - Duration::days(self.config().exclusion_days);
+        let head = "SELECT u.id, uoc.next_refresh_at, uoc.is_holdout FROM users u \
+             LEFT JOIN user_offer_cycles uoc ON uoc.user_id = u.id WHERE u.id = $1";
+        // Expiring comes before the assignments, in a statement of its own: a re-assigned
+        // offer's row is expired, then overwritten (one statement must not change a row
+        // twice). The candidates do not depend on it (it changes no assignment time).
+        let expire = "UPDATE user_coupons SET status = 'expired' \
+             WHERE user_id = $1 AND status = 'active'";
+        let candidates = "SELECT c.id, c.type FROM coupons c \
+             WHERE c.is_active AND (c.expiration_date IS NULL OR c.expiration_date > $2) \
+               AND NOT EXISTS (SELECT 1 FROM user_coupons uc WHERE uc.user_id = $1 \
+                 AND uc.coupon_id = c.id AND uc.assigned_at > $3)";
+        let not_due = |row: &Row| -> DomainResult<Option<RefreshStart>> {
+            let next = row.opt_ts("next_refresh_at")?;
+            Ok(match next.filter(|n| *n > ctx.now) {
+                Some(next) => Some(RefreshStart::NotDue {
+                    next,
+                    is_holdout: row.bool("is_holdout")?,
+                }),
+                None => None,
+            })
+        };
+        if tx.backend() == Backend::Postgres {
+            // Head, expiry (only when due) and candidates (only when due and drawn): the
+            // head's one row, joined to each candidate.
+            let rows = tx
+                .query(
+                    &format!(
+                        "WITH head AS ({head}), \
+                         due AS (SELECT 1 FROM head \
+                           WHERE next_refresh_at IS NULL OR next_refresh_at <= $2), \
+                         expired AS ({expire} AND EXISTS (SELECT 1 FROM due) RETURNING 1) \
+                         SELECT head.next_refresh_at, head.is_holdout, \
+                           (SELECT COUNT(*) FROM expired) AS expired, d.id, d.type \
+                         FROM head LEFT JOIN ({candidates} AND $4 AND EXISTS (SELECT 1 FROM due)) \
+                           AS d ON true"
+                    ),
+                    vec![
+                        user,
+                        codec.ts(ctx.now),
+                        codec.ts(excluded_since),
+                        draw.into(),
+                    ],
+                )
+                .await?;
+            let head = rows.first().ok_or_else(|| user_not_found(ctx.user_id))?;
+            if let Some(not_due) = not_due(head)? {
+                return Ok(not_due);
+            }
+            let expired = u64::try_from(head.i64("expired")?).unwrap_or(0);
+            let mut found = Vec::new();
+            for r in &rows {
+                if let Some(id) = r.opt_uuid("id")? {
+                    found.push((id, r.string("type")?));
+                }
+            }
+            return Ok(RefreshStart::Due {
+                expired,
+                candidates: found,
+            });
+        }
+        let row = tx
+            .query_opt(head, vec![user.clone()])
+            .await?
+            .ok_or_else(|| user_not_found(ctx.user_id))?;
+        if let Some(not_due) = not_due(&row)? {
+            return Ok(not_due);
+        }
+        let expired = tx.exec(expire, vec![user.clone()]).await?;
+        let mut found = Vec::new();
+        if draw {
+            let rows = tx
+                .query(
+                    candidates,
+                    vec![user, codec.ts(ctx.now), codec.ts(excluded_since)],
+                )
+                .await?;
+            for r in &rows {
+                found.push((r.uuid("id")?, r.string("type")?));
+            }
+        }
+        Ok(RefreshStart::Due {
+            expired,
+            candidates: found,
+        })
+    }
+
+    /// The coupons to assign this cycle, drawn from `candidates` (id, type).
+    fn draw_from(&self, user_id: Uuid, number: i64, candidates: &[(Uuid, String)]) -> Vec<Uuid> {
+        let config = self.config();
         let mut frontstore = Vec::new();
         let mut targeted = Vec::new();
-        for r in &rows {
-            let id = r.uuid("id")?;
-            match CouponKind::parse(&r.string("type")?) {
-                Some(CouponKind::Frontstore) => frontstore.push(id),
-                Some(CouponKind::Category | CouponKind::Brand) => targeted.push(id),
+        for (id, kind) in candidates {
+            match CouponKind::parse(kind) {
+                Some(CouponKind::Frontstore) => frontstore.push(*id),
+                Some(CouponKind::Category | CouponKind::Brand) => targeted.push(*id),
                 None => {}
             }
         }
-        Ok(draw_offers(
+        draw_offers(
             config.seed,
-            ctx.user_id,
+            user_id,
             number,
             &frontstore,
             config.frontstore_offers,
             &targeted,
             config.targeted_offers,
-        ))
+        )
     }
 
     /// A user's wallet at `now`: every offer, newest assignment first. An active offer whose
@@ -273,33 +346,36 @@ impl Shop {
         now: DateTime<Utc>,
     ) -> DomainResult<WalletView> {
         let codec = tx.codec();
-        let head = tx
-            .query_opt(
-                "SELECT u.id, uoc.next_refresh_at, uoc.is_holdout FROM users u \
-                 LEFT JOIN user_offer_cycles uoc ON uoc.user_id = u.id WHERE u.id = $1",
+        // One round trip: the user (no row: unknown user), their cycle and their offers, one
+        // row per offer (one row with no offer when they have none).
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT u.id, uoc.next_refresh_at, uoc.is_holdout, {COUPON_COLS}, \
+                       uc.status AS uc_status, uc.assigned_at AS uc_assigned, \
+                       uc.eligible_until AS uc_until, uc.offer_cycle_id AS uc_cycle, \
+                       uc.order_id AS uc_order, uc.redeemed_at AS uc_redeemed \
+                     FROM users u LEFT JOIN user_offer_cycles uoc ON uoc.user_id = u.id \
+                     LEFT JOIN user_coupons uc ON uc.user_id = u.id \
+                     LEFT JOIN coupons c ON c.id = uc.coupon_id \
+                     WHERE u.id = $1 ORDER BY uc.assigned_at DESC, c.id"
+                ),
                 vec![codec.uuid(user_id)],
             )
-            .await?
-            .ok_or_else(|| user_not_found(user_id))?;
+            .await?;
+        let head = rows.first().ok_or_else(|| user_not_found(user_id))?;
         let next_refresh_at = head.opt_ts("next_refresh_at")?;
         let is_holdout = match next_refresh_at {
             Some(_) => head.bool("is_holdout")?,
             None => is_holdout(self.config(), user_id),
         };
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT {COUPON_COLS}, uc.status AS uc_status, uc.assigned_at AS uc_assigned, \
-                       uc.eligible_until AS uc_until, uc.offer_cycle_id AS uc_cycle, \
-                       uc.order_id AS uc_order, uc.redeemed_at AS uc_redeemed \
-                     FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id \
-                     WHERE uc.user_id = $1 ORDER BY uc.assigned_at DESC, c.id"
-                ),
-                vec![codec.uuid(user_id)],
-            )
-            .await?;
+        // The offer's coupon is never missing (a foreign key): no coupon means no offer.
+        let rows: Vec<_> = rows
+            .iter()
+            .filter_map(|r| r.opt_uuid("c_id").transpose().map(|id| id.map(|_| r)))
+            .collect::<Result<_, _>>()?;
         let mut offers = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows {
             let coupon = rows::coupon(r)?;
             let eligible_until = r.opt_ts("uc_until")?;
             let mut status = r.string("uc_status")?;
