@@ -45,6 +45,9 @@ pub(crate) enum CouponsOf {
     Active,
 }
 
+/// NULL for the cart columns of [`Shop::cart_and_coupons`]'s query (after `part`), in coupon rows.
+const PADDING: &str = "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
+
 /// [`COUPON_COLS`]' aliases as NULL columns (`NULL AS c_id, …`), to pad a query that `UNION`s
 /// with coupon rows.
 static NULL_COUPON_COLS: LazyLock<String> = LazyLock::new(|| {
@@ -89,6 +92,29 @@ fn item_view(row: &crate::store::Row) -> Result<CartItemView, StoreError> {
     })
 }
 
+/// The user's store selection (followed by its values).
+const SELECTION_UPSERT: &str = "INSERT INTO sim_user_stores (user_id, store_id, updated_at)";
+
+/// A new selection replaces the previous one.
+const SELECTION_CONFLICT: &str = "ON CONFLICT (user_id) DO UPDATE SET \
+       store_id = excluded.store_id, updated_at = excluded.updated_at";
+
+/// The refusal of a coupon that is not an active offer of the user's wallet.
+fn not_in_wallet(coupon_id: Uuid) -> DomainError {
+    DomainError::rejected(
+        RejectCode::OfferNotInWallet,
+        format!("coupon {coupon_id} is not an active offer in this user's wallet"),
+    )
+}
+
+/// The error for an unknown store.
+fn store_not_found(store_id: Uuid) -> DomainError {
+    DomainError::NotFound {
+        code: "store_not_found",
+        what: format!("store {store_id}"),
+    }
+}
+
 /// How a new cart line meets an existing one: it grows.
 const LINE_UPSERT: &str = "ON CONFLICT (user_id, store_id, product_id) DO UPDATE SET \
        quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at \
@@ -109,7 +135,42 @@ impl Shop {
         ctx: &Ctx,
         coupons: CouponsOf,
     ) -> Result<CartState, StoreError> {
+        self.read_cart(tx, ctx, coupons, None)
+            .await
+            .map(|(state, _)| state)
+    }
+
+    /// [`Shop::cart_and_coupons`]; with `apply` (PostgreSQL only), the same statement also
+    /// reads that coupon as an active offer of the user's wallet and applies it to the cart
+    /// (`part` 2): the offer is returned, and the state counts it among the applied coupons
+    /// (the statement's own read does not see its insert).
+    async fn read_cart(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        coupons: CouponsOf,
+        apply: Option<Uuid>,
+    ) -> Result<(CartState, Option<Coupon>), StoreError> {
         let codec = tx.codec();
+        let active = active_offer_condition("$2");
+        let mut values = vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)];
+        let (offer_cte, offer_part) = match apply {
+            Some(coupon_id) => {
+                values.push(codec.uuid(coupon_id));
+                (
+                    format!(
+                        "WITH offer AS (SELECT {COUPON_COLS} FROM user_coupons uc \
+                           JOIN coupons c ON c.id = uc.coupon_id \
+                           WHERE uc.user_id = $1 AND uc.coupon_id = $3 AND {active}), \
+                         applied AS (INSERT INTO cart_coupons (user_id, coupon_id, created_at) \
+                           SELECT $1, c_id, $2 FROM offer \
+                           ON CONFLICT (user_id, coupon_id) DO NOTHING) "
+                    ),
+                    format!("UNION ALL SELECT 2, {PADDING}, offer.* FROM offer "),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let coupons_from = match coupons {
             CouponsOf::Applied => {
                 "FROM cart_coupons cc JOIN coupons c ON c.id = cc.coupon_id \
@@ -125,7 +186,7 @@ impl Shop {
         let rows = tx
             .query(
                 &format!(
-                    "SELECT CAST(0 AS BIGINT) AS part, s.id AS store_id, s.name AS store_name, \
+                    "{offer_cte}SELECT CAST(0 AS BIGINT) AS part, s.id AS store_id, s.name AS store_name, \
                        ci.id AS id, ci.product_id AS product_id, ci.quantity AS quantity, p.sku AS sku, \
                        p.name AS name, p.category AS category, p.brand AS brand, \
                        p.price AS price, ci.created_at AS line_at, {null_coupon} \
@@ -134,13 +195,11 @@ impl Shop {
                      LEFT JOIN products p ON p.id = ci.product_id \
                      WHERE us.user_id = $1 \
                      UNION ALL \
-                     SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-                       {COUPON_COLS} {coupons_from} AND {active} \
-                     ORDER BY part, line_at, id, c_id",
+                     SELECT 1, {PADDING}, {COUPON_COLS} {coupons_from} AND {active} \
+                     {offer_part}ORDER BY part, line_at, id, c_id",
                     null_coupon = *NULL_COUPON_COLS,
-                    active = active_offer_condition("$2"),
                 ),
-                vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)],
+                values,
             )
             .await?;
         let mut state = CartState {
@@ -148,10 +207,18 @@ impl Shop {
             items: Vec::new(),
             coupons: Vec::new(),
         };
+        let mut offer = None;
         for row in &rows {
-            if row.i64("part")? == 1 {
-                state.coupons.push(rows::coupon(row)?);
-                continue;
+            match row.i64("part")? {
+                1 => {
+                    state.coupons.push(rows::coupon(row)?);
+                    continue;
+                }
+                2 => {
+                    offer = Some(rows::coupon(row)?);
+                    continue;
+                }
+                _ => {}
             }
             if state.store.is_none() {
                 state.store = Some(Store {
@@ -164,7 +231,13 @@ impl Shop {
                 state.items.push(item_view(row)?);
             }
         }
-        Ok(state)
+        if let Some(coupon) = &offer {
+            // In the coupons' order (by id), unless it was applied already.
+            if let Err(at) = state.coupons.binary_search_by_key(&coupon.id, |c| c.id) {
+                state.coupons.insert(at, coupon.clone());
+            }
+        }
+        Ok((state, offer))
     }
 
     /// The selected store, its cart lines and the usable applied coupons.
@@ -181,6 +254,9 @@ impl Shop {
         store_id: Uuid,
     ) -> DomainResult<SelectStoreResult> {
         let codec = tx.codec();
+        if tx.backend() == Backend::Postgres {
+            return self.select_store_at_once(tx, ctx, store_id).await;
+        }
         // One round trip: the store and the user's current selection.
         let row = tx
             .query_opt(
@@ -191,10 +267,7 @@ impl Shop {
             )
             .await?;
         let Some(row) = row else {
-            return Err(DomainError::NotFound {
-                code: "store_not_found",
-                what: format!("store {store_id}"),
-            });
+            return Err(store_not_found(store_id));
         };
         let store = Store {
             id: row.uuid("id")?,
@@ -208,9 +281,7 @@ impl Shop {
         }
         if previous != Some(store_id) {
             tx.exec(
-                "INSERT INTO sim_user_stores (user_id, store_id, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id) DO UPDATE SET store_id = excluded.store_id, \
-                   updated_at = excluded.updated_at",
+                &format!("{SELECTION_UPSERT} VALUES ($1, $2, $3) {SELECTION_CONFLICT}"),
                 vec![
                     codec.uuid(ctx.user_id),
                     codec.uuid(store_id),
@@ -223,6 +294,52 @@ impl Shop {
             success: true,
             store,
             cart_cleared,
+        })
+    }
+
+    /// [`Shop::select_store`] on PostgreSQL: one statement reads the store and the previous
+    /// selection, empties the cart when the store changes and records the new selection.
+    async fn select_store_at_once(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        store_id: Uuid,
+    ) -> DomainResult<SelectStoreResult> {
+        let codec = tx.codec();
+        let row = tx
+            .query_opt(
+                &format!(
+                    "WITH s AS (SELECT id, name FROM stores WHERE id = $1), \
+                     prev AS (SELECT store_id FROM sim_user_stores WHERE user_id = $2), \
+                     switch AS (SELECT 1 FROM s, prev WHERE prev.store_id <> $1), \
+                     items AS (DELETE FROM cart_items WHERE user_id = $2 \
+                       AND EXISTS (SELECT 1 FROM switch) RETURNING 1), \
+                     coupons AS (DELETE FROM cart_coupons WHERE user_id = $2 \
+                       AND EXISTS (SELECT 1 FROM switch) RETURNING 1), \
+                     chosen AS ({SELECTION_UPSERT} SELECT $2, s.id, $3 FROM s \
+                       WHERE NOT EXISTS (SELECT 1 FROM prev WHERE store_id = $1) \
+                       {SELECTION_CONFLICT}) \
+                     SELECT s.id, s.name, \
+                       (SELECT COUNT(*) FROM items) + (SELECT COUNT(*) FROM coupons) AS removed \
+                     FROM s"
+                ),
+                vec![
+                    codec.uuid(store_id),
+                    codec.uuid(ctx.user_id),
+                    codec.ts(ctx.now),
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(store_not_found(store_id));
+        };
+        Ok(SelectStoreResult {
+            success: true,
+            store: Store {
+                id: row.uuid("id")?,
+                name: row.string("name")?,
+            },
+            cart_cleared: row.i64("removed")? > 0,
         })
     }
 
@@ -305,11 +422,7 @@ impl Shop {
         // (a rejection must leave the session untouched); otherwise before, as a first event
         // checks the session before any work.
         let hint = store_hint.filter(|_| {
-            tx.backend() == Backend::Postgres
-                && ctx
-                    .events
-                    .as_ref()
-                    .is_none_or(|e| e.records_freely(tx.backend()))
+            tx.backend() == Backend::Postgres && ctx.events_record_freely(tx.backend())
         });
         // One round trip: the product, the selected store, its stock and what the cart holds
         // (and, with a store hint, the line itself when the store is the hinted one and the
@@ -487,6 +600,29 @@ impl Shop {
         coupon_id: Uuid,
     ) -> DomainResult<ApplyCouponResult> {
         let codec = tx.codec();
+        if tx.backend() == Backend::Postgres && ctx.events_record_freely(tx.backend()) {
+            // One statement: the offer, its application and the cart to price (the event,
+            // which cannot be refused here, is held for later).
+            let (state, offer) = self
+                .read_cart(tx, ctx, CouponsOf::Applied, Some(coupon_id))
+                .await?;
+            let Some(coupon) = offer else {
+                return Err(not_in_wallet(coupon_id));
+            };
+            self.record_event(
+                tx,
+                ctx,
+                "coupon_apply",
+                json!({"coupon_id": coupon.id, "code": coupon.code}),
+                SessionEnd::Open,
+            )
+            .await?;
+            return Ok(ApplyCouponResult {
+                success: true,
+                coupon,
+                summary: state.summary(),
+            });
+        }
         let row = tx
             .query_opt(
                 &format!(
@@ -502,10 +638,7 @@ impl Shop {
             )
             .await?;
         let Some(row) = row else {
-            return Err(DomainError::rejected(
-                RejectCode::OfferNotInWallet,
-                format!("coupon {coupon_id} is not an active offer in this user's wallet"),
-            ));
+            return Err(not_in_wallet(coupon_id));
         };
         let coupon = rows::coupon(&row)?;
         self.record_event(

@@ -138,6 +138,19 @@ const SESSION_UPSERT: &str = "INSERT INTO shopping_sessions \
      RETURNING (SELECT COUNT(*) FROM shopping_session_events e \
                 WHERE e.session_id = shopping_sessions.id) AS events";
 
+impl Ctx {
+    /// True when recording this action's event writes nothing now and cannot be refused, so
+    /// that an action may record it after its own writes: no session, or a buffer that
+    /// [`SessionEvents::records_freely`].
+    pub(crate) fn events_record_freely(&self, backend: Backend) -> bool {
+        match (&self.session_id, &self.events) {
+            (None, _) => true,
+            (Some(_), Some(events)) => events.records_freely(backend),
+            (Some(_), None) => false,
+        }
+    }
+}
+
 /// The refusal of a write into another user's session.
 fn session_user_mismatch(session_id: uuid::Uuid) -> DomainError {
     DomainError::Invalid {
