@@ -15,6 +15,7 @@ backend_tests!(
     whole_flow_records_events_at_simulated_time,
     concurrent_checkouts_with_one_key_make_one_order,
     retried_cart_add_replays_and_other_body_is_422,
+    a_retry_whose_work_now_fails_is_replayed,
     last_unit_is_never_oversold,
     restocks_at_simulated_midnight,
     rate_limit_answers_429_with_retry_after,
@@ -304,6 +305,48 @@ async fn concurrent_checkouts_with_one_key_make_one_order(t: TestDb) {
         49,
         "{counters:?}"
     );
+}
+
+/// The key is only met at the end of a request's work: a retry whose work fails on the way
+/// (here the order, whose id comes from the user and the simulated time, exists already) still
+/// gets the stored answer, and its work is rolled back.
+async fn a_retry_whose_work_now_fails_is_replayed(t: TestDb) {
+    let app = spawn_app(t, test_config()).await;
+    let fx = app.fx.clone();
+    select_store(&app, A1, fx.store_a).await;
+    let add = |key: &str| {
+        app.req(Method::POST, "/api/cart/items", A1)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "product_id": fx.cola, "quantity": 1 }))
+    };
+    let checkout = || {
+        sim(
+            app.req(Method::POST, "/api/orders", A1)
+                .header("Idempotency-Key", "checkout-1"),
+            "2026-03-02T10:00:00Z",
+        )
+    };
+    let (s, _, b) = app.send(add("add-1")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s1, r1, b1) = app.send(checkout()).await;
+    assert_eq!((s1, r1), (StatusCode::CREATED, false), "{b1}");
+    // A full cart again: the retried checkout's work gets as far as the order's insert.
+    let (s, _, b) = app.send(add("add-2")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let stock = app.stock(fx.store_a, fx.cola).await;
+    let (s2, r2, b2) = app.send(checkout()).await;
+    assert_eq!((s2, r2), (StatusCode::CREATED, true), "{b2}");
+    assert_eq!(b1, b2);
+    let c = app.t.db.codec();
+    let orders = app
+        .count(
+            "SELECT count(*) AS n FROM orders WHERE user_id = $1",
+            vec![c.uuid(fx.user1)],
+        )
+        .await;
+    assert_eq!(orders, 1);
+    assert_eq!(app.stock(fx.store_a, fx.cola).await, stock, "nothing kept");
+    assert_eq!(item_count(&app, A1).await, 1, "the cart is as it was");
 }
 
 async fn retried_cart_add_replays_and_other_body_is_422(t: TestDb) {
