@@ -609,14 +609,7 @@ impl Shop {
             let Some(coupon) = offer else {
                 return Err(not_in_wallet(coupon_id));
             };
-            self.record_event(
-                tx,
-                ctx,
-                "coupon_apply",
-                json!({"coupon_id": coupon.id, "code": coupon.code}),
-                SessionEnd::Open,
-            )
-            .await?;
+            self.record_applied(tx, ctx, &coupon).await?;
             return Ok(ApplyCouponResult {
                 success: true,
                 coupon,
@@ -641,14 +634,7 @@ impl Shop {
             return Err(not_in_wallet(coupon_id));
         };
         let coupon = rows::coupon(&row)?;
-        self.record_event(
-            tx,
-            ctx,
-            "coupon_apply",
-            json!({"coupon_id": coupon.id, "code": coupon.code}),
-            SessionEnd::Open,
-        )
-        .await?;
+        self.record_applied(tx, ctx, &coupon).await?;
         tx.exec(
             "INSERT INTO cart_coupons (user_id, coupon_id, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, coupon_id) DO NOTHING",
@@ -665,6 +651,18 @@ impl Shop {
             coupon,
             summary,
         })
+    }
+
+    /// Records `coupon_apply` for `coupon`.
+    async fn record_applied(&self, tx: &Tx, ctx: &Ctx, coupon: &Coupon) -> DomainResult<()> {
+        self.record_event(
+            tx,
+            ctx,
+            "coupon_apply",
+            json!({"coupon_id": coupon.id, "code": coupon.code}),
+            SessionEnd::Open,
+        )
+        .await
     }
 
     /// The priced cart, exactly as checkout would price it now.

@@ -8,13 +8,13 @@
 //!   domain validates before writing); a database error rolls the whole session back and fails
 //!   it. The session's events, and on PostgreSQL its row, are written at the close in one
 //!   statement with the outcome and the fence check.
+//! - `PerStep` (for paced runs, where a session lasts minutes and must not hold a write lock):
+//!   one transaction per step.
 //!
 //! Round trips saved where the host knows the answer already: a product view takes the SKU
 //! and price from the run's catalog copy ([`InProcessConfig::products`]), and adding to the
 //! cart passes the store the session selected, so that the checks and the new line are one
 //! statement.
-//! - `PerStep` (for paced runs, where a session lasts minutes and must not hold a write lock):
-//!   one transaction per step.
 //!
 //! An unreachable database is an outage: requests wait at a gate while one task probes the
 //! database with backoff. In `PerStep` mode the step is then re-run (its transaction was rolled
@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use chrono::Datelike;
+use futures::TryFutureExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -339,9 +340,7 @@ domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
 // The answer is not needed (`null`); any stored JSON (an older version kept the detail)
 // replays.
 domain_op!(ViewProduct { product_id: Uuid } -> serde_json::Value, Endpoint::ViewProduct,
-|shop, tx, ctx| async move {
-    shop.view_product(tx, ctx, product_id).await.map(|()| serde_json::Value::Null)
-});
+    |shop, tx, ctx| shop.view_product(tx, ctx, product_id).map_ok(|()| serde_json::Value::Null));
 domain_op!(AddToCart { product_id: Uuid, quantity: i64, store: Option<Uuid> } -> AddToCartResult,
     Endpoint::AddToCart,
     |shop, tx, ctx| shop.add_to_cart_in(tx, ctx, product_id, quantity, store));
