@@ -80,6 +80,8 @@ pub fn run_command(url: &str, run_id: &str, actions: &str, dir: &Path, extra: &[
     ])
     .arg(dir)
     .args(extra)
+    // The run's JSON log goes next to its records, not into the working directory.
+    .env("SHOPSIM_LOG_FILE", dir.join("simulation_runs.log"))
     .env("RUST_LOG", "warn")
     // Kills are tied to checkpoints passing simulated hours: checkpoint every hour.
     .env("SHOPSIM_CHECKPOINT_EVERY", "0s")
@@ -338,6 +340,7 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
             ])
             .args(["--no-tui", "--run-dir"])
             .arg(&runs)
+            .env("SHOPSIM_LOG_FILE", runs.join("simulation_runs.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let (status, err) = finish(plain.spawn().unwrap()).await;
@@ -364,6 +367,7 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
                 "--run-dir",
             ])
             .arg(&runs)
+            .env("SHOPSIM_LOG_FILE", runs.join("simulation_runs.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let (status, err) = finish(resume.spawn().unwrap()).await;

@@ -384,6 +384,7 @@ async fn paced_shards_share_one_clock_postgres() {
                 "--run-dir",
             ])
             .arg(dir.path())
+            .env("SHOPSIM_LOG_FILE", dir.path().join("simulation_runs.log"))
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
