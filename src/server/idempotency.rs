@@ -232,7 +232,7 @@ async fn write_held(
         exec_all(tx, also).await?;
         return Ok(Some(Committed(None)));
     };
-    let expected = state.event_counts.expected(session);
+    let expected = state.event_counts.expected_events(session);
     match state
         .shop
         .write_held(tx, session, events, expected, also)

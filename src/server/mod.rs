@@ -7,6 +7,7 @@
 //! - `auth`: `Bearer dev:<agent_id>` → user, cached;
 //! - `simtime`: `X-Sim-Time`, `X-Shopping-Session-Id`, restocking at simulated midnight;
 //! - `idempotency`: `Idempotency-Key` on every write (replay, 409, 422);
+//! - `hints`: bounded guesses that save round trips (events per session, store per user);
 //! - [`faults`] and `ratelimit`: fault injection, latency, the server-wide 429 limit, counters;
 //! - `admin`: loopback-only `/admin/faults`;
 //! - [`metrics`]: the server's own Prometheus `/metrics` (requests by route and status);
@@ -30,9 +31,9 @@
 mod admin;
 mod auth;
 pub mod error;
-mod event_counts;
 mod extract;
 pub mod faults;
+mod hints;
 mod idempotency;
 pub mod metrics;
 mod ratelimit;

@@ -31,6 +31,8 @@ pub(crate) enum WriteOp {
     AddToCart {
         product_id: Uuid,
         quantity: i64,
+        /// The store the user last selected through this server, if known (a hint).
+        store_hint: Option<Uuid>,
     },
     ClearCart,
     ApplyCoupon(Uuid),
@@ -57,7 +59,10 @@ pub(crate) async fn perform(
         WriteOp::AddToCart {
             product_id,
             quantity,
-        } => ok(shop.add_to_cart(tx, ctx, product_id, quantity).await?),
+            store_hint,
+        } => ok(shop
+            .add_to_cart_in(tx, ctx, product_id, quantity, store_hint)
+            .await?),
         WriteOp::ClearCart => ok(shop.clear_cart(tx, ctx).await?),
         WriteOp::ViewProduct(product_id) => ok(shop.get_product(tx, ctx, product_id).await?),
         WriteOp::Eligible => ok(shop.eligible_coupons(tx, ctx).await?),
@@ -115,7 +120,12 @@ pub(crate) async fn select_store(
     ApiCtx(ctx): ApiCtx,
     req: WriteJson<SelectStoreBody>,
 ) -> Result<Response, ApiError> {
-    run_write(&s, &ctx, &req.meta, WriteOp::SelectStore(req.body.store_id)).await
+    let store_id = req.body.store_id;
+    let resp = run_write(&s, &ctx, &req.meta, WriteOp::SelectStore(store_id)).await?;
+    if resp.status().is_success() {
+        s.store_hints.set(ctx.user_id, store_id);
+    }
+    Ok(resp)
 }
 
 /// Query of `GET /api/products`.
@@ -221,6 +231,7 @@ pub(crate) async fn add_to_cart(
     let op = WriteOp::AddToCart {
         product_id: req.body.product_id,
         quantity,
+        store_hint: s.store_hints.get(ctx.user_id),
     };
     run_write(&s, &ctx, &req.meta, op).await
 }

@@ -9,8 +9,8 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use super::ServerConfig;
-use super::event_counts::EventCounts;
 use super::faults::Faults;
+use super::hints::Hints;
 use super::metrics::ServerMetrics;
 use crate::domain::Shop;
 use crate::store::Db;
@@ -38,7 +38,9 @@ pub(crate) struct Inner {
     /// The server's own request metrics (`/metrics`).
     pub metrics: Arc<ServerMetrics>,
     /// Events per open session, the guess its next request's events are numbered from.
-    pub event_counts: EventCounts,
+    pub event_counts: Hints<i64>,
+    /// The store each user last selected through this server (a hint for adding to the cart).
+    pub store_hints: Hints<Uuid>,
 }
 
 impl AppState {
@@ -53,7 +55,8 @@ impl AppState {
             restock_lock: tokio::sync::Mutex::new(()),
             faults,
             metrics: Arc::new(ServerMetrics::new()),
-            event_counts: EventCounts::default(),
+            event_counts: Hints::default(),
+            store_hints: Hints::default(),
         }))
     }
 }
