@@ -253,10 +253,10 @@ impl Shop {
         ctx: &Ctx,
         store_id: Uuid,
     ) -> DomainResult<SelectStoreResult> {
-        let codec = tx.codec();
         if tx.backend() == Backend::Postgres {
             return self.select_store_at_once(tx, ctx, store_id).await;
         }
+        let codec = tx.codec();
         // One round trip: the store and the user's current selection.
         let row = tx
             .query_opt(

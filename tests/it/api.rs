@@ -56,6 +56,15 @@ async fn item_count(app: &TestApp, agent: &str) -> i64 {
     cart["item_count"].as_i64().unwrap()
 }
 
+/// Orders of `user` in the database.
+async fn order_count(app: &TestApp, user: Uuid) -> i64 {
+    app.count(
+        "SELECT count(*) AS n FROM orders WHERE user_id = $1",
+        vec![app.t.db.codec().uuid(user)],
+    )
+    .await
+}
+
 /// Adds to the cart of `agent` (must succeed).
 async fn add(app: &TestApp, agent: &str, product: Uuid, quantity: i64) -> Value {
     let (s, _, b) = app
@@ -290,14 +299,7 @@ async fn concurrent_checkouts_with_one_key_make_one_order(t: TestDb) {
     }
     assert!(created >= 1);
     assert_eq!(order_ids.len(), 1, "{order_ids:?}");
-    let c = app.t.db.codec();
-    let orders = app
-        .count(
-            "SELECT count(*) AS n FROM orders WHERE user_id = $1",
-            vec![c.uuid(fx.user1)],
-        )
-        .await;
-    assert_eq!(orders, 1);
+    assert_eq!(order_count(&app, fx.user1).await, 1);
     assert_eq!(app.stock(fx.store_a, fx.cola).await, before - 1);
     let counters = app.server.faults().counters();
     assert_eq!(
@@ -337,14 +339,7 @@ async fn a_retry_whose_work_now_fails_is_replayed(t: TestDb) {
     let (s2, r2, b2) = app.send(checkout()).await;
     assert_eq!((s2, r2), (StatusCode::CREATED, true), "{b2}");
     assert_eq!(b1, b2);
-    let c = app.t.db.codec();
-    let orders = app
-        .count(
-            "SELECT count(*) AS n FROM orders WHERE user_id = $1",
-            vec![c.uuid(fx.user1)],
-        )
-        .await;
-    assert_eq!(orders, 1);
+    assert_eq!(order_count(&app, fx.user1).await, 1);
     assert_eq!(app.stock(fx.store_a, fx.cola).await, stock, "nothing kept");
     assert_eq!(item_count(&app, A1).await, 1, "the cart is as it was");
 }
