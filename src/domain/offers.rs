@@ -25,8 +25,28 @@ enum RefreshStart {
     /// Due: `expired` active offers were expired; the coupons that may be drawn.
     Due {
         expired: u64,
-        candidates: Vec<(Uuid, String)>,
+        candidates: Candidates,
     },
+}
+
+/// The coupons a refresh may draw from, by kind.
+#[derive(Debug, Default)]
+struct Candidates {
+    /// `frontstore` coupons.
+    frontstore: Vec<Uuid>,
+    /// `category` and `brand` coupons.
+    targeted: Vec<Uuid>,
+}
+
+impl Candidates {
+    /// Files a coupon under its kind (`coupons.type`); other kinds are never drawn.
+    fn push(&mut self, id: Uuid, kind: &str) {
+        match CouponKind::parse(kind) {
+            Some(CouponKind::Frontstore) => self.frontstore.push(id),
+            Some(CouponKind::Category | CouponKind::Brand) => self.targeted.push(id),
+            None => {}
+        }
+    }
 }
 
 /// Start of offer cycle 0: Monday 2000-01-03 00:00 UTC. Cycles are global, so every user
@@ -250,19 +270,24 @@ impl Shop {
             })
         };
         if tx.backend() == Backend::Postgres {
-            // Head, expiry (only when due) and candidates (only when due and drawn): the
-            // head's one row, joined to each candidate.
-            let rows = tx
-                .query(
+            // Head, expiry (only when due) and candidates (only when due and drawn) in the
+            // head's one row: the candidates as two id lists (frontstore, targeted), ~300
+            // ids in two values instead of a row each.
+            let row = tx
+                .query_opt(
                     &format!(
                         "WITH head AS ({head}), \
                          due AS (SELECT 1 FROM head \
                            WHERE next_refresh_at IS NULL OR next_refresh_at <= $2), \
-                         expired AS ({expire} AND EXISTS (SELECT 1 FROM due) RETURNING 1) \
+                         expired AS ({expire} AND EXISTS (SELECT 1 FROM due) RETURNING 1), \
+                         d AS ({candidates} AND $4 AND EXISTS (SELECT 1 FROM due)) \
                          SELECT head.next_refresh_at, head.is_holdout, \
-                           (SELECT COUNT(*) FROM expired) AS expired, d.id, d.type \
-                         FROM head LEFT JOIN ({candidates} AND $4 AND EXISTS (SELECT 1 FROM due)) \
-                           AS d ON true"
+                           (SELECT COUNT(*) FROM expired) AS expired, \
+                           (SELECT string_agg(d.id::text, ',') FROM d \
+                             WHERE d.type = 'frontstore') AS frontstore, \
+                           (SELECT string_agg(d.id::text, ',') FROM d \
+                             WHERE d.type IN ('category', 'brand')) AS targeted \
+                         FROM head"
                     ),
                     vec![
                         user,
@@ -272,20 +297,17 @@ impl Shop {
                     ],
                 )
                 .await?;
-            let head = rows.first().ok_or_else(|| user_not_found(ctx.user_id))?;
-            if let Some(not_due) = not_due(head)? {
+            let head = row.ok_or_else(|| user_not_found(ctx.user_id))?;
+            if let Some(not_due) = not_due(&head)? {
                 return Ok(not_due);
             }
             let expired = u64::try_from(head.i64("expired")?).unwrap_or(0);
-            let mut found = Vec::new();
-            for r in &rows {
-                if let Some(id) = r.opt_uuid("id")? {
-                    found.push((id, r.string("type")?));
-                }
-            }
             return Ok(RefreshStart::Due {
                 expired,
-                candidates: found,
+                candidates: Candidates {
+                    frontstore: head.uuid_list("frontstore")?,
+                    targeted: head.uuid_list("targeted")?,
+                },
             });
         }
         let row = tx
@@ -296,7 +318,7 @@ impl Shop {
             return Ok(not_due);
         }
         let expired = tx.exec(expire, vec![user.clone()]).await?;
-        let mut found = Vec::new();
+        let mut found = Candidates::default();
         if draw {
             let rows = tx
                 .query(
@@ -305,7 +327,7 @@ impl Shop {
                 )
                 .await?;
             for r in &rows {
-                found.push((r.uuid("id")?, r.string("type")?));
+                found.push(r.uuid("id")?, &r.string("type")?);
             }
         }
         Ok(RefreshStart::Due {
@@ -314,25 +336,16 @@ impl Shop {
         })
     }
 
-    /// The coupons to assign this cycle, drawn from `candidates` (id, type).
-    fn draw_from(&self, user_id: Uuid, number: i64, candidates: &[(Uuid, String)]) -> Vec<Uuid> {
+    /// The coupons to assign this cycle, drawn from `candidates`.
+    fn draw_from(&self, user_id: Uuid, number: i64, candidates: &Candidates) -> Vec<Uuid> {
         let config = self.config();
-        let mut frontstore = Vec::new();
-        let mut targeted = Vec::new();
-        for (id, kind) in candidates {
-            match CouponKind::parse(kind) {
-                Some(CouponKind::Frontstore) => frontstore.push(*id),
-                Some(CouponKind::Category | CouponKind::Brand) => targeted.push(*id),
-                None => {}
-            }
-        }
         draw_offers(
             config.seed,
             user_id,
             number,
-            &frontstore,
+            &candidates.frontstore,
             config.frontstore_offers,
-            &targeted,
+            &candidates.targeted,
             config.targeted_offers,
         )
     }

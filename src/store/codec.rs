@@ -154,6 +154,14 @@ fn decode(column: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// The UUIDs of a comma-separated list; an empty text is an empty list.
+fn parse_uuid_list(text: &str) -> Result<Vec<Uuid>, uuid::Error> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',').map(Uuid::parse_str).collect()
+}
+
 impl Row {
     pub(crate) fn new(inner: QueryResult, backend: Backend) -> Self {
         Self { inner, backend }
@@ -226,6 +234,15 @@ impl Row {
                 .get::<Option<String>>(col)?
                 .map(|s| Uuid::parse_str(&s).map_err(|e| decode(col, e)))
                 .transpose(),
+        }
+    }
+
+    /// A nullable text column of comma-separated UUIDs (`string_agg(id::text, ',')`): one
+    /// value instead of a row per id. NULL (nothing aggregated) is an empty list.
+    pub fn uuid_list(&self, col: &str) -> Result<Vec<Uuid>, StoreError> {
+        match self.opt_string(col)? {
+            Some(text) => parse_uuid_list(&text).map_err(|e| decode(col, e)),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -306,6 +323,17 @@ pub fn sqlite_timestamp(t: DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn uuid_lists_parse_and_refuse_garbage() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        assert_eq!(parse_uuid_list(""), Ok(vec![]));
+        assert_eq!(parse_uuid_list(&a.to_string()), Ok(vec![a]));
+        assert_eq!(parse_uuid_list(&format!("{a},{b}")), Ok(vec![a, b]));
+        assert!(parse_uuid_list(&format!("{a},")).is_err());
+        assert!(parse_uuid_list("not-a-uuid").is_err());
+    }
 
     #[test]
     fn sqlite_timestamps_sort_as_text() {
