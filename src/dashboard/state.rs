@@ -10,7 +10,7 @@
 //! state.apply_snapshot(&metrics.snapshot());          // endpoint rows, counters, totals
 //! state.sim_now = Some(clock.sim_now());                // and the rest the run knows
 //! state.wall_elapsed = started.elapsed();
-//! state.in_flight = …; state.batch = …; state.paused = …;
+//! state.in_flight = …; state.day = …; state.paused = …;
 //! state.breakers = http.breaker_states();
 //! state.outage = OutageState::from_http(http.outage());
 //! state.set_warnings(recent_warnings);                 // oldest first
@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::behavior::reload::ReloadEvent;
 use crate::sim::actions::{BreakerState, OutageInfo};
@@ -60,8 +60,8 @@ pub struct DashboardState {
     pub lag_p99_ms: Option<f64>,
     /// Whole-run progress, 0..=1.
     pub progress: f64,
-    /// Progress of the current batch (the sessions of the current simulated hour).
-    pub batch: BatchProgress,
+    /// The current simulated day's sessions, ended out of planned.
+    pub day: DayGauge,
     /// Sessions in flight now.
     pub in_flight: u64,
     /// Sessions started so far.
@@ -108,7 +108,7 @@ impl Default for DashboardState {
             lag_ms: None,
             lag_p99_ms: None,
             progress: 0.0,
-            batch: BatchProgress::default(),
+            day: DayGauge::default(),
             in_flight: 0,
             sessions: 0,
             orders: 0,
@@ -194,10 +194,15 @@ impl DashboardState {
         let done = self
             .sim_now
             .map(|now| (now - self.sim_start).num_milliseconds() as f64);
-        self.progress = match done {
+        let by_time = match done {
             Some(d) if span > 0.0 => clamp_ratio(d / span),
             _ => 0.0,
         };
+        // A `max` run's simulated time is its last checkpoint, which can stay at a day's start
+        // until the day's last sessions end: the share of the day's sessions that ended shows
+        // the progress in between.
+        let by_sessions = self.day.run_progress(self.sim_start, self.sim_end);
+        self.progress = by_sessions.map_or(by_time, |p| p.max(by_time));
         const DAY_MS: f64 = 86_400_000.0;
         self.orders_per_sim_day = done
             .filter(|d| *d >= DAY_MS / 24.0) // under an hour the average means nothing yet
@@ -216,11 +221,13 @@ impl DashboardState {
         if left_s <= 0.0 {
             return Some(Duration::ZERO);
         }
-        let secs = match self.achieved_scale {
-            Some(scale) if scale > 0.0 => left_s / scale,
-            _ if self.progress > 0.0 => {
-                self.wall_elapsed.as_secs_f64() * (1.0 - self.progress) / self.progress
-            }
+        let average = || self.wall_elapsed.as_secs_f64() * (1.0 - self.progress) / self.progress;
+        let secs = match (self.target_scale, self.achieved_scale) {
+            // `max` moves its simulated time in steps (checkpoints): the run's average pace
+            // over its progress is steadier than the recent scale.
+            (TimeScale::Max, _) if self.progress > 0.0 => average(),
+            (_, Some(scale)) if scale > 0.0 => left_s / scale,
+            _ if self.progress > 0.0 => average(),
             _ => return None,
         };
         Duration::try_from_secs_f64(secs).ok()
@@ -245,25 +252,41 @@ pub(crate) fn clamp_ratio(r: f64) -> f64 {
     if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) }
 }
 
-/// Progress of the current batch: the sessions of one simulated hour.
+/// The current simulated day's sessions: how many ended out of those planned.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BatchProgress {
-    /// Start of the simulated hour (`None` before the first batch).
-    pub hour: Option<DateTime<Utc>>,
-    /// Sessions of that hour finished.
+pub struct DayGauge {
+    /// The simulated date (`None` before the first day starts).
+    pub date: Option<NaiveDate>,
+    /// The day's first simulated instant in the run.
+    pub start: Option<DateTime<Utc>>,
+    /// Sessions of the day that ended.
     pub done: u64,
-    /// Sessions of that hour in all.
+    /// Sessions the day planned.
     pub total: u64,
 }
 
-impl BatchProgress {
-    /// Done / total, 0..=1 (0 for an empty batch).
+impl DayGauge {
+    /// Done / total, 0..=1 (0 for an empty day).
     pub fn ratio(&self) -> f64 {
         if self.total == 0 {
             0.0
         } else {
             clamp_ratio(self.done as f64 / self.total as f64)
         }
+    }
+
+    /// Whole-run progress reached inside the day: its start plus the share of its sessions
+    /// that ended, over the run's simulated span (`None` before the first day).
+    fn run_progress(&self, sim_start: DateTime<Utc>, sim_end: DateTime<Utc>) -> Option<f64> {
+        let start = self.start?;
+        let span = (sim_end - sim_start).num_milliseconds() as f64;
+        if span <= 0.0 || self.total == 0 {
+            return None;
+        }
+        let day_end = (start + chrono::Duration::days(1)).min(sim_end);
+        let before = (start - sim_start).num_milliseconds() as f64;
+        let inside = (day_end - start).num_milliseconds().max(0) as f64 * self.ratio();
+        Some(clamp_ratio((before + inside) / span))
     }
 }
 
@@ -734,6 +757,47 @@ mod tests {
         s.paused = true;
         s.refresh(&mut t);
         assert_eq!(s.wall_remaining, None, "unknown while paused");
+    }
+
+    #[test]
+    fn a_max_run_shows_progress_inside_a_day() {
+        let mut s = DashboardState::new(
+            "r",
+            "grocery",
+            "v1",
+            at(0),
+            at(0) + chrono::Duration::days(4),
+            TimeScale::Max,
+        );
+        let mut t = RateTracker::default();
+        // The first of four days is under way; nothing is checkpointed yet.
+        s.sim_now = Some(at(0));
+        s.day = DayGauge {
+            date: Some(at(0).date_naive()),
+            start: Some(at(0)),
+            done: 250,
+            total: 1000,
+        };
+        s.wall_elapsed = Duration::from_secs(60);
+        s.refresh(&mut t);
+        assert!((s.progress - 0.0625).abs() < 1e-9, "{}", s.progress);
+        assert_eq!(s.wall_remaining, Some(Duration::from_secs(900)));
+        // A checkpoint further on than the sessions' share counts.
+        s.sim_now = Some(at(12));
+        s.refresh(&mut t);
+        assert!((s.progress - 0.125).abs() < 1e-9, "{}", s.progress);
+        // The second day: a day of progress before it, plus half of its sessions.
+        let day2 = at(0) + chrono::Duration::days(1);
+        s.day = DayGauge {
+            date: Some(day2.date_naive()),
+            start: Some(day2),
+            done: 500,
+            total: 1000,
+        };
+        s.sim_now = Some(day2);
+        s.refresh(&mut t);
+        assert!((s.progress - 0.375).abs() < 1e-9, "{}", s.progress);
+        assert_eq!(s.day.ratio(), 0.5);
     }
 
     #[test]

@@ -5,10 +5,11 @@ use super::format;
 use super::state::DashboardState;
 
 /// One concise line: run, simulated time and progress, wall time, sessions, orders, requests/s,
-/// errors, lag (paced mode) and the PAUSED / OUTAGE / STOPPING flags.
+/// errors, the current day's sessions, lag (paced mode) and the PAUSED / OUTAGE / STOPPING
+/// flags.
 ///
 /// ```text
-/// [run-1] sim 2024-01-03 14:00 (to 2024-01-15 00:00) 23.4% | wall 12m03s, ~39m left | sessions 1234 (42 in flight) | orders 456 | requests 98765 (410/s) | errors 12 | lag 12.0 ms (p99 40.0 ms)
+/// [run-1] sim 2024-01-03 14:00 (to 2024-01-15 00:00) 23.4% | wall 12m03s, ~39m left | sessions 1234 (42 in flight) | orders 456 | requests 98765 (410/s) | errors 12 | 2024-01-03: 120/372 sessions ended | lag 12.0 ms (p99 40.0 ms)
 /// ```
 pub fn status_line(state: &DashboardState) -> String {
     let s = state;
@@ -26,6 +27,12 @@ pub fn status_line(state: &DashboardState) -> String {
         format::rate(s.rates.requests_per_sec),
         s.errors(),
     );
+    if let Some(date) = s.day.date.filter(|_| s.day.total > 0) {
+        line.push_str(&format!(
+            " | {date}: {}/{} sessions ended",
+            s.day.done, s.day.total
+        ));
+    }
     if let Some(lag) = format::lag(s) {
         line.push_str(" | ");
         line.push_str(&lag);
@@ -46,7 +53,7 @@ pub fn status_line(state: &DashboardState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::state::{OutageState, Rates};
+    use crate::dashboard::state::{DayGauge, OutageState, Rates};
     use crate::sim::clock::TimeScale;
     use chrono::{TimeZone, Utc};
     use std::time::Duration;
@@ -89,6 +96,20 @@ mod tests {
             "[run-1] sim 2024-01-03 14:00 (to 2024-01-15 00:00) 23.4% | wall 12m03s, ~39m00s left \
              | sessions 1234 (42 in flight) | orders 456 | requests 98765 (410/s) | errors 12 \
              | lag 12.0 ms (p99 40.0 ms)"
+        );
+        let day = Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap();
+        s.day = DayGauge {
+            date: Some(day.date_naive()),
+            start: Some(day),
+            done: 120,
+            total: 372,
+        };
+        assert!(
+            status_line(&s).ends_with(
+                "| errors 12 | 2024-01-03: 120/372 sessions ended | lag 12.0 ms (p99 40.0 ms)"
+            ),
+            "{}",
+            status_line(&s)
         );
         s.paused = true;
         s.stopping = true;

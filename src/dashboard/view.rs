@@ -54,8 +54,8 @@ fn draw_full(frame: &mut Frame, area: Rect, s: &DashboardState) {
     let block = Block::bordered().title(Span::styled(" progress ", TITLE));
     let inner = block.inner(progress);
     frame.render_widget(block, progress);
-    let [run, batch, throughput] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
-    render_gauges(frame, run, batch, s);
+    let [run, day, throughput] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
+    render_gauges(frame, run, day, s);
     frame.render_widget(Paragraph::new(throughput_line(s, true)), throughput);
 
     let [table, counters] =
@@ -89,7 +89,7 @@ fn draw_compact(frame: &mut Frame, area: Rect, s: &DashboardState) {
     let mut top = header_lines(s, true);
     let gauges_at = top.len() as u16;
     top.push(Line::default()); // run gauge
-    top.push(Line::default()); // batch gauge
+    top.push(Line::default()); // day gauge
     top.push(throughput_line(s, false));
     top.push(errors_line(s));
     top.push(outcomes_line(s));
@@ -200,7 +200,7 @@ fn banners(s: &DashboardState) -> Vec<Span<'static>> {
 }
 
 /// The two gauges on one line each: `run   [####  23.4%    ] day 3/14`.
-fn render_gauges(frame: &mut Frame, run: Rect, batch: Rect, s: &DashboardState) {
+fn render_gauges(frame: &mut Frame, run: Rect, day: Rect, s: &DashboardState) {
     let mut row = |area: Rect, label: &'static str, ratio: f64, text: String, right: String| {
         let [l, g, r] = Layout::horizontal([
             Constraint::Length(6),
@@ -225,17 +225,13 @@ fn render_gauges(frame: &mut Frame, run: Rect, batch: Rect, s: &DashboardState) 
         format::percent(s.progress),
         format::day_of(s).unwrap_or_default(),
     );
-    let hour = s
-        .batch
-        .hour
-        .map(|h| format!("hour {}", h.format("%H:00")))
-        .unwrap_or_default();
+    let date = s.day.date.map(|d| d.to_string()).unwrap_or_default();
     row(
-        batch,
-        "batch",
-        s.batch.ratio(),
-        format!("{}/{}", s.batch.done, s.batch.total),
-        hour,
+        day,
+        "day",
+        s.day.ratio(),
+        format!("{}/{}", s.day.done, s.day.total),
+        date,
     );
 }
 
@@ -537,7 +533,7 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::dashboard::state::{BatchProgress, Counters, OutageState, Rates};
+    use crate::dashboard::state::{Counters, DayGauge, OutageState, Rates};
     use crate::sim::clock::TimeScale;
     use crate::sim::metrics::{Endpoint, LatencySummary};
 
@@ -559,8 +555,9 @@ mod tests {
         s.lag_ms = Some(12.0);
         s.lag_p99_ms = Some(40.5);
         s.progress = 0.1845;
-        s.batch = BatchProgress {
-            hour: Some(at(3, 14)),
+        s.day = DayGauge {
+            date: Some(at(3, 0).date_naive()),
+            start: Some(at(3, 0)),
             done: 120,
             total: 372,
         };
@@ -706,7 +703,7 @@ mod tests {
             &[
                 "sim 2024-01-03 14:00", // simulated time
                 "18.4%",                // progress
-                "120/372",              // batch
+                "120/372",              // the day's sessions
                 "in flight 42",
                 "orders 456",
                 "errors 12", // 3 + 2 + 1 + 6 script
@@ -802,8 +799,9 @@ mod tests {
     fn any_size_draws_without_panicking() {
         let odd = DashboardState {
             progress: f64::NAN, // a gauge would panic on it
-            batch: BatchProgress {
-                hour: None,
+            day: DayGauge {
+                date: None,
+                start: None,
                 done: 9,
                 total: 3,
             },

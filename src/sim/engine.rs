@@ -379,6 +379,7 @@ impl Engine {
             // jobs: one per agent-day, its sessions in order. Sessions that already ended (a
             // resumed run) are not run again.
             let mut jobs: Vec<Job> = Vec::new();
+            let (mut planned, mut to_run) = (0u64, 0u64);
             for from in (0..agents.len()).step_by(PLAN_CHUNK) {
                 let range = from..(from + PLAN_CHUNK).min(agents.len());
                 let decisions = self.plan_day(agents, range, day, &recorded);
@@ -390,6 +391,8 @@ impl Engine {
                         .filter(|r| !ended.contains(&r.id))
                         .map(|r| (*r, in_progress.contains(&r.id)))
                         .collect();
+                    planned += d.sessions.len() as u64;
+                    to_run += sessions.len() as u64;
                     if !sessions.is_empty() {
                         jobs.push(Job {
                             agent: d.agent,
@@ -406,6 +409,9 @@ impl Engine {
                     return Ok(EngineEnd::Stopped);
                 }
             }
+            self.metrics
+                .day()
+                .start_day(date, day_start, planned, planned - to_run);
             if let Err(e) = self.actions.day_starts(day_start).await {
                 if self.cancel.is_cancelled() {
                     return Ok(EngineEnd::Stopped);
@@ -653,6 +659,9 @@ impl Engine {
                     if let Err(e) = recorder.session_ended(&done).await {
                         first_err.get_or_insert(e);
                         break;
+                    }
+                    if !interrupted {
+                        metrics.day().session_ended();
                     }
                     if let Some(ended) = &ended
                         && !interrupted

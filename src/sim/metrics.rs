@@ -16,6 +16,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::day_progress::DayProgress;
+
 /// The remote actions whose latency is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -260,6 +262,7 @@ pub struct Metrics {
     outcomes: Vec<Vec<AtomicU64>>, // [endpoint][outcome]
     counters: Vec<AtomicU64>,
     warnings: Mutex<std::collections::VecDeque<String>>,
+    day: DayProgress,
 }
 
 /// Warnings kept for display (the dashboard, `shopsim check`); older ones are dropped here but
@@ -287,7 +290,13 @@ impl Metrics {
                 .collect(),
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             warnings: Mutex::new(std::collections::VecDeque::new()),
+            day: DayProgress::new(),
         }
+    }
+
+    /// The current simulated day's sessions, ended out of planned (the engine counts them).
+    pub fn day(&self) -> &DayProgress {
+        &self.day
     }
 
     /// Counts a behaviour-script error and keeps its message among the recent warnings.

@@ -6,6 +6,7 @@
 //! - [`actions`]: what agents do to the shop: HTTP (retries, breakers, outages) or in-process.
 //! - [`world`]: the shared, read-only catalog cache.
 //! - [`metrics`]: latency histograms per endpoint, outcomes by class, business counters.
+//! - [`day_progress`]: the current simulated day's sessions ended out of planned.
 //! - [`records`]: run records in the database, export, purge, summaries.
 //! - [`recorder`]: the engine's writes of those records (plans before acting, checkpoints).
 //! - [`progress`]: progress of creating and loading agents (a bar on a terminal).
@@ -17,6 +18,7 @@
 
 pub mod actions;
 pub mod clock;
+pub mod day_progress;
 pub mod engine;
 pub mod metrics;
 pub mod monitor;
