@@ -174,6 +174,10 @@ async fn metrics_endpoint_counters_equal_the_summary() {
             "{metric} vs summary {key}"
         );
     }
+    // The last day's sessions, all ended once the run has finished.
+    let planned = sample(&samples, "shopsim_day_sessions_planned", &[]);
+    assert!(planned > 0.0, "the last day planned sessions");
+    assert_eq!(sample(&samples, "shopsim_day_sessions_ended", &[]), planned);
     let revenue_cents = (summary["revenue"].as_f64().unwrap() * 100.0).round();
     assert_eq!(
         sample(&samples, "shopsim_revenue_cents_total", &[]),
