@@ -200,8 +200,11 @@ impl DashboardState {
         };
         // A `max` run's simulated time is its last checkpoint, which can stay at a day's start
         // until the day's last sessions end: the share of the day's sessions that ended shows
-        // the progress in between.
-        let by_sessions = self.day.run_progress(self.sim_start, self.sim_end);
+        // the progress in between. (A paced run's simulated time is exact.)
+        let by_sessions = match self.target_scale {
+            TimeScale::Max => self.day.run_progress(self.sim_start, self.sim_end),
+            TimeScale::Scaled(_) => None,
+        };
         self.progress = by_sessions.map_or(by_time, |p| p.max(by_time));
         const DAY_MS: f64 = 86_400_000.0;
         self.orders_per_sim_day = done
@@ -731,21 +734,34 @@ mod tests {
         assert_eq!(s.lag_p99_ms, None, "no lag recorded in max mode");
     }
 
-    #[test]
-    fn refresh_derives_progress_remaining_and_daily_orders() {
-        let mut s = DashboardState::new(
+    /// A run of four simulated days from `at(0)`.
+    fn four_days(scale: TimeScale) -> DashboardState {
+        DashboardState::new(
             "r",
             "grocery",
             "v1",
             at(0),
             at(0) + chrono::Duration::days(4),
-            TimeScale::Scaled(3600.0),
-        );
+            scale,
+        )
+    }
+
+    #[test]
+    fn refresh_derives_progress_remaining_and_daily_orders() {
+        let mut s = four_days(TimeScale::Scaled(3600.0));
         let mut t = RateTracker::default();
         s.refresh(&mut t);
         assert_eq!((s.progress, s.wall_remaining), (0.0, None));
+        // Paced: the simulated time is the progress, whatever share of sessions ended.
+        s.day = DayGauge {
+            date: Some(at(0).date_naive()),
+            start: Some(at(0)),
+            done: 9,
+            total: 10,
+        };
         s.sim_now = Some(at(0));
         s.refresh(&mut t);
+        assert_eq!(s.progress, 0.0);
         s.sim_now = Some(at(0) + chrono::Duration::days(1));
         s.wall_elapsed = Duration::from_secs(24);
         s.orders = 500;
@@ -761,14 +777,7 @@ mod tests {
 
     #[test]
     fn a_max_run_shows_progress_inside_a_day() {
-        let mut s = DashboardState::new(
-            "r",
-            "grocery",
-            "v1",
-            at(0),
-            at(0) + chrono::Duration::days(4),
-            TimeScale::Max,
-        );
+        let mut s = four_days(TimeScale::Max);
         let mut t = RateTracker::default();
         // The first of four days is under way; nothing is checkpointed yet.
         s.sim_now = Some(at(0));

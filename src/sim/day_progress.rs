@@ -26,17 +26,6 @@ pub struct DayCount {
     pub total: u64,
 }
 
-impl DayCount {
-    /// `done / total`, within 0..=1 (1 for a day without sessions).
-    pub fn ratio(&self) -> f64 {
-        if self.total == 0 {
-            1.0
-        } else {
-            (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
-        }
-    }
-}
-
 /// The shared counter: the day changes rarely (a short lock), sessions end often (atomics).
 #[derive(Debug, Default)]
 pub struct DayProgress {
@@ -65,8 +54,8 @@ impl DayProgress {
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The current day's figures (`None` before the first day starts). A reader racing a day's
-    /// start may see one session too many for an instant; `done` never exceeds `total`.
+    /// The current day's figures (`None` before the first day starts); `done` never exceeds
+    /// `total`. (Days run one after another: no session of a day ends after the next starts.)
     pub fn current(&self) -> Option<DayCount> {
         let (date, start) = (*self.day.lock())?;
         let total = self.total.load(Ordering::Relaxed);
@@ -94,7 +83,6 @@ mod tests {
         p.session_ended();
         let c = p.current().unwrap();
         assert_eq!((c.date, c.start, c.done, c.total), (d1, t1, 2, 4));
-        assert!((c.ratio() - 0.5).abs() < 1e-12);
         p.session_ended();
         p.session_ended();
         p.session_ended(); // more ended than planned is shown as all
@@ -103,6 +91,5 @@ mod tests {
         p.start_day(d2, t1 + chrono::Duration::days(1), 0, 0);
         let c = p.current().unwrap();
         assert_eq!((c.date, c.done, c.total), (d2, 0, 0));
-        assert_eq!(c.ratio(), 1.0, "a day without sessions is done");
     }
 }
