@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::ids;
 use crate::money::Money;
 use crate::store::combine::exec_all;
-use crate::store::{Row, Stmt, StoreError, Tx};
+use crate::store::{Backend, Row, Stmt, StoreError, Tx};
 
 use super::catalog_reads::validate_page;
 use super::rows::{in_list, placeholders, uuid_values};
@@ -132,6 +132,14 @@ impl Shop {
         items: &[OrderItemView],
     ) -> DomainResult<()> {
         let codec = tx.codec();
+        let distinct = items
+            .iter()
+            .map(|i| i.product_id)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if tx.backend() == Backend::Postgres && items.len() > 1 && distinct == items.len() {
+            return take_stock_at_once(tx, store_id, items).await;
+        }
         // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).
         for (n, item) in items.iter().enumerate() {
             let updated = tx
@@ -147,13 +155,7 @@ impl Shop {
                 .await?;
             if updated == 0 {
                 put_back_stock(tx, store_id, &items[..n]).await?;
-                return Err(DomainError::rejected(
-                    RejectCode::InsufficientInventory,
-                    format!(
-                        "not enough units of {} ({}) left in the store for {} in the cart",
-                        item.product_name, item.product_id, item.quantity
-                    ),
-                ));
+                return Err(short_of(item));
             }
         }
         Ok(())
@@ -306,6 +308,67 @@ async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> Dom
         .collect();
     exec_all(tx, writes).await?;
     Ok(())
+}
+
+/// [`Shop::take_stock`] in one statement (PostgreSQL, distinct products): locks the store's
+/// rows of every item in product-id order (the order every checkout and the restock lock in),
+/// finds the first item, in `items` order, that is short (or has no stock row), and takes
+/// every item's units only if none is. A shortfall takes nothing, so nothing is put back; it is
+/// rejected as the line-by-line path rejects it (the same first short item).
+async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> DomainResult<()> {
+    let codec = tx.codec();
+    let mut values = vec![codec.uuid(store_id)];
+    for (n, item) in items.iter().enumerate() {
+        values.extend([
+            codec.uuid(item.product_id),
+            item.quantity.into(),
+            (n as i64).into(),
+        ]);
+    }
+    // `locked` is materialised: its rows are locked (in its order) before the update reads
+    // the short item; the update then changes the newest versions of rows this statement holds.
+    let sql = format!(
+        "WITH want (product_id, qty, n) AS (VALUES {}), \
+         locked AS MATERIALIZED (SELECT i.product_id, i.quantity FROM store_inventory i \
+           WHERE i.store_id = $1 AND i.product_id IN (SELECT product_id FROM want) \
+           ORDER BY i.product_id FOR UPDATE), \
+         short AS (SELECT w.n FROM want w LEFT JOIN locked l ON l.product_id = w.product_id \
+           WHERE l.quantity IS NULL OR l.quantity < w.qty ORDER BY w.n LIMIT 1), \
+         taken AS (UPDATE store_inventory i SET quantity = i.quantity - w.qty FROM want w \
+           WHERE i.store_id = $1 AND i.product_id = w.product_id \
+             AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1) \
+         SELECT (SELECT n FROM short) AS short, (SELECT COUNT(*) FROM taken) AS taken",
+        placeholders(items.len(), 3, 2)
+    );
+    let row = tx
+        .query_opt(&sql, values)
+        .await?
+        .ok_or_else(|| StoreError::Decode {
+            column: "short".into(),
+            reason: "the stock statement returned no row".into(),
+        })?;
+    let Some(n) = row.opt_i64("short")? else {
+        return Ok(());
+    };
+    let item = usize::try_from(n)
+        .ok()
+        .and_then(|n| items.get(n))
+        .ok_or_else(|| StoreError::Decode {
+            column: "short".into(),
+            reason: format!("no item {n} in the checkout"),
+        })?;
+    Err(short_of(item))
+}
+
+/// The rejection of a checkout short of `item`'s units.
+fn short_of(item: &OrderItemView) -> DomainError {
+    DomainError::rejected(
+        RejectCode::InsufficientInventory,
+        format!(
+            "not enough units of {} ({}) left in the store for {} in the cart",
+            item.product_name, item.product_id, item.quantity
+        ),
+    )
 }
 
 /// The order placed in shopping session `session_id`, if any (with its items): how a resumed
