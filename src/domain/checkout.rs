@@ -327,6 +327,7 @@ async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) ->
     }
     // `locked` is materialised: its rows are locked (in its order) before the update reads
     // the short item; the update then changes the newest versions of rows this statement holds.
+    // `taken`, like every data-modifying WITH query, runs whether or not it is read.
     let sql = format!(
         "WITH want (product_id, qty, n) AS (VALUES {}), \
          locked AS MATERIALIZED (SELECT i.product_id, i.quantity FROM store_inventory i \
@@ -337,7 +338,7 @@ async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) ->
          taken AS (UPDATE store_inventory i SET quantity = i.quantity - w.qty FROM want w \
            WHERE i.store_id = $1 AND i.product_id = w.product_id \
              AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1) \
-         SELECT (SELECT n FROM short) AS short, (SELECT COUNT(*) FROM taken) AS taken",
+         SELECT (SELECT n FROM short) AS short",
         placeholders(items.len(), 3, 2)
     );
     let row = tx
