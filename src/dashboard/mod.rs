@@ -37,8 +37,7 @@ pub mod view;
 
 pub use input::Command;
 pub use state::{
-    Counters, DashboardState, DayGauge, EndpointRow, OutageState, RateTracker, Rates, ReloadStatus,
-    Sample,
+    Counters, DashboardState, EndpointRow, OutageState, RateTracker, Rates, ReloadStatus, Sample,
 };
 pub use status_line::status_line;
 pub use tui::{is_terminal, run_dashboard};

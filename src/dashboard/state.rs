@@ -21,11 +21,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::behavior::reload::ReloadEvent;
 use crate::sim::actions::{BreakerState, OutageInfo};
 use crate::sim::clock::TimeScale;
+use crate::sim::day_progress::DayCount;
 use crate::sim::metrics::{Counter, Endpoint, LatencySummary, Outcome, Snapshot};
 
 /// Recent warnings kept for display (the log keeps them all).
@@ -60,8 +61,8 @@ pub struct DashboardState {
     pub lag_p99_ms: Option<f64>,
     /// Whole-run progress, 0..=1.
     pub progress: f64,
-    /// The current simulated day's sessions, ended out of planned.
-    pub day: DayGauge,
+    /// The current simulated day's sessions, ended out of planned (`None` before the first).
+    pub day: Option<DayCount>,
     /// Sessions in flight now.
     pub in_flight: u64,
     /// Sessions started so far.
@@ -108,7 +109,7 @@ impl Default for DashboardState {
             lag_ms: None,
             lag_p99_ms: None,
             progress: 0.0,
-            day: DayGauge::default(),
+            day: None,
             in_flight: 0,
             sessions: 0,
             orders: 0,
@@ -202,7 +203,9 @@ impl DashboardState {
         // until the day's last sessions end: the share of the day's sessions that ended shows
         // the progress in between. (A paced run's simulated time is exact.)
         let by_sessions = match self.target_scale {
-            TimeScale::Max => self.day.run_progress(self.sim_start, self.sim_end),
+            TimeScale::Max => self
+                .day
+                .and_then(|d| progress_in_day(&d, self.sim_start, self.sim_end)),
             TimeScale::Scaled(_) => None,
         };
         self.progress = by_sessions.map_or(by_time, |p| p.max(by_time));
@@ -255,42 +258,21 @@ pub(crate) fn clamp_ratio(r: f64) -> f64 {
     if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) }
 }
 
-/// The current simulated day's sessions: how many ended out of those planned.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct DayGauge {
-    /// The simulated date (`None` before the first day starts).
-    pub date: Option<NaiveDate>,
-    /// The day's first simulated instant in the run.
-    pub start: Option<DateTime<Utc>>,
-    /// Sessions of the day that ended.
-    pub done: u64,
-    /// Sessions the day planned.
-    pub total: u64,
-}
-
-impl DayGauge {
-    /// Done / total, 0..=1 (0 for an empty day).
-    pub fn ratio(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            clamp_ratio(self.done as f64 / self.total as f64)
-        }
+/// Whole-run progress reached inside `day`: its start plus the share of its sessions that
+/// ended, over the run's simulated span (`None` for a day without sessions).
+fn progress_in_day(
+    day: &DayCount,
+    sim_start: DateTime<Utc>,
+    sim_end: DateTime<Utc>,
+) -> Option<f64> {
+    let span = (sim_end - sim_start).num_milliseconds() as f64;
+    if span <= 0.0 || day.total == 0 {
+        return None;
     }
-
-    /// Whole-run progress reached inside the day: its start plus the share of its sessions
-    /// that ended, over the run's simulated span (`None` before the first day).
-    fn run_progress(&self, sim_start: DateTime<Utc>, sim_end: DateTime<Utc>) -> Option<f64> {
-        let start = self.start?;
-        let span = (sim_end - sim_start).num_milliseconds() as f64;
-        if span <= 0.0 || self.total == 0 {
-            return None;
-        }
-        let day_end = (start + chrono::Duration::days(1)).min(sim_end);
-        let before = (start - sim_start).num_milliseconds() as f64;
-        let inside = (day_end - start).num_milliseconds().max(0) as f64 * self.ratio();
-        Some(clamp_ratio((before + inside) / span))
-    }
+    let day_end = (day.start + chrono::Duration::days(1)).min(sim_end);
+    let before = (day.start - sim_start).num_milliseconds() as f64;
+    let inside = (day_end - day.start).num_milliseconds().max(0) as f64 * day.ratio();
+    Some(clamp_ratio((before + inside) / span))
 }
 
 /// One endpoint's line in the latency table.
@@ -753,12 +735,12 @@ mod tests {
         s.refresh(&mut t);
         assert_eq!((s.progress, s.wall_remaining), (0.0, None));
         // Paced: the simulated time is the progress, whatever share of sessions ended.
-        s.day = DayGauge {
-            date: Some(at(0).date_naive()),
-            start: Some(at(0)),
+        s.day = Some(DayCount {
+            date: at(0).date_naive(),
+            start: at(0),
             done: 9,
             total: 10,
-        };
+        });
         s.sim_now = Some(at(0));
         s.refresh(&mut t);
         assert_eq!(s.progress, 0.0);
@@ -781,12 +763,12 @@ mod tests {
         let mut t = RateTracker::default();
         // The first of four days is under way; nothing is checkpointed yet.
         s.sim_now = Some(at(0));
-        s.day = DayGauge {
-            date: Some(at(0).date_naive()),
-            start: Some(at(0)),
+        s.day = Some(DayCount {
+            date: at(0).date_naive(),
+            start: at(0),
             done: 250,
             total: 1000,
-        };
+        });
         s.wall_elapsed = Duration::from_secs(60);
         s.refresh(&mut t);
         assert!((s.progress - 0.0625).abs() < 1e-9, "{}", s.progress);
@@ -797,16 +779,16 @@ mod tests {
         assert!((s.progress - 0.125).abs() < 1e-9, "{}", s.progress);
         // The second day: a day of progress before it, plus half of its sessions.
         let day2 = at(0) + chrono::Duration::days(1);
-        s.day = DayGauge {
-            date: Some(day2.date_naive()),
-            start: Some(day2),
+        s.day = Some(DayCount {
+            date: day2.date_naive(),
+            start: day2,
             done: 500,
             total: 1000,
-        };
+        });
         s.sim_now = Some(day2);
         s.refresh(&mut t);
         assert!((s.progress - 0.375).abs() < 1e-9, "{}", s.progress);
-        assert_eq!(s.day.ratio(), 0.5);
+        assert_eq!(s.day.map(|d| d.ratio()), Some(0.5));
     }
 
     #[test]

@@ -27,10 +27,10 @@ pub fn status_line(state: &DashboardState) -> String {
         format::rate(s.rates.requests_per_sec),
         s.errors(),
     );
-    if let Some(date) = s.day.date.filter(|_| s.day.total > 0) {
+    if let Some(d) = s.day.filter(|d| d.total > 0) {
         line.push_str(&format!(
-            " | {date}: {}/{} sessions ended",
-            s.day.done, s.day.total
+            " | {}: {}/{} sessions ended",
+            d.date, d.done, d.total
         ));
     }
     if let Some(lag) = format::lag(s) {
@@ -53,8 +53,9 @@ pub fn status_line(state: &DashboardState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::state::{DayGauge, OutageState, Rates};
+    use crate::dashboard::state::{OutageState, Rates};
     use crate::sim::clock::TimeScale;
+    use crate::sim::day_progress::DayCount;
     use chrono::{TimeZone, Utc};
     use std::time::Duration;
 
@@ -98,12 +99,12 @@ mod tests {
              | lag 12.0 ms (p99 40.0 ms)"
         );
         let day = Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap();
-        s.day = DayGauge {
-            date: Some(day.date_naive()),
-            start: Some(day),
+        s.day = Some(DayCount {
+            date: day.date_naive(),
+            start: day,
             done: 120,
             total: 372,
-        };
+        });
         assert!(
             status_line(&s).ends_with(
                 "| errors 12 | 2024-01-03: 120/372 sessions ended | lag 12.0 ms (p99 40.0 ms)"

@@ -225,14 +225,14 @@ fn render_gauges(frame: &mut Frame, run: Rect, day: Rect, s: &DashboardState) {
         format::percent(s.progress),
         format::day_of(s).unwrap_or_default(),
     );
-    let date = s.day.date.map(|d| d.to_string()).unwrap_or_default();
-    row(
-        day,
-        "day",
-        s.day.ratio(),
-        format!("{}/{}", s.day.done, s.day.total),
-        date,
-    );
+    let (ratio, count, date) = s.day.map_or((0.0, "0/0".into(), String::new()), |d| {
+        (
+            d.ratio(),
+            format!("{}/{}", d.done, d.total),
+            d.date.to_string(),
+        )
+    });
+    row(day, "day", ratio, count, date);
 }
 
 fn throughput_line(s: &DashboardState, wide: bool) -> Line<'static> {
@@ -533,8 +533,9 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::dashboard::state::{Counters, DayGauge, OutageState, Rates};
+    use crate::dashboard::state::{Counters, OutageState, Rates};
     use crate::sim::clock::TimeScale;
+    use crate::sim::day_progress::DayCount;
     use crate::sim::metrics::{Endpoint, LatencySummary};
 
     /// A run 2 days and 14 hours into 14 simulated days, paced at 96x, everything fixed.
@@ -555,12 +556,12 @@ mod tests {
         s.lag_ms = Some(12.0);
         s.lag_p99_ms = Some(40.5);
         s.progress = 0.1845;
-        s.day = DayGauge {
-            date: Some(at(3, 0).date_naive()),
-            start: Some(at(3, 0)),
+        s.day = Some(DayCount {
+            date: at(3, 0).date_naive(),
+            start: at(3, 0),
             done: 120,
             total: 372,
-        };
+        });
         s.in_flight = 42;
         s.sessions = 1234;
         s.orders = 456;
@@ -799,12 +800,12 @@ mod tests {
     fn any_size_draws_without_panicking() {
         let odd = DashboardState {
             progress: f64::NAN, // a gauge would panic on it
-            day: DayGauge {
-                date: None,
-                start: None,
+            day: Some(DayCount {
+                date: chrono::NaiveDate::MIN,
+                start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
                 done: 9,
                 total: 3,
-            },
+            }),
             ..DashboardState::default()
         };
         for s in [fixture(), odd] {

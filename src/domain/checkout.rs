@@ -132,12 +132,16 @@ impl Shop {
         items: &[OrderItemView],
     ) -> DomainResult<()> {
         let codec = tx.codec();
-        let distinct = items
-            .iter()
-            .map(|i| i.product_id)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        if tx.backend() == Backend::Postgres && items.len() > 1 && distinct == items.len() {
+        // One statement needs distinct products (a cart's lines for one store are).
+        if tx.backend() == Backend::Postgres
+            && items.len() > 1
+            && items
+                .iter()
+                .map(|i| i.product_id)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                == items.len()
+        {
             return take_stock_at_once(tx, store_id, items).await;
         }
         // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).

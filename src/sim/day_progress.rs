@@ -26,6 +26,17 @@ pub struct DayCount {
     pub total: u64,
 }
 
+impl DayCount {
+    /// `done / total`, within 0..=1 (0 for a day without sessions).
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            (self.done as f64 / self.total as f64).clamp(0.0, 1.0)
+        }
+    }
+}
+
 /// The shared counter: the day changes rarely (a short lock), sessions end often (atomics).
 #[derive(Debug, Default)]
 pub struct DayProgress {
@@ -83,6 +94,7 @@ mod tests {
         p.session_ended();
         let c = p.current().unwrap();
         assert_eq!((c.date, c.start, c.done, c.total), (d1, t1, 2, 4));
+        assert_eq!(c.ratio(), 0.5);
         p.session_ended();
         p.session_ended();
         p.session_ended(); // more ended than planned is shown as all
@@ -91,5 +103,6 @@ mod tests {
         p.start_day(d2, t1 + chrono::Duration::days(1), 0, 0);
         let c = p.current().unwrap();
         assert_eq!((c.date, c.done, c.total), (d2, 0, 0));
+        assert_eq!(c.ratio(), 0.0);
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::behavior::reload::LiveSet;
-use crate::dashboard::{Command, DashboardState, DayGauge, OutageState, RateTracker};
+use crate::dashboard::{Command, DashboardState, OutageState, RateTracker};
 use crate::sim::actions::Actions;
 use crate::sim::clock::{PacedClock, TimeScale};
 use crate::sim::metrics::{Counter, Metrics};
@@ -169,12 +169,7 @@ fn update(w: &Watched, state: &mut DashboardState, tracker: &mut RateTracker, wa
     state.script_version = w.live.current().version().to_string();
     state.wall_elapsed = wall;
     let day = w.metrics.day().current();
-    state.day = day.map_or_else(DayGauge::default, |d| DayGauge {
-        date: Some(d.date),
-        start: Some(d.start),
-        done: d.done,
-        total: d.total,
-    });
+    state.day = day;
     state.sim_now = match &w.pacer {
         Some(p) => Some(p.sim_now().min(w.sim_end)),
         // `max`: the last checkpoint, or the current day's start if later (a day starts only

@@ -378,18 +378,18 @@ impl Collector for RunCollector {
             "Sessions running now.",
             state.in_flight as f64,
         )?;
-        if state.day.date.is_some() {
+        if let Some(day) = state.day {
             gauge(
                 &mut enc,
                 "shopsim_day_sessions_planned",
                 "Sessions the current simulated day planned.",
-                state.day.total as f64,
+                day.total as f64,
             )?;
             gauge(
                 &mut enc,
                 "shopsim_day_sessions_ended",
                 "Sessions of the current simulated day that ended.",
-                state.day.done as f64,
+                day.done as f64,
             )?;
         }
         gauge(
