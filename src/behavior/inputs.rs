@@ -37,10 +37,27 @@ pub struct ProductInfo {
     pub reviews: i64,
 }
 
+/// A coupon's terms as scripts see them, built once per catalog (an offer in a wallet refers
+/// to them by the coupon's index instead of carrying a copy).
+#[derive(Debug, Clone)]
+pub struct CouponTerms {
+    /// What it discounts.
+    pub kind: CouponKind,
+    /// Category or brand targeted (empty for frontstore).
+    pub target: ImmutableString,
+    /// How the discount is computed.
+    pub discount_type: DiscountType,
+    /// Percent or amount.
+    pub value: Money,
+    /// Minimum purchase.
+    pub min_purchase: Money,
+}
+
 /// The catalog, indexed for scripts. Built once per catalog and shared by every call.
 #[derive(Debug)]
 pub struct CatalogIndex {
     products: Vec<ProductInfo>,
+    coupons: Vec<CouponTerms>,
     categories: Array,
     by_category: BTreeMap<String, Array>,
     brands_by_category: BTreeMap<String, Array>,
@@ -86,8 +103,20 @@ impl CatalogIndex {
                 (c, v.into_iter().map(Dynamic::from).collect())
             })
             .collect();
+        let coupons = catalog
+            .coupons
+            .iter()
+            .map(|c| CouponTerms {
+                kind: c.kind,
+                target: c.category_or_brand.as_deref().unwrap_or_default().into(),
+                discount_type: c.discount_type,
+                value: c.discount_value,
+                min_purchase: c.min_purchase_amount.unwrap_or(Money::ZERO),
+            })
+            .collect();
         CatalogIndex {
             products,
+            coupons,
             categories,
             by_category,
             brands_by_category,
@@ -117,6 +146,25 @@ impl CatalogIndex {
     /// A product by index.
     pub fn product(&self, i: usize) -> Option<&ProductInfo> {
         self.products.get(i)
+    }
+
+    /// The terms of coupon `i` (its index in the catalog's coupon list).
+    pub fn coupon(&self, i: u32) -> Option<&CouponTerms> {
+        self.coupons.get(i as usize)
+    }
+
+    /// The script's view of a held offer, or `None` for a coupon not in the catalog.
+    pub fn offer(&self, held: HeldOffer) -> Option<Offer> {
+        let c = self.coupon(held.coupon)?;
+        Some(Offer {
+            coupon: held.coupon,
+            kind: c.kind,
+            target: c.target.clone(),
+            discount_type: c.discount_type,
+            value: c.value,
+            min_purchase: c.min_purchase,
+            eligible_until: held.eligible_until,
+        })
     }
 
     /// Category names present in the catalog, sorted.
@@ -269,13 +317,42 @@ impl Offer {
     }
 }
 
-/// The script-facing wallet: the agent's active offers.
+/// An offer as an agent holds it between sessions: the coupon (its index in the catalog's
+/// coupon list) and the last date it can be used. Eight bytes, where an [`Offer`] with its
+/// terms is five times that: a million agents hold ~32 each, and the terms are the catalog's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldOffer {
+    /// Index of the coupon in the catalog's coupon list.
+    pub coupon: u32,
+    /// Last date it can be used.
+    pub eligible_until: NaiveDate,
+}
+
+/// An agent's active offers (shared with the calls that read them).
+pub type Wallet = Arc<[HeldOffer]>;
+
+/// The script-facing wallet: the agent's active offers, with their terms from the catalog.
 #[derive(Debug, Clone)]
 pub struct WalletView {
     /// The offers (the host's shared slice).
-    pub offers: Arc<[Offer]>,
+    pub offers: Wallet,
+    /// The catalog the offers' coupons are in.
+    pub catalog: CatalogView,
     /// The date of the decision.
     pub today: NaiveDate,
+}
+
+impl WalletView {
+    fn terms(&self) -> impl Iterator<Item = &CouponTerms> {
+        self.offers
+            .iter()
+            .filter_map(|o| self.catalog.0.coupon(o.coupon))
+    }
+
+    fn map(&self, i: usize) -> Option<Map> {
+        let held = *self.offers.get(i)?;
+        Some(self.catalog.0.offer(held)?.to_map(i, self.today))
+    }
 }
 
 /// One cart line.
@@ -457,7 +534,7 @@ pub fn register(engine: &mut Engine) {
         .register_fn("get", |w: &mut WalletView, i: INT| {
             usize::try_from(i)
                 .ok()
-                .and_then(|u| w.offers.get(u).map(|o| o.to_map(u, w.today)))
+                .and_then(|u| w.map(u))
                 .ok_or_else(|| {
                     rt_err(format!(
                         "wallet.get({i}): the wallet has {} offers",
@@ -466,26 +543,98 @@ pub fn register(engine: &mut Engine) {
                 })
         })
         .register_fn("all", |w: &mut WalletView| -> Array {
-            w.offers
-                .iter()
-                .enumerate()
-                .map(|(i, o)| Dynamic::from_map(o.to_map(i, w.today)))
+            (0..w.offers.len())
+                .filter_map(|i| w.map(i).map(Dynamic::from_map))
                 .collect()
         })
         .register_fn("count_for", |w: &mut WalletView, target: &str| {
-            w.offers
-                .iter()
-                .filter(|o| o.target.eq_ignore_ascii_case(target))
+            w.terms()
+                .filter(|c| c.target.eq_ignore_ascii_case(target))
                 .count() as INT
         })
         .register_fn("has_frontstore", |w: &mut WalletView| {
-            w.offers.iter().any(|o| o.kind == CouponKind::Frontstore)
+            w.terms().any(|c| c.kind == CouponKind::Frontstore)
         });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The script's wallet reads each held offer's terms from the catalog.
+    #[test]
+    fn wallet_offers_carry_their_coupons_terms() {
+        let catalog = crate::catalog::generate::generate(1);
+        let view = CatalogView(Arc::new(CatalogIndex::new(&catalog)));
+        let today = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let until = NaiveDate::from_ymd_opt(2024, 1, 15).unwrap();
+        let front = catalog
+            .coupons
+            .iter()
+            .position(|c| c.kind == CouponKind::Frontstore)
+            .unwrap();
+        let targeted = catalog
+            .coupons
+            .iter()
+            .position(|c| c.kind != CouponKind::Frontstore)
+            .unwrap();
+        let target = catalog.coupons[targeted].category_or_brand.clone().unwrap();
+        let held = |i: usize| HeldOffer {
+            coupon: i as u32,
+            eligible_until: until,
+        };
+        let wallet = |offers: Vec<HeldOffer>| WalletView {
+            offers: offers.into(),
+            catalog: view.clone(),
+            today,
+        };
+        let mut engine = Engine::new();
+        register(&mut engine);
+        let eval = |w: WalletView, script: &str| -> Dynamic {
+            let mut scope = rhai::Scope::new();
+            scope.push("wallet", w);
+            scope.push("target", target.to_uppercase());
+            engine
+                .eval_with_scope::<Dynamic>(&mut scope, script)
+                .unwrap()
+        };
+        let both = || wallet(vec![held(targeted), held(front)]);
+        assert_eq!(eval(both(), "wallet.len").as_int().unwrap(), 2);
+        let first = eval(both(), "wallet.get(0)").cast::<Map>();
+        let c = &catalog.coupons[targeted];
+        assert_eq!(first["target"].clone().into_string().unwrap(), target);
+        assert_eq!(
+            first["kind"].clone().into_string().unwrap(),
+            c.kind.as_str()
+        );
+        assert_eq!(
+            first["value"].as_float().unwrap(),
+            c.discount_value.to_f64()
+        );
+        assert_eq!(first["days_left"].as_int().unwrap(), 14);
+        assert_eq!(first["index"].as_int().unwrap(), 0);
+        let all = eval(both(), "wallet.all()").cast::<Array>();
+        assert_eq!(all.len(), 2);
+        let second = all[1].clone().cast::<Map>();
+        assert_eq!(second["index"].as_int().unwrap(), 1);
+        assert_eq!(second["kind"].clone().into_string().unwrap(), "frontstore");
+        assert_eq!(
+            eval(both(), "wallet.count_for(target)").as_int().unwrap(),
+            1
+        );
+        assert!(eval(both(), "wallet.has_frontstore()").as_bool().unwrap());
+        assert!(
+            !eval(wallet(vec![held(targeted)]), "wallet.has_frontstore()")
+                .as_bool()
+                .unwrap()
+        );
+        let mut scope = rhai::Scope::new();
+        scope.push("wallet", both());
+        let err = engine
+            .eval_with_scope::<Dynamic>(&mut scope, "wallet.get(2)")
+            .unwrap_err();
+        assert!(err.to_string().contains("the wallet has 2 offers"), "{err}");
+    }
 
     #[test]
     fn history_windows_follow_the_calendar() {

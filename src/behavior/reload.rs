@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::calendar::Calendar;
 use super::error::BehaviorError;
-use super::inputs::{CartLine, CartState, History, Offer};
+use super::inputs::{CartLine, CartState, History};
 use super::outputs::StepAction;
 use super::set::{Agent, Outcome, PersonaSet};
 use super::world::{World, agent_key};
@@ -37,7 +37,7 @@ pub fn dry_run(set: &PersonaSet, world: &World) -> Result<(), BehaviorError> {
     let seed = 0x5eed;
     let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
     let view = world.view();
-    let wallet: Arc<[Offer]> = world.sample_wallet(start);
+    let wallet = world.sample_wallet(start);
     let history = Arc::new(History::default());
     for i in 0..DRY_AGENTS {
         let key = agent_key(i);
@@ -76,7 +76,11 @@ pub fn dry_run(set: &PersonaSet, world: &World) -> Result<(), BehaviorError> {
                 if cart.lines.is_empty() && !view.0.is_empty() {
                     cart.lines.push(CartLine { product: 0, qty: 1 });
                 }
-                cart.eligible = wallet.iter().take(4).cloned().collect();
+                cart.eligible = wallet
+                    .iter()
+                    .take(4)
+                    .filter_map(|o| world.offer(*o))
+                    .collect();
                 let cal = cal.at_minute(planned.minute);
                 let choice = set.choose_offers(&agent, &cal, view, n, &cart)?.value;
                 cart.applied = choice

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::calendar::Calendar;
 use super::engine::{self, LibResolver};
 use super::error::BehaviorError;
-use super::inputs::{CartState, CatalogView, History, HistoryView, Offer, WalletView};
+use super::inputs::{CartState, CatalogView, History, HistoryView, Offer, Wallet, WalletView};
 use super::outputs::{
     CheckoutDecision, DayPlan, FieldError, OfferChoice, PlannedSession, Reaction, SessionPlan,
 };
@@ -79,7 +79,7 @@ pub struct Agent<'a> {
     /// The history.
     pub history: &'a Arc<History>,
     /// Active offers.
-    pub wallet: &'a Arc<[Offer]>,
+    pub wallet: &'a Wallet,
 }
 
 /// Something the host reports back to the script.
@@ -490,6 +490,7 @@ impl PersonaSet {
         let mut args = self.base_args(a, cal, catalog);
         args.push(Dynamic::from(WalletView {
             offers: a.wallet.clone(),
+            catalog: catalog.clone(),
             today: cal.date,
         }));
         args.push(Dynamic::from(Self::key(a, cal, 0, Purpose::Day, 0).rng()));
@@ -518,6 +519,7 @@ impl PersonaSet {
             "wallet".into(),
             Dynamic::from(WalletView {
                 offers: a.wallet.clone(),
+                catalog: catalog.clone(),
                 today: cal.date,
             }),
         );

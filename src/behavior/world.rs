@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
 
-use super::inputs::{CartLine, CatalogIndex, CatalogView, Offer};
+use super::inputs::{CartLine, CatalogIndex, CatalogView, HeldOffer, Offer, Wallet};
 use super::set::Vocab;
 use crate::catalog::{Catalog, Coupon, CouponKind};
 use crate::domain::PricedLine;
-use crate::money::Money;
 
 /// The shared, read-only catalog cache: the catalog, its script-facing index, the persona
 /// vocabulary and the coupon pools. Built once per run and shared by every agent.
@@ -90,29 +89,37 @@ impl World {
         self.coupon_index.get(&id).map(|&i| self.coupon(i))
     }
 
+    /// Wallet offer `coupon_id` usable until `until` as an agent holds it, or `None` for a
+    /// coupon not in the catalog.
+    pub fn held_for(&self, coupon_id: uuid::Uuid, until: NaiveDate) -> Option<HeldOffer> {
+        self.coupon_index.get(&coupon_id).map(|&coupon| HeldOffer {
+            coupon,
+            eligible_until: until,
+        })
+    }
+
+    /// Script coupon `coupon` usable until `until` as an agent holds it, or `None` for an
+    /// index not in the catalog (a recorded outcome of another catalog).
+    pub fn held(&self, coupon: u32, until: NaiveDate) -> Option<HeldOffer> {
+        self.view.0.coupon(coupon).map(|_| HeldOffer {
+            coupon,
+            eligible_until: until,
+        })
+    }
+
     /// The script's view of wallet offer `coupon_id` usable until `until`, or `None` for a
     /// coupon not in the catalog.
     pub fn offer_for(&self, coupon_id: uuid::Uuid, until: NaiveDate) -> Option<Offer> {
-        self.coupon_index
-            .get(&coupon_id)
-            .map(|&i| self.offer(i, until))
+        self.view.0.offer(self.held_for(coupon_id, until)?)
+    }
+
+    /// The script's view of a held offer.
+    pub fn offer(&self, held: HeldOffer) -> Option<Offer> {
+        self.view.0.offer(held)
     }
 
     fn coupon(&self, i: u32) -> &Coupon {
         &self.catalog.coupons[i as usize]
-    }
-
-    fn offer(&self, i: u32, until: NaiveDate) -> Offer {
-        let c = self.coupon(i);
-        Offer {
-            coupon: i,
-            kind: c.kind,
-            target: c.category_or_brand.clone().unwrap_or_default().into(),
-            discount_type: c.discount_type,
-            value: c.discount_value,
-            min_purchase: c.min_purchase_amount.unwrap_or(Money::ZERO),
-            eligible_until: until,
-        }
     }
 
     /// Cart lines (script product indexes) priced for the domain's pricing function.
@@ -135,13 +142,13 @@ impl World {
 
 impl World {
     /// A wallet with the first frontstore and targeted coupons (for dry runs and benchmarks).
-    pub fn sample_wallet(&self, today: NaiveDate) -> Arc<[Offer]> {
+    pub fn sample_wallet(&self, today: NaiveDate) -> Wallet {
         let until = today + Duration::days(14);
         self.frontstore
             .iter()
             .take(2)
             .chain(self.targeted.iter().take(30))
-            .map(|id| self.offer(self.coupon_index[id], until))
+            .filter_map(|id| self.held_for(*id, until))
             .collect()
     }
 }

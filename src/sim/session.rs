@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::behavior::calendar::Calendar;
-use crate::behavior::inputs::{CartLine, CartState, History, Offer};
+use crate::behavior::inputs::{CartLine, CartState, HeldOffer, History, Wallet};
 use crate::behavior::outputs::{PlannedSession, ReactionAction, StepAction};
 use crate::behavior::persona::Persona;
 use crate::behavior::{Agent, BehaviorError, Outcome as ScriptOutcome, PersonaSet};
@@ -39,7 +39,7 @@ pub struct AgentState {
     /// What the agent has done.
     pub history: Arc<History>,
     /// Active offers as last read.
-    pub wallet: Arc<[Offer]>,
+    pub wallet: Wallet,
     /// When the next offer refresh is due (unknown until the first refresh).
     pub next_refresh: Option<DateTime<Utc>>,
     /// Simulated time the agent's last session ended: the next one never starts before it.
@@ -57,7 +57,7 @@ impl AgentState {
             if let Some(wallet) = &r.wallet {
                 self.wallet = wallet
                     .iter()
-                    .filter_map(|(c, until)| world.offer_for(world.coupon_id(*c)?, *until))
+                    .filter_map(|(c, until)| world.held(*c, *until))
                     .collect();
             }
         }
@@ -280,13 +280,13 @@ impl Runner<'_, '_> {
                     .add(Counter::OffersAssigned, refreshed.assigned_count);
                 let step = self.step(0).await?;
                 let wallet = self.actions.wallet(step).await.map_err(Self::fail)?;
-                let offers: Vec<Offer> = wallet
+                let offers: Vec<HeldOffer> = wallet
                     .offers
                     .iter()
                     .filter(|o| o.status == "active")
                     .filter_map(|o| {
                         let until = o.eligible_until.map_or(NaiveDate::MAX, |t| t.date_naive());
-                        self.cx.world.offer_for(o.coupon.id, until)
+                        self.cx.world.held_for(o.coupon.id, until)
                     })
                     .collect();
                 if let Some(note) = &mut self.effects.refresh {
