@@ -66,9 +66,19 @@ pub fn meets_minimum(coupon: &Coupon, amount: Money) -> bool {
 fn targets(coupon: &Coupon, kind: CouponKind, value: Option<&str>) -> bool {
     coupon.kind == kind
         && match (coupon.category_or_brand.as_deref(), value) {
-            (Some(target), Some(v)) => target.trim().to_lowercase() == v.trim().to_lowercase(),
+            (Some(target), Some(v)) => same_ignoring_case(target.trim(), v.trim()),
             _ => false,
         }
+}
+
+/// `a == b` ignoring case: ASCII compared in place (pricing compares every line with every
+/// coupon, and lower-cased copies were most of its allocations); otherwise Unicode lower case.
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
 }
 
 /// The best coupon of `kind` for a line: largest discount > 0 among those matching `value`
@@ -193,6 +203,25 @@ mod tests {
 
     use CouponKind::{Brand, Category, Frontstore};
     use DiscountType::{Bogo, Fixed, FreeShipping, Percent};
+
+    #[test]
+    fn targets_match_ignoring_case_and_spaces() {
+        assert!(same_ignoring_case("Dairy", "dAIRY"));
+        assert!(!same_ignoring_case("Dairy", "Dairy & Eggs"));
+        assert!(same_ignoring_case("CAFÉ", "café"));
+        assert!(!same_ignoring_case("CAFÉ", "cafe"));
+        let c = coupon(
+            1,
+            Category,
+            Some("  Fresh Produce "),
+            Percent,
+            1000,
+            None,
+            None,
+        );
+        assert!(targets(&c, Category, Some("fresh produce")));
+        assert!(!targets(&c, Brand, Some("fresh produce")));
+    }
 
     #[test]
     fn coupon_discount_table() {

@@ -124,8 +124,8 @@ pub(crate) fn shift_placeholders(sql: &str, by: usize) -> String {
                     n = n * 10 + (d as usize - '0' as usize);
                     chars.next();
                 }
-                out.push('$');
-                out.push_str(&(n + by).to_string());
+                // Writing to a String cannot fail.
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("${}", n + by));
             }
             None => out.push(c),
         }
