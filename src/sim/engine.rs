@@ -660,17 +660,13 @@ impl Engine {
                         first_err.get_or_insert(e);
                         break;
                     }
-                    if !interrupted {
-                        metrics.day().session_ended();
-                    }
-                    if let Some(ended) = &ended
-                        && !interrupted
-                    {
-                        // The receiver lives as long as the day; a send cannot fail before.
-                        let _ = ended.send(usize::from(run.planned.minute / 60).min(23));
-                    }
                     if interrupted {
                         break;
+                    }
+                    metrics.day().session_ended();
+                    if let Some(ended) = &ended {
+                        // The receiver lives as long as the day; a send cannot fail before.
+                        let _ = ended.send(usize::from(run.planned.minute / 60).min(23));
                     }
                 }
                 (job.agent, state, first_err)
