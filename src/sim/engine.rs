@@ -34,6 +34,7 @@ use crate::behavior::reload::LiveSet;
 use crate::ids;
 use crate::sim::actions::{Actions, SessionInfo};
 use crate::sim::clock::PacedClock;
+use crate::sim::heap::{self, PeriodicRelease};
 use crate::sim::metrics::{Counter, Metrics};
 use crate::sim::session::{AgentState, SessionContext, SessionEnd, SessionReport, run_session};
 use crate::sim::world::World;
@@ -401,6 +402,9 @@ impl Engine {
                     }
                 }
             }
+            // The previous day's sessions and this day's planning are over: their freed
+            // memory goes back to the system rather than staying resident (see `heap`).
+            heap::release_free_pages();
             // Every session of the previous day has ended (days run one after another), on
             // every shard of the run.
             if day > 0 {
@@ -427,6 +431,7 @@ impl Engine {
             if let Some(p) = &self.pacer {
                 // A checkpoint at every simulated hour while the agents' days run.
                 let hours = async {
+                    let mut release = PeriodicRelease::new();
                     for hour in 1..=24u32 {
                         let end = local_instant(self.config.tz, date, hour * 60);
                         if resumed_at.is_some_and(|t| end <= t) {
@@ -440,6 +445,7 @@ impl Engine {
                             _ = self.cancel.cancelled() => return Ok(()),
                         }
                         recorder.hour_done(end).await?;
+                        release.tick();
                     }
                     Ok::<_, anyhow::Error>(())
                 };
@@ -487,6 +493,7 @@ impl Engine {
             // Hours before `next` have all their sessions ended.
             let (mut next, mut checkpointed) = (0usize, 0usize);
             let mut last = std::time::Instant::now();
+            let mut release = PeriodicRelease::new();
             loop {
                 while next < 24 && pending[next] == 0 {
                     next += 1;
@@ -501,6 +508,7 @@ impl Engine {
                         .await?;
                     (checkpointed, last) = (next, std::time::Instant::now());
                 }
+                release.tick();
                 match rx.recv().await {
                     Some(hour) => pending[hour] = pending[hour].saturating_sub(1),
                     None => return Ok::<_, anyhow::Error>((next, checkpointed)),

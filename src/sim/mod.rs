@@ -7,6 +7,7 @@
 //! - [`world`]: the shared, read-only catalog cache.
 //! - [`metrics`]: latency histograms per endpoint, outcomes by class, business counters.
 //! - [`day_progress`]: the current simulated day's sessions ended out of planned.
+//! - [`heap`]: the allocator's free pages handed back between simulated days.
 //! - [`records`]: run records in the database, export, purge, summaries.
 //! - [`recorder`]: the engine's writes of those records (plans before acting, checkpoints).
 //! - [`progress`]: progress of creating and loading agents (a bar on a terminal).
@@ -20,6 +21,7 @@ pub mod actions;
 pub mod clock;
 pub mod day_progress;
 pub mod engine;
+pub mod heap;
 pub mod metrics;
 pub mod monitor;
 pub mod progress;

@@ -378,7 +378,9 @@ pub async fn simulate(
     }
     bar.set(total, total);
     bar.finish();
-    // What the idle population costs (benchmarks divide it by the agents).
+    // What the idle population costs (benchmarks divide it by the agents), without the
+    // memory that creating and loading them freed.
+    crate::sim::heap::release_free_pages();
     tracing::info!(
         agents = agents.len(),
         shard = %spec,
