@@ -34,8 +34,25 @@ pub const MAX_DAILY_POINTS: usize = 92;
 /// Days up to which day charts show weeks (then months).
 pub const MAX_WEEKLY_DAYS: usize = 731;
 
-/// Simulated dates read per orders query.
-const ORDER_WINDOW_DAYS: i64 = 31;
+/// How many rows the report's long reads take per query. A report of a million agents' week
+/// reads millions of orders and thousands of metrics intervals; holding them all at once (as
+/// rows) cost the run's host more memory at its end than its agents did while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pages {
+    /// Orders per query.
+    pub orders: usize,
+    /// Metrics intervals per query (each row carries its histograms, a few KiB).
+    pub intervals: usize,
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Pages {
+            orders: 10_000,
+            intervals: 500,
+        }
+    }
+}
 
 /// One simulated day in the run's time zone.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -413,6 +430,21 @@ pub async fn load_with(
     run_id: &str,
     intervals_per_point: Option<u64>,
 ) -> Result<ReportData, ReportError> {
+    load_paged(db, run_id, intervals_per_point, Pages::default()).await
+}
+
+/// [`load_with`], reading orders and metrics intervals `pages` rows at a time (the data are
+/// the same for any page sizes; smaller pages hold less in memory and take more queries).
+pub async fn load_paged(
+    db: &Db,
+    run_id: &str,
+    intervals_per_point: Option<u64>,
+    pages: Pages,
+) -> Result<ReportData, ReportError> {
+    let pages = Pages {
+        orders: pages.orders.max(1),
+        intervals: pages.intervals.max(1),
+    };
     let run = require_run(db, run_id).await?;
     let metrics = stored_snapshot(db, run_id).await?;
     let summary =
@@ -421,12 +453,13 @@ pub async fn load_with(
 
     let tx = db.read().await?;
     let mut days = session_days(&tx, run_id).await?;
-    let (orders_by_hour, orders_by_weekday) = order_days(&tx, run_id, timezone, &mut days).await?;
+    let (orders_by_hour, orders_by_weekday) =
+        order_days(&tx, run_id, timezone, &mut days, pages.orders).await?;
     let funnel = funnel(&tx, run_id).await?;
     let offers_by_type = offers_by_type(&tx, &run).await?;
     let groups = groups(&tx, run_id).await?;
     let (intervals, intervals_per_point, latency) =
-        intervals(&tx, &run, intervals_per_point).await?;
+        intervals(&tx, &run, intervals_per_point, pages.intervals).await?;
     tx.commit().await?;
 
     // Every day of the run, plus any day that has data (an order just after midnight).
@@ -506,29 +539,32 @@ async fn session_days(
     Ok(days)
 }
 
-/// Orders by local date, hour and weekday, read in windows of the sessions' simulated dates.
+/// Orders by local date, hour and weekday, read `page` at a time in id order.
 async fn order_days(
     tx: &Tx,
     run_id: &str,
     tz: Tz,
     days: &mut BTreeMap<NaiveDate, DayFigures>,
+    page: usize,
 ) -> Result<([u64; 24], [u64; 7]), ReportError> {
     let mut by_hour = [0u64; 24];
     let mut by_weekday = [0u64; 7];
-    let (Some(first), Some(last)) = (days.keys().next().copied(), days.keys().last().copied())
-    else {
-        return Ok((by_hour, by_weekday));
-    };
     let c = tx.codec();
-    let mut from = first;
-    while from <= last {
-        let to = from + Duration::days(ORDER_WINDOW_DAYS - 1);
+    let mut after: Option<uuid::Uuid> = None;
+    loop {
+        let mut values = vec![run_id.to_string().into()];
+        let from = after.map_or("", |id| {
+            values.push(c.uuid(id));
+            "AND o.id > $2 "
+        });
         let rows = tx
             .query(
-                "SELECT o.created_at, o.final_total FROM orders o \
-                 JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
-                 WHERE s.run_id = $1 AND s.sim_date >= $2 AND s.sim_date <= $3",
-                vec![run_id.to_string().into(), c.date(from), c.date(to)],
+                &format!(
+                    "SELECT o.id, o.created_at, o.final_total FROM orders o \
+                     JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
+                     WHERE s.run_id = $1 {from}ORDER BY o.id LIMIT {page}"
+                ),
+                values,
             )
             .await?;
         for r in &rows {
@@ -540,7 +576,10 @@ async fn order_days(
             by_hour[at.hour() as usize % 24] += 1;
             by_weekday[at.weekday().num_days_from_monday() as usize % 7] += 1;
         }
-        from = to + Duration::days(1);
+        match rows.last() {
+            Some(last) if rows.len() == page => after = Some(last.uuid("id")?),
+            _ => break,
+        }
     }
     Ok((by_hour, by_weekday))
 }
@@ -745,18 +784,15 @@ async fn intervals(
     tx: &Tx,
     run: &RunRecord,
     per_point: Option<u64>,
+    page: usize,
 ) -> Result<(Vec<IntervalFigures>, u64, LatencySummary), ReportError> {
-    let rows = tx
-        .query(
-            "SELECT shard, seq, sim_time, wall_time, counters, histograms FROM sim_metrics \
-             WHERE run_id = $1 ORDER BY seq, shard",
+    let max_seq = tx
+        .query_one(
+            "SELECT MAX(seq) AS n FROM sim_metrics WHERE run_id = $1",
             vec![run.run_id.clone().into()],
         )
-        .await?;
-    let max_seq = rows
-        .iter()
-        .filter_map(|r| r.i64("seq").ok())
-        .max()
+        .await?
+        .opt_i64("n")?
         .map_or(0, count);
     let per_point = per_point
         .unwrap_or_else(|| (max_seq + 1).div_ceil(MAX_INTERVAL_POINTS as u64))
@@ -764,68 +800,105 @@ async fn intervals(
     let mut total = empty_histogram()?;
     let mut out = Vec::new();
     let mut current: Option<(u64, Bucket)> = None;
-    for r in &rows {
-        let seq = count(r.i64("seq")?);
-        let at = || {
-            format!(
-                "sim_metrics row (run {}, shard {}, seq {seq})",
-                run.run_id,
-                r.i64("shard").unwrap_or(-1)
+    // Read a page at a time, after the last (seq, shard) read.
+    let mut after: Option<(i64, i64)> = None;
+    loop {
+        let mut values = vec![run.run_id.clone().into()];
+        let from = after.map_or("", |(seq, shard)| {
+            values.extend([seq.into(), shard.into()]);
+            "AND (seq > $2 OR (seq = $2 AND shard > $3)) "
+        });
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT shard, seq, sim_time, wall_time, counters, histograms \
+                     FROM sim_metrics WHERE run_id = $1 {from}\
+                     ORDER BY seq, shard LIMIT {page}"
+                ),
+                values,
             )
-        };
-        let key = seq / per_point;
-        if current.as_ref().is_some_and(|(k, _)| *k != key)
-            && let Some((_, b)) = current.take()
-        {
-            out.push(b.finish(run.created_at, &mut total)?);
+            .await?;
+        for r in &rows {
+            add_interval(r, run, per_point, &mut current, &mut out, &mut total)?;
         }
-        let wall = r.ts("wall_time")?;
-        let sim = r.ts("sim_time")?;
-        if current.is_none() {
-            current = Some((key, Bucket::new(seq, wall, sim)?));
-        }
-        let Some((_, b)) = current.as_mut() else {
-            continue;
-        };
-        b.last_seq = b.last_seq.max(seq);
-        b.wall = b.wall.max(wall);
-        b.sim = b.sim.max(sim);
-        let counters: IntervalCounters = serde_json::from_value(r.json("counters")?)
-            .map_err(|e| ReportError::Invalid(format!("{}: counters: {e}", at())))?;
-        for outcomes in counters.outcomes.values() {
-            for (o, n) in outcomes {
-                b.requests += n;
-                if o.is_error() {
-                    *b.errors.entry(*o).or_default() += n;
-                }
+        match rows.last() {
+            Some(last) if rows.len() == page => {
+                after = Some((last.i64("seq")?, last.i64("shard")?));
             }
-        }
-        b.script_errors += counters
-            .counters
-            .get(&Counter::ScriptErrors)
-            .copied()
-            .unwrap_or(0);
-        if let Some(text) = r.opt_string("histograms")? {
-            let h: IntervalHistograms = serde_json::from_str(&text)
-                .map_err(|e| ReportError::Invalid(format!("{}: histograms: {e}", at())))?;
-            for (e, s) in &h.latency {
-                let decoded = metrics::decode(s)?;
-                match b.endpoints.entry(*e) {
-                    std::collections::btree_map::Entry::Occupied(o) => {
-                        add_histogram(o.into_mut(), &decoded)?
-                    }
-                    // The first of the point: kept as it is, no pass over its slots.
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(decoded);
-                    }
-                }
-            }
+            _ => break,
         }
     }
     if let Some((_, b)) = current {
         out.push(b.finish(run.created_at, &mut total)?);
     }
     Ok((out, per_point, LatencySummary::from_histogram(&total)))
+}
+
+/// Adds one `sim_metrics` row to the chart point it falls in (`per_point` intervals each),
+/// finishing the previous point into `out` when this row starts a new one.
+fn add_interval(
+    r: &crate::store::Row,
+    run: &RunRecord,
+    per_point: u64,
+    current: &mut Option<(u64, Bucket)>,
+    out: &mut Vec<IntervalFigures>,
+    total: &mut Histogram<u64>,
+) -> Result<(), ReportError> {
+    let seq = count(r.i64("seq")?);
+    let at = || {
+        format!(
+            "sim_metrics row (run {}, shard {}, seq {seq})",
+            run.run_id,
+            r.i64("shard").unwrap_or(-1)
+        )
+    };
+    let key = seq / per_point;
+    if current.as_ref().is_some_and(|(k, _)| *k != key)
+        && let Some((_, b)) = current.take()
+    {
+        out.push(b.finish(run.created_at, total)?);
+    }
+    let wall = r.ts("wall_time")?;
+    let sim = r.ts("sim_time")?;
+    let (_, b) = match current {
+        Some(point) => point,
+        None => current.insert((key, Bucket::new(seq, wall, sim)?)),
+    };
+    b.last_seq = b.last_seq.max(seq);
+    b.wall = b.wall.max(wall);
+    b.sim = b.sim.max(sim);
+    let counters: IntervalCounters = serde_json::from_value(r.json("counters")?)
+        .map_err(|e| ReportError::Invalid(format!("{}: counters: {e}", at())))?;
+    for outcomes in counters.outcomes.values() {
+        for (o, n) in outcomes {
+            b.requests += n;
+            if o.is_error() {
+                *b.errors.entry(*o).or_default() += n;
+            }
+        }
+    }
+    b.script_errors += counters
+        .counters
+        .get(&Counter::ScriptErrors)
+        .copied()
+        .unwrap_or(0);
+    if let Some(text) = r.opt_string("histograms")? {
+        let h: IntervalHistograms = serde_json::from_str(&text)
+            .map_err(|e| ReportError::Invalid(format!("{}: histograms: {e}", at())))?;
+        for (e, s) in &h.latency {
+            let decoded = metrics::decode(s)?;
+            match b.endpoints.entry(*e) {
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    add_histogram(o.into_mut(), &decoded)?
+                }
+                // The first of the point: kept as it is, no pass over its slots.
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(decoded);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

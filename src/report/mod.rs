@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-pub use data::{ReportData, load, load_with};
+pub use data::{Pages, ReportData, load, load_paged, load_with};
 
 use crate::sim::metrics::MetricsError;
 use crate::sim::records::RecordsError;
