@@ -79,7 +79,7 @@ pub fn dry_run(set: &PersonaSet, world: &World) -> Result<(), BehaviorError> {
                 cart.eligible = wallet
                     .iter()
                     .take(4)
-                    .filter_map(|o| world.offer(*o))
+                    .filter_map(|o| world.offer(o))
                     .collect();
                 let cal = cal.at_minute(planned.minute);
                 let choice = set.choose_offers(&agent, &cal, view, n, &cart)?.value;

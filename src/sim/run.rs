@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::behavior::inputs::History;
+use crate::behavior::inputs::{History, Wallet};
 use crate::behavior::reload::{self, LiveSet, ReloadEvent};
 use crate::behavior::{BehaviorError, population};
 use crate::catalog::{self, AgentOptions, PersonaSource};
@@ -350,7 +350,7 @@ pub async fn simulate(
     }
     // An agent that has not shopped yet shares the empty history and wallet (copied on its
     // first change): an idle agent costs only its own persona and key.
-    let (no_history, no_wallet) = (Arc::new(History::default()), Arc::<[_]>::from(Vec::new()));
+    let (no_history, no_wallet) = (Arc::new(History::default()), Wallet::default());
     let total = keys.len() as u64;
     let bar = Progress::new("loading agents", total, settings.tui);
     let mut agents = Vec::with_capacity(keys.len());
