@@ -34,14 +34,15 @@ pub const MAX_DAILY_POINTS: usize = 92;
 /// Days up to which day charts show weeks (then months).
 pub const MAX_WEEKLY_DAYS: usize = 731;
 
-/// How many rows the report's long reads take per query. A report of a million agents' week
-/// reads millions of orders, a long run thousands of metrics intervals; holding them all at
-/// once (as rows) took the host of a 100,000-agent week, which writes its report at its end,
-/// 20 MiB above its peak while simulating.
+/// How much the report's long reads take per query. A report of a million agents' week reads
+/// millions of orders, a long run thousands of metrics intervals; a month of orders at once
+/// (as rows) took the host of a 100,000-agent week, which writes its report at its end, 20 MiB
+/// above its peak while simulating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pages {
-    /// Orders per query.
-    pub orders: usize,
+    /// Simulated days whose sessions' orders one query reads (a day of a million agents is
+    /// ~240,000 orders; a window is one pass over the run's sessions).
+    pub order_days: u32,
     /// Metrics intervals per query (each row carries its histograms, a few KiB).
     pub intervals: usize,
 }
@@ -49,7 +50,7 @@ pub struct Pages {
 impl Default for Pages {
     fn default() -> Self {
         Pages {
-            orders: 10_000,
+            order_days: 1,
             intervals: 500,
         }
     }
@@ -434,8 +435,8 @@ pub async fn load_with(
     load_paged(db, run_id, intervals_per_point, Pages::default()).await
 }
 
-/// [`load_with`], reading orders and metrics intervals `pages` rows at a time (the data are
-/// the same for any page sizes; smaller pages hold less in memory and take more queries).
+/// [`load_with`], reading orders and metrics intervals `pages` at a time (the data are the
+/// same for any sizes; smaller pages hold less in memory and take more queries).
 pub async fn load_paged(
     db: &Db,
     run_id: &str,
@@ -443,7 +444,7 @@ pub async fn load_paged(
     pages: Pages,
 ) -> Result<ReportData, ReportError> {
     let pages = Pages {
-        orders: pages.orders.max(1),
+        order_days: pages.order_days.max(1),
         intervals: pages.intervals.max(1),
     };
     let run = require_run(db, run_id).await?;
@@ -454,8 +455,14 @@ pub async fn load_paged(
 
     let tx = db.read().await?;
     let mut days = session_days(&tx, run_id).await?;
-    let (orders_by_hour, orders_by_weekday) =
-        order_days(&tx, run_id, timezone, &mut days, pages.orders).await?;
+    let (orders_by_hour, orders_by_weekday) = order_days(
+        &tx,
+        run_id,
+        timezone,
+        &mut days,
+        i64::from(pages.order_days),
+    )
+    .await?;
     let funnel = funnel(&tx, run_id).await?;
     let offers_by_type = offers_by_type(&tx, &run).await?;
     let groups = groups(&tx, run_id).await?;
@@ -540,32 +547,31 @@ async fn session_days(
     Ok(days)
 }
 
-/// Orders by local date, hour and weekday, read `page` at a time in id order.
+/// Orders by local date, hour and weekday, read for `window` of the sessions' simulated dates
+/// at a time.
 async fn order_days(
     tx: &Tx,
     run_id: &str,
     tz: Tz,
     days: &mut BTreeMap<NaiveDate, DayFigures>,
-    page: usize,
+    window: i64,
 ) -> Result<([u64; 24], [u64; 7]), ReportError> {
     let mut by_hour = [0u64; 24];
     let mut by_weekday = [0u64; 7];
+    let (Some(first), Some(last)) = (days.keys().next().copied(), days.keys().last().copied())
+    else {
+        return Ok((by_hour, by_weekday));
+    };
     let c = tx.codec();
-    let mut after: Option<uuid::Uuid> = None;
-    loop {
-        let mut values = vec![run_id.to_string().into()];
-        let from = after.map_or("", |id| {
-            values.push(c.uuid(id));
-            "AND o.id > $2 "
-        });
+    let mut from = first;
+    while from <= last {
+        let to = from + Duration::days(window - 1);
         let rows = tx
             .query(
-                &format!(
-                    "SELECT o.id, o.created_at, o.final_total FROM orders o \
-                     JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
-                     WHERE s.run_id = $1 {from}ORDER BY o.id LIMIT {page}"
-                ),
-                values,
+                "SELECT o.created_at, o.final_total FROM orders o \
+                 JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
+                 WHERE s.run_id = $1 AND s.sim_date >= $2 AND s.sim_date <= $3",
+                vec![run_id.to_string().into(), c.date(from), c.date(to)],
             )
             .await?;
         for r in &rows {
@@ -577,10 +583,7 @@ async fn order_days(
             by_hour[at.hour() as usize % 24] += 1;
             by_weekday[at.weekday().num_days_from_monday() as usize % 7] += 1;
         }
-        match rows.last() {
-            Some(last) if rows.len() == page => after = Some(last.uuid("id")?),
-            _ => break,
-        }
+        from = to + Duration::days(1);
     }
     Ok((by_hour, by_weekday))
 }
