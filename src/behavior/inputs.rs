@@ -5,7 +5,7 @@
 //! the cart are built per call. Products and stores are referred to by index (an `int`), which
 //! is what outputs use too.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -205,7 +205,39 @@ pub struct History {
     month: (i32, u32),
     month_spend: Money,
     /// Most recent baskets first (product indices), at most [`History::RECENT`].
-    recent: VecDeque<Box<[u32]>>,
+    recent: RecentBaskets,
+}
+
+/// An agent's last few baskets in one allocation (a million agents each hold some): each
+/// basket is its length followed by its product indices, most recent first.
+#[derive(Debug, Clone, Default)]
+struct RecentBaskets(Box<[u32]>);
+
+impl RecentBaskets {
+    /// Puts `products` first and keeps at most `keep` baskets.
+    fn push(&mut self, products: &[u32], keep: usize) {
+        let older: Vec<&[u32]> = self.iter().take(keep.saturating_sub(1)).collect();
+        let mut words = Vec::with_capacity(
+            1 + products.len() + older.iter().map(|b| 1 + b.len()).sum::<usize>(),
+        );
+        for b in std::iter::once(products).chain(older) {
+            // A basket holds at most a few hundred lines, far below u32::MAX.
+            words.push(b.len() as u32);
+            words.extend_from_slice(b);
+        }
+        self.0 = words.into();
+    }
+
+    /// The baskets, most recent first.
+    fn iter(&self) -> impl Iterator<Item = &[u32]> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first()?;
+            let (basket, after) = tail.split_at((*len as usize).min(tail.len()));
+            rest = after;
+            Some(basket)
+        })
+    }
 }
 
 impl History {
@@ -234,8 +266,7 @@ impl History {
             self.month_spend = Money::ZERO;
         }
         self.month_spend += total;
-        self.recent.push_front(products.into());
-        self.recent.truncate(Self::RECENT);
+        self.recent.push(products, Self::RECENT);
     }
 
     /// Spend in the calendar week (Monday–Sunday) of `date`.
@@ -614,8 +645,9 @@ pub fn register(engine: &mut Engine) {
         .register_get("last_basket", |h: &mut HistoryView| -> Array {
             h.history
                 .recent
-                .front()
-                .map_or_else(Array::new, |b| basket_array(b))
+                .iter()
+                .next()
+                .map_or_else(Array::new, basket_array)
         });
 
     engine
@@ -770,6 +802,22 @@ mod tests {
     }
 
     #[test]
+    fn recent_baskets_keep_the_last_few_most_recent_first() {
+        let mut r = RecentBaskets::default();
+        assert_eq!(r.iter().count(), 0);
+        for (i, b) in [&[1u32, 2][..], &[], &[3, 4, 5], &[6], &[7, 8]]
+            .iter()
+            .enumerate()
+        {
+            r.push(b, 4);
+            assert_eq!(r.iter().next(), Some(*b), "after push {i}");
+        }
+        let kept: Vec<&[u32]> = r.iter().collect();
+        assert_eq!(kept, [&[7, 8][..], &[6], &[3, 4, 5], &[]]);
+        assert_eq!(r.0.len(), 4 + 6);
+    }
+
+    #[test]
     fn history_windows_follow_the_calendar() {
         let d = |m, dd| NaiveDate::from_ymd_opt(2024, m, dd).unwrap();
         let mut h = History::default();
@@ -781,7 +829,7 @@ mod tests {
         assert_eq!(h.spend_week(d(2, 1)), Money::cents(1500));
         assert_eq!(h.spend_month(d(2, 1)), Money::ZERO);
         assert_eq!(h.spend_week(d(2, 5)), Money::ZERO);
-        assert_eq!(&*h.recent[0], &[3]);
+        assert_eq!(h.recent.iter().collect::<Vec<_>>(), [&[3][..], &[1, 2]]);
         assert_eq!(days_since(h.last_order, d(2, 3)), 3);
     }
 }

@@ -17,7 +17,7 @@ use super::inputs::{CartState, CatalogView, History, HistoryView, Offer, Wallet,
 use super::outputs::{
     CheckoutDecision, DayPlan, FieldError, OfferChoice, PlannedSession, Reaction, SessionPlan,
 };
-use super::persona::{Interner, Persona, PersonaSchema};
+use super::persona::{Persona, PersonaSchema};
 use super::rng::{Purpose, StreamKey};
 
 /// The decision functions every set defines, with their parameters.
@@ -165,7 +165,6 @@ pub struct PersonaSet {
     ast: AST,
     source: String,
     schema: OnceLock<Arc<PersonaSchema>>,
-    interner: Interner,
 }
 
 impl std::fmt::Debug for PersonaSet {
@@ -306,7 +305,6 @@ impl PersonaSet {
             ast,
             source: source.to_string(),
             schema: OnceLock::new(),
-            interner: Interner::default(),
         })
     }
 
@@ -415,19 +413,22 @@ impl PersonaSet {
         let schema = self
             .schema
             .get_or_init(|| Arc::new(PersonaSchema::from_map(&map)));
-        let persona =
-            Persona::from_map(schema, &map, &self.interner).map_err(|e| BehaviorError::Output {
-                file: self.file.clone(),
-                function: "make_persona".into(),
-                field: e.field,
-                message: e.message,
-            })?;
+        let persona = Persona::from_map(schema, &map).map_err(|e| BehaviorError::Output {
+            file: self.file.clone(),
+            function: "make_persona".into(),
+            field: e.field,
+            message: e.message,
+        })?;
         // One vocabulary: category attributes must name catalog categories.
         for attr in schema.names() {
             if !(attr.ends_with("categories") || attr.as_str() == "category") {
                 continue;
             }
-            let names: Vec<String> = match persona.get(attr).map(super::persona::dynamic_to_json) {
+            let names: Vec<String> = match persona
+                .get(attr)
+                .as_ref()
+                .map(super::persona::dynamic_to_json)
+            {
                 Some(serde_json::Value::Array(a)) => a
                     .iter()
                     .filter_map(|x| x.as_str().map(str::to_string))
