@@ -13,9 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+    SqliteTransactionMode, Statement, StreamTrait, TransactionOptions, TransactionTrait, Value,
 };
 
 use super::codec::{Codec, Row};
@@ -279,7 +280,11 @@ impl Tx {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.inner.get_database_backend(), sql, values)
+        Statement::from_sql_and_values(
+            ConnectionTrait::get_database_backend(&self.inner),
+            sql,
+            values,
+        )
     }
 
     /// Executes a statement, returning the number of rows it affected.
@@ -309,6 +314,27 @@ impl Tx {
             .await
             .map(|rows| rows.into_iter().map(|r| Row::new(r, backend)).collect())
             .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
+    }
+
+    /// Runs a query and hands each row to `f` as it arrives, so that a result of any size
+    /// (a long run's orders) takes constant memory; `f`'s error stops the query.
+    pub async fn for_each_row<E: From<StoreError>>(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        mut f: impl FnMut(Row) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let backend = self.backend();
+        let err = |e| StoreError::query(format!("running `{}`", first_line(sql)), e);
+        let mut rows = self
+            .inner
+            .stream_raw(self.stmt(sql, values))
+            .await
+            .map_err(err)?;
+        while let Some(row) = rows.try_next().await.map_err(err)? {
+            f(Row::new(row, backend))?;
+        }
+        Ok(())
     }
 
     /// Runs a query that returns at most one row.

@@ -27,3 +27,4 @@ mod run_faults;
 mod run_paced;
 mod seed;
 mod shards;
+mod store;

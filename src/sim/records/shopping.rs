@@ -1,7 +1,7 @@
 //! How a run's shoppers shopped: the behaviour statistics `shopsim check` prints and every run
 //! summary carries (rates, baskets, timing), computed from the run's rows in the database.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, Timelike};
 use chrono_tz::Tz;
@@ -52,55 +52,61 @@ pub struct Totals {
 
 impl ShoppingStats {
     /// Reads the run's orders (in `tx`) and derives the statistics; `tz` is the run's calendar.
+    /// The orders stream through once, in agent order: memory stays the same for a week of a
+    /// hundred agents and a month of a million.
     pub async fn from_database(
         tx: &Tx,
         run_id: &str,
         tz: Tz,
         totals: Totals,
     ) -> Result<ShoppingStats, RecordsError> {
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT s.agent_id, o.created_at, o.final_total, \
-                       (SELECT COUNT(DISTINCT oi.product_id) FROM order_items oi \
-                        WHERE oi.order_id = o.id) AS items \
-                     FROM orders o JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
-                     WHERE o.shopping_session_id IN ({}) AND s.run_id = $1 \
-                     ORDER BY s.agent_id, o.created_at",
-                    run_session_ids("$1")
-                ),
-                vec![run_id.to_string().into()],
-            )
-            .await?;
         let mut by_hour = [0u64; 24];
         let mut by_weekday = [0u64; 7];
         let mut gaps: Vec<u64> = Vec::new();
-        let mut baskets: Vec<u64> = Vec::with_capacity(rows.len());
+        let mut baskets = Counts::default();
         let mut revenue_cents: i128 = 0;
-        let mut last: HashMap<String, NaiveDate> = HashMap::new();
-        for r in &rows {
-            let at = r.ts("created_at")?.with_timezone(&tz);
-            by_hour[at.hour() as usize] += 1;
-            by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
-            baskets.push(r.i64("items")?.max(0) as u64);
-            revenue_cents += i128::from(r.money("final_total")?.as_cents());
-            let agent = r.string("agent_id")?;
-            let date = at.date_naive();
-            if let Some(prev) = last.insert(agent, date) {
-                let gap = (date - prev).num_days().max(0) as usize;
-                if gaps.len() <= gap {
-                    gaps.resize(gap + 1, 0);
+        let mut last: Option<(String, NaiveDate)> = None;
+        tx.for_each_row(
+            &format!(
+                "SELECT s.agent_id, o.created_at, o.final_total, \
+                   (SELECT COUNT(DISTINCT oi.product_id) FROM order_items oi \
+                    WHERE oi.order_id = o.id) AS items \
+                 FROM orders o JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
+                 WHERE o.shopping_session_id IN ({}) AND s.run_id = $1 \
+                 ORDER BY s.agent_id, o.created_at",
+                run_session_ids("$1")
+            ),
+            vec![run_id.to_string().into()],
+            |r| -> Result<(), RecordsError> {
+                let at = r.ts("created_at")?.with_timezone(&tz);
+                by_hour[at.hour() as usize] += 1;
+                by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
+                baskets.add(r.i64("items")?.max(0) as u64);
+                revenue_cents += i128::from(r.money("final_total")?.as_cents());
+                let agent = r.string("agent_id")?;
+                let date = at.date_naive();
+                // An agent's orders come one after another: the gap is to the row before.
+                if let Some((prev_agent, prev)) = &last
+                    && *prev_agent == agent
+                {
+                    let gap = (date - *prev).num_days().max(0) as usize;
+                    if gaps.len() <= gap {
+                        gaps.resize(gap + 1, 0);
+                    }
+                    gaps[gap] += 1;
                 }
-                gaps[gap] += 1;
-            }
-        }
-        let orders = rows.len() as u64;
+                last = Some((agent, date));
+                Ok(())
+            },
+        )
+        .await?;
+        let orders = baskets.len();
         Ok(ShoppingStats {
             sessions_per_agent_day: r6(ratio(totals.sessions, totals.agent_days)),
             sessions_per_agent_hour: r6(ratio(totals.sessions, totals.agent_days * 24)),
             events_per_session: r6(ratio(totals.events, totals.sessions)),
-            mean_basket_items: r6(ratio(baskets.iter().sum(), orders)),
-            median_basket_items: median(&mut baskets),
+            mean_basket_items: r6(ratio(baskets.sum(), orders)),
+            median_basket_items: baskets.median(),
             mean_order_total: r6(if orders == 0 {
                 0.0
             } else {
@@ -114,16 +120,47 @@ impl ShoppingStats {
     }
 }
 
-fn median(v: &mut [u64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
+/// How many times each value occurred: the median of millions of basket sizes in a few
+/// hundred counters.
+#[derive(Debug, Default)]
+struct Counts(BTreeMap<u64, u64>);
+
+impl Counts {
+    fn add(&mut self, v: u64) {
+        *self.0.entry(v).or_insert(0) += 1;
     }
-    v.sort_unstable();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2] as f64
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+
+    fn len(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|(v, n)| v * n).sum()
+    }
+
+    /// The `k`-th smallest value (from 0).
+    fn nth(&self, k: u64) -> u64 {
+        let mut seen = 0;
+        for (v, n) in &self.0 {
+            seen += n;
+            if k < seen {
+                return *v;
+            }
+        }
+        0
+    }
+
+    /// The median (the mean of the middle two for an even count; 0 for none).
+    fn median(&self) -> f64 {
+        let n = self.len();
+        if n == 0 {
+            return 0.0;
+        }
+        if n % 2 == 1 {
+            self.nth(n / 2) as f64
+        } else {
+            (self.nth(n / 2 - 1) + self.nth(n / 2)) as f64 / 2.0
+        }
     }
 }
 
@@ -140,11 +177,21 @@ fn r6(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    fn counts(v: &[u64]) -> Counts {
+        let mut c = Counts::default();
+        v.iter().for_each(|x| c.add(*x));
+        c
+    }
+
     #[test]
     fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&mut [3, 1, 2]), 2.0);
-        assert_eq!(median(&mut [4, 1, 3, 2]), 2.5);
-        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(counts(&[3, 1, 2]).median(), 2.0);
+        assert_eq!(counts(&[4, 1, 3, 2]).median(), 2.5);
+        assert_eq!(counts(&[]).median(), 0.0);
+        assert_eq!(counts(&[7, 7, 7, 9]).median(), 7.0);
+        assert_eq!(counts(&[1, 1, 9, 9]).median(), 5.0);
+        let c = counts(&[5, 0, 5, 2]);
+        assert_eq!((c.len(), c.sum()), (4, 12));
         assert_eq!(ratio(1, 0), 0.0);
         assert_eq!(r6(1.0 / 3.0), 0.333333);
     }
