@@ -2,13 +2,13 @@
 //!
 //! Counts are aggregated in SQL where SQL does it the same way on both backends (sessions by
 //! simulated date and status, funnel steps, offers by type, holdout groups). Orders are bucketed
-//! here by their local time in the run's time zone (day, hour of day, weekday), read in windows
-//! of simulated dates so memory stays bounded however long the run was. Latency percentiles
+//! by their local time in the run's time zone (day, hour of day, weekday) in the run summary's
+//! one streamed pass over them, so memory stays bounded however long the run was. Latency percentiles
 //! per interval come from the stored HDR histograms, merged exactly, never averaged.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use hdrhistogram::Histogram;
 use serde_json::Value as Json;
@@ -34,25 +34,18 @@ pub const MAX_DAILY_POINTS: usize = 92;
 /// Days up to which day charts show weeks (then months).
 pub const MAX_WEEKLY_DAYS: usize = 731;
 
-/// How much the report's long reads take per query. A report of a million agents' week reads
-/// millions of orders, a long run thousands of metrics intervals; a month of orders at once
-/// (as rows) took the host of a 100,000-agent week, which writes its report at its end, 20 MiB
-/// above its peak while simulating.
+/// How much the report's long reads take per query. A long run has thousands of metrics
+/// intervals, each row carrying its histograms. (The orders are not paged: they stream through
+/// once, for the run summary's statistics and the report's days together.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pages {
-    /// Simulated days whose sessions' orders one query reads (a day of a million agents is
-    /// ~240,000 orders; a window is one pass over the run's sessions).
-    pub order_days: u32,
     /// Metrics intervals per query (each row carries its histograms, a few KiB).
     pub intervals: usize,
 }
 
 impl Default for Pages {
     fn default() -> Self {
-        Pages {
-            order_days: 1,
-            intervals: 500,
-        }
+        Pages { intervals: 500 }
     }
 }
 
@@ -435,8 +428,8 @@ pub async fn load_with(
     load_paged(db, run_id, intervals_per_point, Pages::default()).await
 }
 
-/// [`load_with`], reading orders and metrics intervals `pages` at a time (the data are the
-/// same for any sizes; smaller pages hold less in memory and take more queries).
+/// [`load_with`], reading metrics intervals `pages` at a time (the data are the same for any
+/// size; smaller pages hold less in memory and take more queries).
 pub async fn load_paged(
     db: &Db,
     run_id: &str,
@@ -444,25 +437,23 @@ pub async fn load_paged(
     pages: Pages,
 ) -> Result<ReportData, ReportError> {
     let pages = Pages {
-        order_days: pages.order_days.max(1),
         intervals: pages.intervals.max(1),
     };
     let run = require_run(db, run_id).await?;
     let metrics = stored_snapshot(db, run_id).await?;
-    let summary =
-        RunSummary::from_database(db, run_id, &metrics, &WallInfo::from_record(&run)).await?;
+    let (summary, orders_by_date) =
+        RunSummary::with_orders_by_date(db, run_id, &metrics, &WallInfo::from_record(&run)).await?;
     let (timezone, timezone_note) = run_timezone(&run.config);
+    let orders_by_hour = summary.shopping.orders_by_hour;
+    let orders_by_weekday = summary.shopping.orders_by_weekday;
 
     let tx = db.read().await?;
     let mut days = session_days(&tx, run_id).await?;
-    let (orders_by_hour, orders_by_weekday) = order_days(
-        &tx,
-        run_id,
-        timezone,
-        &mut days,
-        i64::from(pages.order_days),
-    )
-    .await?;
+    for (date, o) in orders_by_date {
+        let d = days.entry(date).or_insert_with(|| DayFigures::empty(date));
+        d.orders += o.orders;
+        d.revenue += o.revenue;
+    }
     let funnel = funnel(&tx, run_id).await?;
     let offers_by_type = offers_by_type(&tx, &run).await?;
     let groups = groups(&tx, run_id).await?;
@@ -545,47 +536,6 @@ async fn session_days(
         }
     }
     Ok(days)
-}
-
-/// Orders by local date, hour and weekday, read for `window` of the sessions' simulated dates
-/// at a time.
-async fn order_days(
-    tx: &Tx,
-    run_id: &str,
-    tz: Tz,
-    days: &mut BTreeMap<NaiveDate, DayFigures>,
-    window: i64,
-) -> Result<([u64; 24], [u64; 7]), ReportError> {
-    let mut by_hour = [0u64; 24];
-    let mut by_weekday = [0u64; 7];
-    let (Some(first), Some(last)) = (days.keys().next().copied(), days.keys().last().copied())
-    else {
-        return Ok((by_hour, by_weekday));
-    };
-    let c = tx.codec();
-    let mut from = first;
-    while from <= last {
-        let to = from + Duration::days(window - 1);
-        let rows = tx
-            .query(
-                "SELECT o.created_at, o.final_total FROM orders o \
-                 JOIN sim_sessions s ON s.session_id = o.shopping_session_id \
-                 WHERE s.run_id = $1 AND s.sim_date >= $2 AND s.sim_date <= $3",
-                vec![run_id.to_string().into(), c.date(from), c.date(to)],
-            )
-            .await?;
-        for r in &rows {
-            let at = r.ts("created_at")?.with_timezone(&tz);
-            let date = at.date_naive();
-            let d = days.entry(date).or_insert_with(|| DayFigures::empty(date));
-            d.orders += 1;
-            d.revenue += r.money("final_total")?;
-            by_hour[at.hour() as usize % 24] += 1;
-            by_weekday[at.weekday().num_days_from_monday() as usize % 7] += 1;
-        }
-        from = to + Duration::days(1);
-    }
-    Ok((by_hour, by_weekday))
 }
 
 async fn funnel(tx: &Tx, run_id: &str) -> Result<Funnel, ReportError> {

@@ -31,7 +31,7 @@ pub use runs::{
     stored_snapshot, unfinished_sessions, update_checkpoint, update_session, update_session_stmt,
 };
 pub use shards::{Acquire, Claim, Fence, ShardProgress, ShardRecord, load_shards};
-pub use shopping::ShoppingStats;
+pub use shopping::{DateOrders, OrdersByDate, ShoppingStats};
 pub use summary::{RunSummary, WallInfo, write_renderings};
 
 use crate::sim::metrics::MetricsError;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RecordsError;
 use super::scope::run_session_ids;
+use crate::money::Money;
 use crate::store::Tx;
 
 /// Shopping statistics of a run. Ratios are rounded to 6 decimals so the JSON is short and
@@ -37,6 +38,18 @@ pub struct ShoppingStats {
     pub days_between_orders: Vec<u64>,
 }
 
+/// A local date's orders (the run's time zone, by when the order was placed).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DateOrders {
+    /// Orders placed that date.
+    pub orders: u64,
+    /// Their totals after discounts.
+    pub revenue: Money,
+}
+
+/// Orders per local date: one entry per date with orders, a few hundred for a year's run.
+pub type OrdersByDate = BTreeMap<NaiveDate, DateOrders>;
+
 /// Counts the statistics need that the summary already has.
 #[derive(Debug, Clone, Copy)]
 pub struct Totals {
@@ -51,15 +64,17 @@ pub struct Totals {
 }
 
 impl ShoppingStats {
-    /// Reads the run's orders (in `tx`) and derives the statistics; `tz` is the run's calendar.
-    /// The orders stream through once, in agent order: memory stays the same for a week of a
-    /// hundred agents and a month of a million.
+    /// Reads the run's orders (in `tx`) and derives the statistics, and the orders per local
+    /// date (which the report charts); `tz` is the run's calendar. The orders stream through
+    /// once, in agent order: memory stays the same for a week of a hundred agents and a month
+    /// of a million.
     pub async fn from_database(
         tx: &Tx,
         run_id: &str,
         tz: Tz,
         totals: Totals,
-    ) -> Result<ShoppingStats, RecordsError> {
+    ) -> Result<(ShoppingStats, OrdersByDate), RecordsError> {
+        let mut by_date = OrdersByDate::new();
         let mut by_hour = [0u64; 24];
         let mut by_weekday = [0u64; 7];
         let mut gaps: Vec<u64> = Vec::new();
@@ -82,9 +97,13 @@ impl ShoppingStats {
                 by_hour[at.hour() as usize] += 1;
                 by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
                 baskets.add(r.i64("items")?.max(0) as u64);
-                revenue_cents += i128::from(r.money("final_total")?.as_cents());
+                let total = r.money("final_total")?;
+                revenue_cents += i128::from(total.as_cents());
                 let agent = r.string("agent_id")?;
                 let date = at.date_naive();
+                let day = by_date.entry(date).or_default();
+                day.orders += 1;
+                day.revenue += total;
                 // An agent's orders come one after another: the gap is to the row before.
                 if let Some((prev_agent, prev)) = &last
                     && *prev_agent == agent
@@ -101,7 +120,7 @@ impl ShoppingStats {
         )
         .await?;
         let orders = baskets.len();
-        Ok(ShoppingStats {
+        let stats = ShoppingStats {
             sessions_per_agent_day: r6(ratio(totals.sessions, totals.agent_days)),
             sessions_per_agent_hour: r6(ratio(totals.sessions, totals.agent_days * 24)),
             events_per_session: r6(ratio(totals.events, totals.sessions)),
@@ -116,7 +135,8 @@ impl ShoppingStats {
             orders_by_hour: by_hour,
             orders_by_weekday: by_weekday,
             days_between_orders: gaps,
-        })
+        };
+        Ok((stats, by_date))
     }
 }
 

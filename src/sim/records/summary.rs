@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::RecordsError;
 use super::runs::{RunRecord, RunStatus, require_run};
 use super::scope::{run_session_ids, run_user_ids};
-use super::shopping::{ShoppingStats, Totals};
+use super::shopping::{OrdersByDate, ShoppingStats, Totals};
 use crate::money::Money;
 use crate::sim::clock::TimeScale;
 use crate::sim::metrics::{Counter, LatencySummary, Outcome, Snapshot};
@@ -179,6 +179,19 @@ impl RunSummary {
         metrics: &Snapshot,
         wall: &WallInfo,
     ) -> Result<RunSummary, RecordsError> {
+        Ok(Self::with_orders_by_date(db, run_id, metrics, wall)
+            .await?
+            .0)
+    }
+
+    /// [`RunSummary::from_database`], with the run's orders per local date, counted in the
+    /// same pass over its orders as the shopping statistics (the report charts them).
+    pub async fn with_orders_by_date(
+        db: &Db,
+        run_id: &str,
+        metrics: &Snapshot,
+        wall: &WallInfo,
+    ) -> Result<(RunSummary, OrdersByDate), RecordsError> {
         let run = require_run(db, run_id).await?;
         let tx = db.read().await?;
         let c = tx.codec();
@@ -263,7 +276,7 @@ impl RunSummary {
         }
         let sessions = sessions_planned - st("planned");
         let offers_applied = events_by_type.get("coupon_apply").copied().unwrap_or(0);
-        let shopping = ShoppingStats::from_database(
+        let (shopping, orders_by_date) = ShoppingStats::from_database(
             &tx,
             run_id,
             run.timezone(),
@@ -322,7 +335,7 @@ impl RunSummary {
                 .unwrap_or(0),
         };
         let paced = matches!(wall.target, Some(TimeScale::Scaled(_)));
-        Ok(RunSummary {
+        let summary = RunSummary {
             run_id: run.run_id.clone(),
             status: run.status,
             persona_set: run.persona_set.clone(),
@@ -362,7 +375,8 @@ impl RunSummary {
             warnings: Vec::new(),
             thresholds: Vec::new(),
             aborted_by_threshold: None,
-        })
+        };
+        Ok((summary, orders_by_date))
     }
 
     /// The Markdown rendering (`summary.md`).
