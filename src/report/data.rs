@@ -3,8 +3,9 @@
 //! Counts are aggregated in SQL where SQL does it the same way on both backends (sessions by
 //! simulated date and status, funnel steps, offers by type, holdout groups). Orders are bucketed
 //! by their local time in the run's time zone (day, hour of day, weekday) in the run summary's
-//! one streamed pass over them, so memory stays bounded however long the run was. Latency percentiles
-//! per interval come from the stored HDR histograms, merged exactly, never averaged.
+//! one streamed pass over them, so memory stays bounded however long the run was. Latency
+//! percentiles per interval come from the stored HDR histograms, merged exactly, never
+//! averaged.
 
 use std::collections::BTreeMap;
 
