@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use smallvec::SmallVec;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -246,8 +247,9 @@ struct OnDay<'a> {
 
 struct Job {
     agent: usize,
-    /// The sessions, each with whether it was in progress when the run stopped.
-    sessions: Vec<(PlannedRun, bool)>,
+    /// The sessions, each with whether it was in progress when the run stopped. Inline: most
+    /// agent-days have one session, and a day of a million agents holds ~700,000 jobs.
+    sessions: SmallVec<[(PlannedRun, bool); 1]>,
 }
 
 impl Engine {
@@ -386,7 +388,7 @@ impl Engine {
                 let decisions = self.plan_day(agents, range, day, &recorded);
                 recorder.day_planned(&decisions).await?;
                 for d in decisions {
-                    let sessions: Vec<_> = d
+                    let sessions: SmallVec<_> = d
                         .sessions
                         .iter()
                         .filter(|r| !ended.contains(&r.id))
@@ -488,6 +490,8 @@ impl Engine {
         if !ids.is_empty() {
             recorder.sessions_started(&ids).await?;
         }
+        // Not needed past the mark: a million agents' day holds ~700,000 ids.
+        drop(ids);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
         let watermark = async {
             // Hours before `next` have all their sessions ended.
