@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -12,7 +13,8 @@ use crate::store::{Backend, StoreError, Tx};
 
 use super::catalog_reads::product_not_found;
 use super::pricing::{PricedLine, meets_minimum, price_cart};
-use super::rows::{self, COUPON_COLS, active_offer_condition};
+use super::rows::{self, COUPON_COLS, active_offer_condition, in_list, uuid_values};
+use super::session_cart::SessionCart;
 use super::sessions::SessionEnd;
 use super::{
     AddToCartResult, ApplyCouponResult, CartItemView, CartSummary, CartView, ClearCartResult, Ctx,
@@ -99,6 +101,10 @@ const SELECTION_UPSERT: &str = "INSERT INTO sim_user_stores (user_id, store_id, 
 const SELECTION_CONFLICT: &str = "ON CONFLICT (user_id) DO UPDATE SET \
        store_id = excluded.store_id, updated_at = excluded.updated_at";
 
+/// How many cart rows (lines and applied coupons) user `$1` has in the database.
+const KEPT: &str = "(SELECT COUNT(*) FROM cart_items WHERE user_id = $1) \
+       + (SELECT COUNT(*) FROM cart_coupons WHERE user_id = $1)";
+
 /// The refusal of a coupon that is not an active offer of the user's wallet.
 fn not_in_wallet(coupon_id: Uuid) -> DomainError {
     DomainError::rejected(
@@ -135,6 +141,14 @@ impl Shop {
         ctx: &Ctx,
         coupons: CouponsOf,
     ) -> Result<CartState, StoreError> {
+        if let Some(cart) = ctx.exact_cart() {
+            let mut state = cart.state(ctx.now);
+            if coupons == CouponsOf::Active {
+                let offers = self.active_offers(tx, ctx, None).await?;
+                state.coupons = offers.into_iter().map(|(c, _)| c).collect();
+            }
+            return Ok(state);
+        }
         self.read_cart(tx, ctx, coupons, None)
             .await
             .map(|(state, _)| state)
@@ -245,6 +259,39 @@ impl Shop {
         self.cart_and_coupons(tx, ctx, CouponsOf::Applied).await
     }
 
+    /// The user's active offers at `ctx.now` (only those among `ids`, if given), by coupon
+    /// id, each with its `eligible_until`: what a [`SessionCart`] keeps of an applied offer.
+    pub(crate) async fn active_offers(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        ids: Option<&[Uuid]>,
+    ) -> Result<Vec<(Coupon, Option<DateTime<Utc>>)>, StoreError> {
+        let codec = tx.codec();
+        let mut values = vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)];
+        let only = match ids {
+            Some(ids) => {
+                values.extend(uuid_values(tx, ids));
+                format!("AND uc.coupon_id IN ({})", in_list(ids.len(), 3))
+            }
+            None => String::new(),
+        };
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {COUPON_COLS}, uc.eligible_until AS uc_until FROM user_coupons uc \
+                     JOIN coupons c ON c.id = uc.coupon_id \
+                     WHERE uc.user_id = $1 AND {} {only} ORDER BY c_id",
+                    active_offer_condition("$2")
+                ),
+                values,
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((rows::coupon(row)?, row.opt_ts("uc_until")?)))
+            .collect()
+    }
+
     /// Selects the user's store. Switching to another store empties the cart (lines and
     /// coupons); `cart_cleared` tells whether anything was removed.
     pub async fn select_store(
@@ -290,6 +337,16 @@ impl Shop {
             )
             .await?;
         }
+        if let Some(cart) = &ctx.cart {
+            let kept = tx
+                .query_one(
+                    &format!("SELECT {KEPT} AS kept"),
+                    vec![codec.uuid(ctx.user_id)],
+                )
+                .await?
+                .i64("kept")?;
+            cart_cleared |= cart.selected(&store, kept == 0);
+        }
         Ok(SelectStoreResult {
             success: true,
             store,
@@ -306,6 +363,15 @@ impl Shop {
         store_id: Uuid,
     ) -> DomainResult<SelectStoreResult> {
         let codec = tx.codec();
+        // With a session cart: whether the user's database cart is empty after this
+        // statement (a switch empties it; the statement's reads do not see its deletes).
+        let kept = match ctx.cart {
+            Some(_) => format!(
+                ", CASE WHEN EXISTS (SELECT 1 FROM switch) THEN 0 ELSE {} END AS kept",
+                KEPT.replace("$1", "$2")
+            ),
+            None => String::new(),
+        };
         let row = tx
             .query_opt(
                 &format!(
@@ -320,8 +386,8 @@ impl Shop {
                        WHERE NOT EXISTS (SELECT 1 FROM prev WHERE store_id = $1) \
                        {SELECTION_CONFLICT}) \
                      SELECT s.id, s.name, \
-                       (SELECT COUNT(*) FROM items) + (SELECT COUNT(*) FROM coupons) AS removed \
-                     FROM s"
+                       (SELECT COUNT(*) FROM items) + (SELECT COUNT(*) FROM coupons) AS removed\
+                       {kept} FROM s"
                 ),
                 vec![
                     codec.uuid(store_id),
@@ -333,13 +399,18 @@ impl Shop {
         let Some(row) = row else {
             return Err(store_not_found(store_id));
         };
+        let store = Store {
+            id: row.uuid("id")?,
+            name: row.string("name")?,
+        };
+        let mut cart_cleared = row.i64("removed")? > 0;
+        if let Some(cart) = &ctx.cart {
+            cart_cleared |= cart.selected(&store, row.i64("kept")? == 0);
+        }
         Ok(SelectStoreResult {
             success: true,
-            store: Store {
-                id: row.uuid("id")?,
-                name: row.string("name")?,
-            },
-            cart_cleared: row.i64("removed")? > 0,
+            store,
+            cart_cleared,
         })
     }
 
@@ -416,6 +487,11 @@ impl Shop {
                     "quantity must be between 1 and {MAX_ADD_QUANTITY}, got {quantity}"
                 ),
             });
+        }
+        if let Some(cart) = ctx.exact_cart() {
+            return self
+                .add_to_session_cart(tx, ctx, cart, product_id, quantity)
+                .await;
         }
         let codec = tx.codec();
         // The event is recorded after the line when that writes nothing and cannot be refused
@@ -535,13 +611,78 @@ impl Shop {
         })
     }
 
+    /// [`Shop::add_to_cart_in`] with the cart in a [`SessionCart`]: one read (the product and
+    /// the selected store's stock), the checks against the lines held, the event.
+    async fn add_to_session_cart(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        cart: &SessionCart,
+        product_id: Uuid,
+        quantity: i64,
+    ) -> DomainResult<AddToCartResult> {
+        let Some(store) = cart.state(ctx.now).store else {
+            return Err(DomainError::rejected(
+                RejectCode::NoStoreSelected,
+                "select a store before adding to the cart",
+            ));
+        };
+        let codec = tx.codec();
+        let row = tx
+            .query_opt(
+                "SELECT p.sku, p.name, p.category, p.brand, p.price, \
+                   (SELECT i.quantity FROM store_inventory i \
+                    WHERE i.store_id = $2 AND i.product_id = p.id) AS stock \
+                 FROM products p WHERE p.id = $1",
+                vec![codec.uuid(product_id), codec.uuid(store.id)],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(product_not_found(product_id));
+        };
+        let stock = row.opt_i64("stock")?.unwrap_or(0);
+        let in_cart = cart.quantity_of(product_id);
+        if stock < in_cart + quantity {
+            return Err(DomainError::rejected(
+                RejectCode::InsufficientInventory,
+                format!(
+                    "only {stock} units in store; the cart already has {in_cart}, {quantity} more requested"
+                ),
+            ));
+        }
+        let sku = row.opt_string("sku")?;
+        let unit_price = row.money("price")?;
+        let line = CartItemView {
+            id: cart_item_id(ctx.user_id, store.id, product_id),
+            product_id,
+            sku: sku.clone(),
+            product_name: row.string("name")?,
+            category: row.string("category")?,
+            brand: row.opt_string("brand")?,
+            unit_price,
+            quantity,
+            line_total: unit_price * quantity,
+        };
+        let event = json!({"product_id": product_id, "sku": sku, "quantity": quantity,
+                           "unit_price": unit_price});
+        self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
+            .await?;
+        Ok(AddToCartResult {
+            success: true,
+            cart_item: cart.add(line, ctx.now),
+        })
+    }
+
     /// Empties the cart (lines and coupons). With a session, records `cart_abandon` and marks
     /// the session abandoned.
     pub async fn clear_cart(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<ClearCartResult> {
         // The session is checked (or refused) before deleting; the event, which carries the
         // count, is recorded after.
         let slot = self.event_slot(tx, ctx, SessionEnd::Abandoned).await?;
-        let (items_removed, coupons_removed) = self.delete_cart(tx, ctx.user_id).await?;
+        let (items_removed, coupons_removed) = match ctx.exact_cart() {
+            Some(cart) => cart.clear(),
+            None => self.delete_cart(tx, ctx.user_id).await?,
+        };
         if let Some(slot) = slot {
             let payload = json!({ "items_removed": items_removed });
             self.fill_slot(tx, ctx, slot, "cart_abandon", payload)
@@ -599,6 +740,20 @@ impl Shop {
         ctx: &Ctx,
         coupon_id: Uuid,
     ) -> DomainResult<ApplyCouponResult> {
+        if let Some(cart) = ctx.exact_cart() {
+            let Some((coupon, until)) =
+                self.active_offers(tx, ctx, Some(&[coupon_id])).await?.pop()
+            else {
+                return Err(not_in_wallet(coupon_id));
+            };
+            self.record_applied(tx, ctx, &coupon).await?;
+            cart.apply(&coupon, until);
+            return Ok(ApplyCouponResult {
+                success: true,
+                coupon,
+                summary: cart.state(ctx.now).summary(),
+            });
+        }
         let codec = tx.codec();
         if tx.backend() == Backend::Postgres && ctx.events_record_freely(tx.backend()) {
             // One statement: the offer, its application and the cart to price (the event,

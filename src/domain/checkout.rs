@@ -246,15 +246,25 @@ impl Shop {
                 values,
             ));
         }
-        writes.push(Stmt::new(
-            "DELETE FROM cart_items WHERE user_id = $1",
-            vec![codec.uuid(ctx.user_id)],
-        ));
-        writes.push(Stmt::new(
-            "DELETE FROM cart_coupons WHERE user_id = $1",
-            vec![codec.uuid(ctx.user_id)],
-        ));
+        match ctx.exact_cart() {
+            // Nothing of the cart is in the database (see `SessionCart`).
+            Some(_) => {}
+            None => {
+                writes.push(Stmt::new(
+                    "DELETE FROM cart_items WHERE user_id = $1",
+                    vec![codec.uuid(ctx.user_id)],
+                ));
+                writes.push(Stmt::new(
+                    "DELETE FROM cart_coupons WHERE user_id = $1",
+                    vec![codec.uuid(ctx.user_id)],
+                ));
+            }
+        }
         exec_all(tx, writes).await?;
+        // The order is written: the cart is empty, in memory as it would be in the database.
+        if let Some(cart) = ctx.exact_cart() {
+            cart.clear();
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 //! - `cart`: store selection, cart lines, applied coupons, eligibility, summary.
 //! - `checkout`: cart → order (stock taken first, put back on a rejection), order history.
 //! - `sessions`: shopping sessions and their events (deterministic event ids).
+//! - `session_cart`: the cart of a session that is one transaction, held in memory.
 //! - `offers`: global offer cycles, per-user refresh and draw, holdout, wallet.
 //! - `restock`: once-per-simulated-day restocking.
 //! - `rows`: shared row decoding and multi-row statement helpers.
@@ -28,6 +29,7 @@ mod offers;
 pub mod pricing;
 mod restock;
 mod rows;
+mod session_cart;
 mod sessions;
 pub mod views;
 
@@ -45,6 +47,7 @@ pub use checkout::{order_id, session_order};
 pub use error::{DomainError, RejectCode};
 pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
 pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
+pub use session_cart::SessionCart;
 pub use sessions::{HeldEvents, HeldOutcome, SessionEvents};
 pub use views::*;
 
@@ -101,6 +104,9 @@ pub struct Ctx {
     /// Where session events wait for the end of the session's transaction (`None`: each
     /// event is written at once, as the reference server does per request).
     pub events: Option<SessionEvents>,
+    /// Where the cart is kept when the session is one transaction that nobody else sees
+    /// (`None`: the cart is in the database, as the reference server keeps it).
+    pub cart: Option<SessionCart>,
 }
 
 /// The shop: stateless apart from its configuration and, in-process, a read-only copy of the

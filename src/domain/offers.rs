@@ -230,6 +230,14 @@ impl Shop {
             ],
         ));
         exec_all(tx, writes).await?;
+        // Offers applied to a cart held in memory: the refresh expired them all and may have
+        // assigned some again; the database's cart would use those that are active now.
+        if let Some(cart) = ctx.exact_cart() {
+            let applied = cart.applied_ids();
+            if !applied.is_empty() {
+                cart.revalidate(self.active_offers(tx, ctx, Some(&applied)).await?);
+            }
+        }
         Ok(RefreshResult {
             success: true,
             refreshed: true,

@@ -40,6 +40,7 @@ impl FromRequestParts<AppState> for ApiCtx {
             session_id,
             simulated,
             events: None,
+            cart: None,
         }))
     }
 }

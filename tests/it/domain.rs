@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 
 use shopsim::domain::{
-    Ctx, DomainError, HeldOutcome, ProductFilter, RejectCode, SessionEvents, Shop, ShopConfig,
-    order_id, price_cart,
+    Ctx, DomainError, HeldOutcome, ProductFilter, RejectCode, SessionCart, SessionEvents, Shop,
+    ShopConfig, order_id, price_cart,
 };
 use shopsim::ids;
 use shopsim::money::Money;
@@ -19,6 +19,9 @@ backend_tests!(
     shopping_flow_records_events_and_orders,
     shopping_flow_with_held_events,
     shopping_flow_with_deferred_session_row,
+    shopping_flow_with_a_session_cart,
+    a_cart_left_in_the_database_keeps_the_session_on_it,
+    a_refresh_revalidates_offers_applied_to_a_session_cart,
     held_events_roll_back_with_a_failed_checkout,
     a_deferred_session_row_numbers_events_from_any_guess,
     a_store_hint_changes_nothing_but_round_trips,
@@ -66,6 +69,7 @@ fn ctx(user: Uuid, now: DateTime<Utc>, session: Option<Uuid>) -> Ctx {
         session_id: session,
         simulated: true,
         events: None,
+        cart: None,
     }
 }
 
@@ -271,22 +275,29 @@ fn invalid_code(e: &DomainError) -> Option<&'static str> {
 // ---- the whole flow ------------------------------------------------------------------
 
 async fn shopping_flow_records_events_and_orders(t: TestDb) {
-    shopping_flow(t, None).await;
+    shopping_flow(t, None, None).await;
 }
 
 /// The same flow with the session's events held back until the end of its transaction (as an
 /// in-process session does): the same rows in the end.
 async fn shopping_flow_with_held_events(t: TestDb) {
-    shopping_flow(t, Some(SessionEvents::new())).await;
+    shopping_flow(t, Some(SessionEvents::new()), None).await;
 }
 
 /// The same flow with the session row held back too (as a reference-server request on
 /// PostgreSQL does; on SQLite the row is written at the first event): the same rows in the end.
 async fn shopping_flow_with_deferred_session_row(t: TestDb) {
-    shopping_flow(t, Some(SessionEvents::deferred())).await;
+    shopping_flow(t, Some(SessionEvents::deferred()), None).await;
 }
 
-async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
+/// The same flow with the cart held in memory, as an in-process session that is one
+/// transaction does: the same answers, events, order, stock and wallet, and no cart row
+/// written at any point.
+async fn shopping_flow_with_a_session_cart(t: TestDb) {
+    shopping_flow(t, Some(SessionEvents::deferred()), Some(SessionCart::new())).await;
+}
+
+async fn shopping_flow(t: TestDb, held: Option<SessionEvents>, in_memory: Option<SessionCart>) {
     let db = &t.db;
     fixture(db).await;
     let shop = Shop::new(ShopConfig::default());
@@ -310,6 +321,7 @@ async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
     let now = |minutes: i64| t0() + Duration::minutes(minutes);
     let c = |m| Ctx {
         events: held.clone(),
+        cart: in_memory.clone(),
         ..ctx(U1, now(m), Some(session))
     };
     let tx = db.write().await.unwrap();
@@ -458,9 +470,14 @@ async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
     shop.apply_coupon(&tx, &c(7), C2).await.unwrap();
     shop.apply_coupon(&tx, &c(8), F1).await.unwrap();
     let again = shop.apply_coupon(&tx, &c(8), C1).await.unwrap();
+    let in_database = |n: i64| if in_memory.is_some() { 0 } else { n };
     assert_eq!(
         count_in(&tx, "SELECT COUNT(*) AS n FROM cart_coupons").await,
-        3
+        in_database(3)
+    );
+    assert_eq!(
+        count_in(&tx, "SELECT COUNT(*) AS n FROM cart_items").await,
+        in_database(2)
     );
 
     let summary = shop.cart_summary(&tx, &c(9)).await.unwrap();
@@ -676,6 +693,144 @@ async fn shopping_flow(t: TestDb, held: Option<SessionEvents>) {
     assert_eq!(s.string("status").unwrap(), "abandoned");
     assert_eq!(s.opt_ts("ended_at").unwrap(), Some(now(30)));
     tx.commit().await.unwrap();
+}
+
+/// A cart the database holds already (left by a paced run or the reference server) keeps a
+/// session that has a session cart on the database's cart: its checkout includes those lines
+/// and empties it, as the server's would. The next session finds it empty and keeps its cart in
+/// memory, where a switch of store empties it as the database's switch does.
+async fn a_cart_left_in_the_database_keeps_the_session_on_it(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    let tx = db.write().await.unwrap();
+    let plain = ctx(U1, t0(), None);
+    shop.select_store(&tx, &plain, S1).await.unwrap();
+    shop.add_to_cart(&tx, &plain, P1, 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let in_session = |session: u128, cart: &SessionCart, held: &SessionEvents, m: i64| Ctx {
+        events: Some(held.clone()),
+        cart: Some(cart.clone()),
+        ..ctx(
+            U1,
+            t0() + Duration::minutes(m),
+            Some(Uuid::from_u128(session)),
+        )
+    };
+    let (cart, held) = (SessionCart::new(), SessionEvents::deferred());
+    let c = |m| in_session(0x5e57, &cart, &held, m);
+    let tx = db.write().await.unwrap();
+    assert!(
+        !shop
+            .select_store(&tx, &c(1), S1)
+            .await
+            .unwrap()
+            .cart_cleared
+    );
+    shop.add_to_cart(&tx, &c(2), P2, 2).await.unwrap();
+    let lines = |view: shopsim::domain::CartView| {
+        view.items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lines(shop.get_cart(&tx, &c(3)).await.unwrap()),
+        [(P1, 1), (P2, 2)]
+    );
+    assert_eq!(
+        count_in(&tx, "SELECT COUNT(*) AS n FROM cart_items").await,
+        2
+    );
+    let order = shop.checkout(&tx, &c(4)).await.unwrap().order;
+    assert_eq!(order.item_count, 3);
+    shop.write_held(&tx, Uuid::from_u128(0x5e57), &held, 0, Vec::new())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count(db, "SELECT COUNT(*) AS n FROM cart_items").await, 0);
+
+    let (cart, held) = (SessionCart::new(), SessionEvents::deferred());
+    let c = |m| in_session(0x5e58, &cart, &held, m);
+    let tx = db.write().await.unwrap();
+    shop.select_store(&tx, &c(10), S1).await.unwrap();
+    shop.add_to_cart(&tx, &c(11), P2, 1).await.unwrap();
+    shop.add_to_cart(&tx, &c(12), P2, 1).await.unwrap();
+    assert_eq!(lines(shop.get_cart(&tx, &c(12)).await.unwrap()), [(P2, 2)]);
+    assert_eq!(
+        count_in(&tx, "SELECT COUNT(*) AS n FROM cart_items").await,
+        0
+    );
+    // 10 of P2 in S1 at the start, 2 taken by the first order, 2 in this cart.
+    let e = shop.add_to_cart(&tx, &c(13), P2, 7).await.unwrap_err();
+    assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+    assert!(
+        shop.select_store(&tx, &c(14), S2)
+            .await
+            .unwrap()
+            .cart_cleared
+    );
+    assert!(shop.get_cart(&tx, &c(14)).await.unwrap().items.is_empty());
+    let cleared = shop.clear_cart(&tx, &c(15)).await.unwrap();
+    assert_eq!((cleared.items_removed, cleared.coupons_removed), (0, 0));
+    tx.commit().await.unwrap();
+}
+
+/// An offer applied to a session cart, then a refresh in the same session: the cart prices as
+/// the database's cart would after it — without the offer when the refresh expired it, with it
+/// again when the refresh assigned it anew.
+async fn a_refresh_revalidates_offers_applied_to_a_session_cart(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let until = t0() + Duration::days(14);
+    // Every category and brand coupon is drawn (30 wanted, 8 exist); an exclusion window of
+    // 0 days lets the applied one be drawn again.
+    for (n, exclusion_days) in [(0u128, 28), (1, 0)] {
+        let shop = Shop::new(ShopConfig {
+            holdout_share: 0.0,
+            exclusion_days,
+            ..ShopConfig::default()
+        });
+        let mut seen = Vec::new();
+        for (user, cart) in [
+            (Uuid::from_u128(0xa10 + n), None),
+            (Uuid::from_u128(0xa20 + n), Some(SessionCart::new())),
+        ] {
+            let tx = db.write().await.unwrap();
+            add_user(&tx, user, &format!("agent_{user}")).await;
+            tx.commit().await.unwrap();
+            give_offers(db, user, &[(C1, until)]).await;
+            let session = Uuid::from_u128(0x5e60 + user.as_u128());
+            let held = SessionEvents::deferred();
+            let c = |m: i64| Ctx {
+                events: Some(held.clone()),
+                cart: cart.clone(),
+                ..ctx(user, t0() + Duration::minutes(m), Some(session))
+            };
+            let tx = db.write().await.unwrap();
+            shop.select_store(&tx, &c(0), S1).await.unwrap();
+            shop.add_to_cart(&tx, &c(1), P1, 2).await.unwrap();
+            let applied = shop.apply_coupon(&tx, &c(2), C1).await.unwrap().summary;
+            assert!(shop.refresh_offers(&tx, &c(3)).await.unwrap().refreshed);
+            let after = shop.cart_summary(&tx, &c(4)).await.unwrap();
+            shop.write_held(&tx, session, &held, 0, Vec::new())
+                .await
+                .unwrap();
+            // Rolled back: the stock stays for the next user.
+            tx.rollback().await.unwrap();
+            seen.push((applied, after));
+        }
+        assert_eq!(seen[0], seen[1], "exclusion {exclusion_days} days");
+        let (applied, after) = &seen[0];
+        assert_eq!(applied.discount_total, Money(400));
+        let expected = if exclusion_days == 0 { 400 } else { 0 };
+        assert_eq!(
+            after.discount_total,
+            Money(expected),
+            "exclusion {exclusion_days} days"
+        );
+    }
 }
 
 /// The ids of a session's events, oldest first.

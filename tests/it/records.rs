@@ -161,6 +161,7 @@ async fn simulate(db: &Db, run_id: &str, start: DateTime<Utc>, days: i64) -> Met
                 session_id: Some(s.session_id),
                 simulated: true,
                 events: None,
+                cart: None,
             };
             let plain = Ctx {
                 session_id: None,

@@ -40,7 +40,7 @@ use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Ste
 use crate::domain::{
     AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
     DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownProducts, RefreshResult,
-    RejectCode, SelectStoreResult, SessionEvents, Shop, ShopConfig, WalletView,
+    RejectCode, SelectStoreResult, SessionCart, SessionEvents, Shop, ShopConfig, WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
@@ -165,6 +165,7 @@ impl InProcessActions {
             done: Vec::new(),
             // PostgreSQL: the session row too waits for the close (see `close`).
             events: SessionEvents::deferred(),
+            cart: SessionCart::new(),
             store: None,
         })
     }
@@ -370,6 +371,8 @@ pub struct InProcessSession {
     done: Vec<(Ctx, Box<dyn ReplayOp>)>,
     /// Session events held back until the session's transaction commits (`PerSession`).
     events: SessionEvents,
+    /// The session's cart, which nobody else sees in its transaction (`PerSession`).
+    cart: SessionCart,
     /// The store this session selected (a hint that saves adding to the cart a round trip).
     store: Option<Uuid>,
 }
@@ -426,6 +429,7 @@ impl InProcessSession {
             session_id: Some(self.info.session_id),
             simulated: true,
             events: (self.shared.tx_mode == TxMode::PerSession).then(|| self.events.clone()),
+            cart: (self.shared.tx_mode == TxMode::PerSession).then(|| self.cart.clone()),
         }
     }
 
@@ -493,6 +497,7 @@ impl InProcessSession {
                 if self.tx.take().is_some() {
                     // Dropping the transaction rolls the session back.
                     self.events.reset();
+                    self.cart.reset();
                     self.broken = Some(reason.clone());
                     self.restock_day = None;
                     return db_failure(format!("{reason}; the session was rolled back"));
@@ -511,6 +516,7 @@ impl InProcessSession {
             let tx = shared.begin(true).await?;
             // The held events died with the old transaction; the redone steps hold them again.
             self.events.reset();
+            self.cart.reset();
             let mut day = None;
             let mut result = Ok(());
             for (ctx, op) in &self.done {
@@ -581,6 +587,7 @@ impl InProcessSession {
             Err(DomainError::Store(e)) if e.is_unavailable() => {
                 self.tx = None;
                 self.events.reset();
+                self.cart.reset();
                 self.broken = Some(e.to_string());
                 self.restock_day = None;
                 Ran::Unavailable(e)

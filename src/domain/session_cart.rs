@@ -1,0 +1,309 @@
+//! [`SessionCart`]: the cart of a session that is one transaction, held in memory.
+//!
+//! An in-process session that is one transaction never shows its cart to anyone: the lines it
+//! adds and the coupons it applies are removed again by its own checkout or abandonment before
+//! it commits, and no other transaction can see them meanwhile. Writing them only to delete
+//! them is most of the rows such a session costs besides its events and its order (two per
+//! line, two per applied coupon), and reading them back costs a round trip at every eligibility
+//! check, summary and checkout. With a `SessionCart` in its [`Ctx`](super::Ctx) the shop keeps
+//! them here instead and prices from here; the database sees the same orders, events, stock and
+//! wallet, and a cart that is empty before and after the session, as it would have.
+//!
+//! The memory is used only while it is exact: from the session's store selection, and only if
+//! the user has no cart rows in the database then (a cart left by a paced run or the reference
+//! server, which this session's checkout would have to include and empty, keeps the session on
+//! the database's cart). What the database would decide by itself at read time — which applied
+//! offers are still usable at the moment — is decided here from what it returned when the offer
+//! was applied: the offer's `eligible_until`, and the coupon's own activity and expiry.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::catalog::{Coupon, Store};
+
+use super::CartItemView;
+use super::cart::CartState;
+
+/// A session's cart in memory. Cheap to clone (clones share the cart).
+#[derive(Clone, Default)]
+pub struct SessionCart(Arc<Mutex<Held>>);
+
+#[derive(Default)]
+struct Held {
+    /// The memory is the cart (see the module doc); `false` until a store selection finds
+    /// the user's database cart empty.
+    exact: bool,
+    /// The store the session selected.
+    store: Option<Store>,
+    /// Lines with the simulated time each was first added, in the order the database would
+    /// return them (first added first, then by id).
+    lines: Vec<(CartItemView, DateTime<Utc>)>,
+    /// Applied offers with their `eligible_until`, by coupon id.
+    coupons: Vec<(Coupon, Option<DateTime<Utc>>)>,
+}
+
+/// Whether an applied offer is usable at `now`, as the database's active-offer condition
+/// decides it (the offer's status is `active` while it is in the memory: see
+/// [`SessionCart::revalidate`]).
+fn usable(coupon: &Coupon, until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    until.is_none_or(|u| u > now)
+        && coupon.is_active
+        && coupon.expiration_date.is_none_or(|e| e > now)
+}
+
+impl SessionCart {
+    /// An empty cart, not in use until a store selection makes it exact.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets everything (the transaction the session ran in was lost; its redone steps
+    /// fill the cart again).
+    pub fn reset(&self) {
+        *self.0.lock() = Held::default();
+    }
+
+    /// True when the shop reads and writes the cart here rather than in the database.
+    pub(crate) fn is_exact(&self) -> bool {
+        self.0.lock().exact
+    }
+
+    /// After a store selection: `store` is selected, and `database_empty` tells whether the
+    /// user has no cart rows in the database now. A switch to another store empties the cart
+    /// as the database's switch does. Returns whether the memory held anything it emptied.
+    pub(crate) fn selected(&self, store: &Store, database_empty: bool) -> bool {
+        let mut held = self.0.lock();
+        let switched = held.store.as_ref().is_some_and(|s| s.id != store.id);
+        let mut cleared = false;
+        if switched || !database_empty {
+            cleared = !held.lines.is_empty() || !held.coupons.is_empty();
+            held.lines.clear();
+            held.coupons.clear();
+        }
+        held.store = Some(store.clone());
+        held.exact = database_empty;
+        cleared
+    }
+
+    /// The selected store, its lines and the applied offers usable at `now`.
+    pub(crate) fn state(&self, now: DateTime<Utc>) -> CartState {
+        let held = self.0.lock();
+        CartState {
+            store: held.store.clone(),
+            items: held.lines.iter().map(|(line, _)| line.clone()).collect(),
+            coupons: held
+                .coupons
+                .iter()
+                .filter(|(c, until)| usable(c, *until, now))
+                .map(|(c, _)| c.clone())
+                .collect(),
+        }
+    }
+
+    /// Units of `product_id` in the cart.
+    pub(crate) fn quantity_of(&self, product_id: Uuid) -> i64 {
+        self.0
+            .lock()
+            .lines
+            .iter()
+            .find(|(line, _)| line.product_id == product_id)
+            .map_or(0, |(line, _)| line.quantity)
+    }
+
+    /// Adds a line (`line.quantity` units), or grows the existing line of the same product;
+    /// returns the line as it is now.
+    pub(crate) fn add(&self, line: CartItemView, now: DateTime<Utc>) -> CartItemView {
+        let mut held = self.0.lock();
+        if let Some((existing, _)) = held
+            .lines
+            .iter_mut()
+            .find(|(l, _)| l.product_id == line.product_id)
+        {
+            existing.quantity += line.quantity;
+            existing.line_total = existing.unit_price * existing.quantity;
+            return existing.clone();
+        }
+        let at = held
+            .lines
+            .partition_point(|(l, added)| (*added, l.id) < (now, line.id));
+        held.lines.insert(at, (line.clone(), now));
+        line
+    }
+
+    /// Applies an offer (once: applying it again changes nothing), with its `eligible_until`.
+    pub(crate) fn apply(&self, coupon: &Coupon, until: Option<DateTime<Utc>>) {
+        let mut held = self.0.lock();
+        if let Err(at) = held.coupons.binary_search_by_key(&coupon.id, |(c, _)| c.id) {
+            held.coupons.insert(at, (coupon.clone(), until));
+        }
+    }
+
+    /// The ids of the applied offers (to revalidate after a refresh).
+    pub(crate) fn applied_ids(&self) -> Vec<Uuid> {
+        self.0.lock().coupons.iter().map(|(c, _)| c.id).collect()
+    }
+
+    /// After a refresh changed the wallet: the applied offers that are active offers now,
+    /// with their new `eligible_until` (a refresh expires every active offer and may assign
+    /// some again). The others stay applied in the database's cart but are never usable
+    /// again there, so they are dropped.
+    pub(crate) fn revalidate(&self, active: Vec<(Coupon, Option<DateTime<Utc>>)>) {
+        let mut held = self.0.lock();
+        held.coupons = active;
+        held.coupons.sort_by_key(|(c, _)| c.id);
+    }
+
+    /// Empties the cart: (lines, coupons) removed.
+    pub(crate) fn clear(&self) -> (u64, u64) {
+        let mut held = self.0.lock();
+        let removed = (held.lines.len() as u64, held.coupons.len() as u64);
+        held.lines.clear();
+        held.coupons.clear();
+        removed
+    }
+}
+
+impl super::Ctx {
+    /// The session's cart when the shop keeps the cart there now (see the module doc).
+    pub(crate) fn exact_cart(&self) -> Option<&SessionCart> {
+        self.cart.as_ref().filter(|c| c.is_exact())
+    }
+}
+
+impl std::fmt::Debug for SessionCart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.0.lock();
+        f.debug_struct("SessionCart")
+            .field("exact", &held.exact)
+            .field("lines", &held.lines.len())
+            .field("coupons", &held.coupons.len())
+            .finish()
+    }
+}
+
+impl PartialEq for SessionCart {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionCart {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{CouponKind, DiscountType};
+    use crate::money::Money;
+    use chrono::TimeZone;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+    }
+
+    fn line(id: u128, product: u128, quantity: i64) -> CartItemView {
+        CartItemView {
+            id: Uuid::from_u128(id),
+            product_id: Uuid::from_u128(product),
+            sku: None,
+            product_name: format!("p{product}"),
+            category: "Snacks".into(),
+            brand: None,
+            unit_price: Money(250),
+            quantity,
+            line_total: Money(250 * quantity),
+        }
+    }
+
+    fn coupon(id: u128, expires: Option<DateTime<Utc>>) -> Coupon {
+        Coupon {
+            id: Uuid::from_u128(id),
+            code: format!("C{id}"),
+            kind: CouponKind::Frontstore,
+            discount_details: String::new(),
+            category_or_brand: None,
+            discount_type: DiscountType::Fixed,
+            discount_value: Money(100),
+            min_purchase_amount: None,
+            max_discount: None,
+            expiration_date: expires,
+            is_active: true,
+        }
+    }
+
+    fn store(id: u128) -> Store {
+        Store {
+            id: Uuid::from_u128(id),
+            name: format!("s{id}"),
+        }
+    }
+
+    #[test]
+    fn exact_only_when_the_database_cart_is_empty() {
+        let cart = SessionCart::new();
+        assert!(!cart.is_exact());
+        assert!(!cart.selected(&store(1), false));
+        assert!(!cart.is_exact());
+        cart.selected(&store(1), true);
+        assert!(cart.is_exact());
+    }
+
+    #[test]
+    fn lines_grow_and_keep_the_database_order() {
+        let cart = SessionCart::new();
+        cart.selected(&store(1), true);
+        cart.add(line(9, 1, 1), at(1));
+        // Same minute, smaller id: first, as `ORDER BY created_at, id` has it.
+        cart.add(line(3, 2, 1), at(1));
+        cart.add(line(1, 3, 2), at(2));
+        let grown = cart.add(line(9, 1, 2), at(3));
+        assert_eq!((grown.quantity, grown.line_total), (3, Money(750)));
+        let ids: Vec<u128> = cart
+            .state(at(4))
+            .items
+            .iter()
+            .map(|l| l.id.as_u128())
+            .collect();
+        assert_eq!(ids, [3, 9, 1]);
+        assert_eq!(cart.quantity_of(Uuid::from_u128(1)), 3);
+        assert_eq!(cart.quantity_of(Uuid::from_u128(7)), 0);
+    }
+
+    #[test]
+    fn applied_offers_are_usable_only_while_active() {
+        let cart = SessionCart::new();
+        cart.selected(&store(1), true);
+        cart.apply(&coupon(5, None), Some(at(10)));
+        cart.apply(&coupon(2, Some(at(20))), None);
+        cart.apply(&coupon(5, None), Some(at(10)));
+        let usable_at = |m| {
+            cart.state(at(m))
+                .coupons
+                .iter()
+                .map(|c| c.id.as_u128())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(usable_at(0), [2, 5]);
+        assert_eq!(usable_at(10), [2]);
+        assert_eq!(usable_at(20), Vec::<u128>::new());
+        cart.revalidate(vec![(coupon(5, None), Some(at(30)))]);
+        assert_eq!(usable_at(15), [5]);
+    }
+
+    #[test]
+    fn a_switch_or_a_database_cart_empties_the_memory() {
+        let cart = SessionCart::new();
+        cart.selected(&store(1), true);
+        cart.add(line(1, 1, 1), at(0));
+        assert!(!cart.selected(&store(1), true), "same store keeps the cart");
+        assert_eq!(cart.state(at(1)).items.len(), 1);
+        assert!(cart.selected(&store(2), true), "a switch empties it");
+        assert!(cart.state(at(1)).items.is_empty());
+        cart.add(line(1, 1, 1), at(2));
+        cart.apply(&coupon(4, None), None);
+        assert_eq!(cart.clear(), (1, 1));
+        assert_eq!(cart.clear(), (0, 0));
+    }
+}
