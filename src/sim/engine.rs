@@ -120,7 +120,9 @@ pub trait Recorder: Send + Sync {
     /// Day plans, recorded before any of them is acted on. An error stops the run (nothing may
     /// act on an unrecorded decision).
     async fn day_planned(&self, decisions: &[DayDecision]) -> anyhow::Result<()>;
-    /// Sessions released to run (planned → in progress).
+    /// Sessions released to run (planned → in progress). Not called when the actions'
+    /// sessions are atomic ([`Actions::sessions_are_atomic`]): they stay `planned` until their
+    /// outcome commits with their work.
     async fn sessions_started(&self, ids: &[uuid::Uuid]) -> anyhow::Result<()>;
     /// A session ended.
     async fn session_ended(&self, record: &SessionDone) -> anyhow::Result<()>;
@@ -477,21 +479,23 @@ impl Engine {
         let OnDay { date, recorder, .. } = on;
         let hour_end = |hour: usize| local_instant(self.config.tz, date, (hour as u32 + 1) * 60);
         let mut pending = [0usize; 24];
-        let mut ids = Vec::new();
         for job in &jobs {
             for (r, _) in &job.sessions {
                 pending[usize::from(r.planned.minute / 60).min(23)] += 1;
-                ids.push(r.id);
             }
         }
-        if ids.is_empty() && resumed_at.is_some_and(|t| hour_end(23) <= t) {
+        let none = pending.iter().all(|&n| n == 0);
+        if none && resumed_at.is_some_and(|t| hour_end(23) <= t) {
             return Ok(());
         }
-        if !ids.is_empty() {
+        if !none && !self.actions.sessions_are_atomic() {
+            // Collected only here: a million agents' day holds ~700,000 ids.
+            let ids: Vec<_> = jobs
+                .iter()
+                .flat_map(|job| job.sessions.iter().map(|(r, _)| r.id))
+                .collect();
             recorder.sessions_started(&ids).await?;
         }
-        // Not needed past the mark: a million agents' day holds ~700,000 ids.
-        drop(ids);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
         let watermark = async {
             // Hours before `next` have all their sessions ended.
@@ -624,6 +628,7 @@ impl Engine {
                         break;
                     };
                     if pacer.is_some()
+                        && !actions.sessions_are_atomic()
                         && let Err(e) = recorder.sessions_started(&[run.id]).await
                     {
                         first_err.get_or_insert(e);

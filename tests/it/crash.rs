@@ -318,6 +318,21 @@ async fn interrupted_run_resumes_with_ctrl_c_and_resume_flag(t: TestDb) {
     let (status, err) = finish(child).await;
     if status.code() != Some(0) {
         assert_eq!(status.code(), Some(130), "Ctrl-C exits 130: {err}");
+        // In-process sessions commit their outcome with their work: the stopped ones are
+        // left `planned`, never `in_progress`.
+        let tx = t.db.read().await.unwrap();
+        let marked = tx
+            .query_one(
+                "SELECT COUNT(*) AS n FROM sim_sessions \
+                 WHERE run_id = 'crash' AND status = 'in_progress'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .i64("n")
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(marked, 0);
         // A plain run with the same configuration (no --run-id) does not start a twin.
         let mut plain = Command::new(env!("CARGO_BIN_EXE_shopsim"));
         plain

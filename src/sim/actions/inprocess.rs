@@ -181,6 +181,10 @@ impl Actions for InProcessActions {
         "inprocess"
     }
 
+    fn sessions_are_atomic(&self) -> bool {
+        self.shared.tx_mode == TxMode::PerSession
+    }
+
     fn current_outage(&self) -> Option<OutageInfo> {
         self.outage()
     }

@@ -156,6 +156,13 @@ pub trait Actions: Send + Sync {
 
     /// Short name for logs and records (`http`, `inprocess`).
     fn mode(&self) -> &'static str;
+    /// True when a session either commits whole, with its outcome, or leaves nothing behind
+    /// (in-process, one transaction per session): a session cut off by a crash is then as
+    /// good as never started, and marking sessions `in_progress` before they run tells a
+    /// resumed run nothing (it is one row written per session).
+    fn sessions_are_atomic(&self) -> bool {
+        false
+    }
     /// Circuit-breaker state per endpoint (HTTP; none in-process), for the dashboard.
     fn breakers(&self) -> Vec<(crate::sim::metrics::Endpoint, BreakerState)> {
         Vec::new()
