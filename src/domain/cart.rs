@@ -113,6 +113,37 @@ fn not_in_wallet(coupon_id: Uuid) -> DomainError {
     )
 }
 
+/// The refusal of an add before any store is selected.
+fn no_store_selected() -> DomainError {
+    DomainError::rejected(
+        RejectCode::NoStoreSelected,
+        "select a store before adding to the cart",
+    )
+}
+
+/// Refuses an add of `quantity` units when `stock` cannot cover them on top of `in_cart`.
+fn enough_stock(stock: i64, in_cart: i64, quantity: i64) -> DomainResult<()> {
+    if stock < in_cart + quantity {
+        return Err(DomainError::rejected(
+            RejectCode::InsufficientInventory,
+            format!(
+                "only {stock} units in store; the cart already has {in_cart}, {quantity} more requested"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The payload of `cart_add_item`.
+fn add_event(
+    product_id: Uuid,
+    sku: Option<&str>,
+    quantity: i64,
+    unit_price: Money,
+) -> serde_json::Value {
+    json!({"product_id": product_id, "sku": sku, "quantity": quantity, "unit_price": unit_price})
+}
+
 /// The error for an unknown store.
 fn store_not_found(store_id: Uuid) -> DomainError {
     DomainError::NotFound {
@@ -545,25 +576,14 @@ impl Shop {
             return Err(product_not_found(product_id));
         };
         let Some(store_id) = row.opt_uuid("store_id")? else {
-            return Err(DomainError::rejected(
-                RejectCode::NoStoreSelected,
-                "select a store before adding to the cart",
-            ));
+            return Err(no_store_selected());
         };
         let stock = row.opt_i64("stock")?.unwrap_or(0);
         let in_cart = row.opt_i64("in_cart")?.unwrap_or(0);
-        if stock < in_cart + quantity {
-            return Err(DomainError::rejected(
-                RejectCode::InsufficientInventory,
-                format!(
-                    "only {stock} units in store; the cart already has {in_cart}, {quantity} more requested"
-                ),
-            ));
-        }
+        enough_stock(stock, in_cart, quantity)?;
         let sku = row.opt_string("sku")?;
         let unit_price = row.money("price")?;
-        let event = json!({"product_id": product_id, "sku": sku, "quantity": quantity,
-                           "unit_price": unit_price});
+        let event = add_event(product_id, sku.as_deref(), quantity, unit_price);
         let line = match hint.and_then(|_| row.opt_uuid("line_id").transpose()) {
             Some(id) => {
                 let line = (id?, row.i64("line_quantity")?);
@@ -622,10 +642,7 @@ impl Shop {
         quantity: i64,
     ) -> DomainResult<AddToCartResult> {
         let Some(store) = cart.state(ctx.now).store else {
-            return Err(DomainError::rejected(
-                RejectCode::NoStoreSelected,
-                "select a store before adding to the cart",
-            ));
+            return Err(no_store_selected());
         };
         let codec = tx.codec();
         let row = tx
@@ -642,20 +659,14 @@ impl Shop {
         };
         let stock = row.opt_i64("stock")?.unwrap_or(0);
         let in_cart = cart.quantity_of(product_id);
-        if stock < in_cart + quantity {
-            return Err(DomainError::rejected(
-                RejectCode::InsufficientInventory,
-                format!(
-                    "only {stock} units in store; the cart already has {in_cart}, {quantity} more requested"
-                ),
-            ));
-        }
+        enough_stock(stock, in_cart, quantity)?;
         let sku = row.opt_string("sku")?;
         let unit_price = row.money("price")?;
+        let event = add_event(product_id, sku.as_deref(), quantity, unit_price);
         let line = CartItemView {
             id: cart_item_id(ctx.user_id, store.id, product_id),
             product_id,
-            sku: sku.clone(),
+            sku,
             product_name: row.string("name")?,
             category: row.string("category")?,
             brand: row.opt_string("brand")?,
@@ -663,8 +674,6 @@ impl Shop {
             quantity,
             line_total: unit_price * quantity,
         };
-        let event = json!({"product_id": product_id, "sku": sku, "quantity": quantity,
-                           "unit_price": unit_price});
         self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
             .await?;
         Ok(AddToCartResult {
