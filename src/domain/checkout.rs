@@ -246,19 +246,16 @@ impl Shop {
                 values,
             ));
         }
-        match ctx.exact_cart() {
-            // Nothing of the cart is in the database (see `SessionCart`).
-            Some(_) => {}
-            None => {
-                writes.push(Stmt::new(
-                    "DELETE FROM cart_items WHERE user_id = $1",
-                    vec![codec.uuid(ctx.user_id)],
-                ));
-                writes.push(Stmt::new(
-                    "DELETE FROM cart_coupons WHERE user_id = $1",
-                    vec![codec.uuid(ctx.user_id)],
-                ));
-            }
+        // A cart held in memory has no rows to delete (see `SessionCart`).
+        if ctx.exact_cart().is_none() {
+            writes.push(Stmt::new(
+                "DELETE FROM cart_items WHERE user_id = $1",
+                vec![codec.uuid(ctx.user_id)],
+            ));
+            writes.push(Stmt::new(
+                "DELETE FROM cart_coupons WHERE user_id = $1",
+                vec![codec.uuid(ctx.user_id)],
+            ));
         }
         exec_all(tx, writes).await?;
         // The order is written: the cart is empty, in memory as it would be in the database.

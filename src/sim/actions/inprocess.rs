@@ -7,7 +7,9 @@
 //!   [`Actions::open_session`] to [`SessionActions::close`]. Rejections leave it usable (the
 //!   domain validates before writing); a database error rolls the whole session back and fails
 //!   it. The session's events, and on PostgreSQL its row, are written at the close in one
-//!   statement with the outcome and the fence check.
+//!   statement with the outcome and the fence check. Its cart is held in memory
+//!   ([`SessionCart`]): nobody else sees it, and it is empty again before the commit. Such a
+//!   session is atomic ([`Actions::sessions_are_atomic`]), so it is not marked in progress.
 //! - `PerStep` (for paced runs, where a session lasts minutes and must not hold a write lock):
 //!   one transaction per step.
 //!
