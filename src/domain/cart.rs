@@ -144,6 +144,29 @@ fn add_event(
     json!({"product_id": product_id, "sku": sku, "quantity": quantity, "unit_price": unit_price})
 }
 
+/// A cart line of `quantity` units as an add answers it, the product's name, category and
+/// brand from the add's read.
+fn added_line(
+    row: &crate::store::Row,
+    id: Uuid,
+    product_id: Uuid,
+    sku: Option<String>,
+    unit_price: Money,
+    quantity: i64,
+) -> Result<CartItemView, StoreError> {
+    Ok(CartItemView {
+        id,
+        product_id,
+        sku,
+        product_name: row.string("name")?,
+        category: row.string("category")?,
+        brand: row.opt_string("brand")?,
+        unit_price,
+        quantity,
+        line_total: unit_price * quantity,
+    })
+}
+
 /// The error for an unknown store.
 fn store_not_found(store_id: Uuid) -> DomainError {
     DomainError::NotFound {
@@ -617,17 +640,7 @@ impl Shop {
         let (line_id, total_quantity) = line;
         Ok(AddToCartResult {
             success: true,
-            cart_item: CartItemView {
-                id: line_id,
-                product_id,
-                sku,
-                product_name: row.string("name")?,
-                category: row.string("category")?,
-                brand: row.opt_string("brand")?,
-                unit_price,
-                quantity: total_quantity,
-                line_total: unit_price * total_quantity,
-            },
+            cart_item: added_line(&row, line_id, product_id, sku, unit_price, total_quantity)?,
         })
     }
 
@@ -663,17 +676,8 @@ impl Shop {
         let sku = row.opt_string("sku")?;
         let unit_price = row.money("price")?;
         let event = add_event(product_id, sku.as_deref(), quantity, unit_price);
-        let line = CartItemView {
-            id: cart_item_id(ctx.user_id, store.id, product_id),
-            product_id,
-            sku,
-            product_name: row.string("name")?,
-            category: row.string("category")?,
-            brand: row.opt_string("brand")?,
-            unit_price,
-            quantity,
-            line_total: unit_price * quantity,
-        };
+        let id = cart_item_id(ctx.user_id, store.id, product_id);
+        let line = added_line(&row, id, product_id, sku, unit_price, quantity)?;
         self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
             .await?;
         Ok(AddToCartResult {
