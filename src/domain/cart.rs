@@ -79,19 +79,14 @@ impl CartState {
 }
 
 fn item_view(row: &crate::store::Row) -> Result<CartItemView, StoreError> {
-    let unit_price = row.money("price")?;
-    let quantity = row.i64("quantity")?;
-    Ok(CartItemView {
-        id: row.uuid("id")?,
-        product_id: row.uuid("product_id")?,
-        sku: row.opt_string("sku")?,
-        product_name: row.string("name")?,
-        category: row.string("category")?,
-        brand: row.opt_string("brand")?,
-        unit_price,
-        quantity,
-        line_total: unit_price * quantity,
-    })
+    added_line(
+        row,
+        row.uuid("id")?,
+        row.uuid("product_id")?,
+        row.opt_string("sku")?,
+        row.money("price")?,
+        row.i64("quantity")?,
+    )
 }
 
 /// The user's store selection (followed by its values).
@@ -144,8 +139,8 @@ fn add_event(
     json!({"product_id": product_id, "sku": sku, "quantity": quantity, "unit_price": unit_price})
 }
 
-/// A cart line of `quantity` units as an add answers it, the product's name, category and
-/// brand from the add's read.
+/// A cart line of `quantity` units, the product's name, category and brand from `row` (a
+/// cart read's or an add's).
 fn added_line(
     row: &crate::store::Row,
     id: Uuid,
