@@ -14,7 +14,7 @@ use crate::store::{Backend, StoreError, Tx};
 use super::catalog_reads::product_not_found;
 use super::pricing::{PricedLine, meets_minimum, price_cart};
 use super::rows::{self, COUPON_COLS, active_offer_condition, in_list, uuid_values};
-use super::session_cart::SessionCart;
+use super::session_cart::{ReadProduct, SessionCart};
 use super::sessions::SessionEnd;
 use super::{
     AddToCartResult, ApplyCouponResult, CartItemView, CartSummary, CartView, ClearCartResult, Ctx,
@@ -79,14 +79,11 @@ impl CartState {
 }
 
 fn item_view(row: &crate::store::Row) -> Result<CartItemView, StoreError> {
-    added_line(
-        row,
+    Ok(ProductFacts::of(row)?.line(
         row.uuid("id")?,
         row.uuid("product_id")?,
-        row.opt_string("sku")?,
-        row.money("price")?,
         row.i64("quantity")?,
-    )
+    ))
 }
 
 /// The user's store selection (followed by its values).
@@ -129,37 +126,48 @@ fn enough_stock(stock: i64, in_cart: i64, quantity: i64) -> DomainResult<()> {
     Ok(())
 }
 
-/// The payload of `cart_add_item`.
-fn add_event(
-    product_id: Uuid,
-    sku: Option<&str>,
-    quantity: i64,
-    unit_price: Money,
-) -> serde_json::Value {
-    json!({"product_id": product_id, "sku": sku, "quantity": quantity, "unit_price": unit_price})
+/// What a cart line shows of its product, from a row with its `sku`, `name`, `category`,
+/// `brand` and `price` (a cart read's or an add's).
+#[derive(Debug, Clone)]
+pub(crate) struct ProductFacts {
+    pub(crate) sku: Option<String>,
+    pub(crate) name: String,
+    pub(crate) category: String,
+    pub(crate) brand: Option<String>,
+    pub(crate) price: Money,
 }
 
-/// A cart line of `quantity` units, the product's name, category and brand from `row` (a
-/// cart read's or an add's).
-fn added_line(
-    row: &crate::store::Row,
-    id: Uuid,
-    product_id: Uuid,
-    sku: Option<String>,
-    unit_price: Money,
-    quantity: i64,
-) -> Result<CartItemView, StoreError> {
-    Ok(CartItemView {
-        id,
-        product_id,
-        sku,
-        product_name: row.string("name")?,
-        category: row.string("category")?,
-        brand: row.opt_string("brand")?,
-        unit_price,
-        quantity,
-        line_total: unit_price * quantity,
-    })
+impl ProductFacts {
+    fn of(row: &crate::store::Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            sku: row.opt_string("sku")?,
+            name: row.string("name")?,
+            category: row.string("category")?,
+            brand: row.opt_string("brand")?,
+            price: row.money("price")?,
+        })
+    }
+
+    /// The payload of `cart_add_item` for `quantity` units.
+    fn add_event(&self, product_id: Uuid, quantity: i64) -> serde_json::Value {
+        json!({"product_id": product_id, "sku": self.sku, "quantity": quantity,
+               "unit_price": self.price})
+    }
+
+    /// A cart line of `quantity` units.
+    fn line(self, id: Uuid, product_id: Uuid, quantity: i64) -> CartItemView {
+        CartItemView {
+            id,
+            product_id,
+            sku: self.sku,
+            product_name: self.name,
+            category: self.category,
+            brand: self.brand,
+            unit_price: self.price,
+            quantity,
+            line_total: self.price * quantity,
+        }
+    }
 }
 
 /// The error for an unknown store.
@@ -599,9 +607,8 @@ impl Shop {
         let stock = row.opt_i64("stock")?.unwrap_or(0);
         let in_cart = row.opt_i64("in_cart")?.unwrap_or(0);
         enough_stock(stock, in_cart, quantity)?;
-        let sku = row.opt_string("sku")?;
-        let unit_price = row.money("price")?;
-        let event = add_event(product_id, sku.as_deref(), quantity, unit_price);
+        let facts = ProductFacts::of(&row)?;
+        let event = facts.add_event(product_id, quantity);
         let line = match hint.and_then(|_| row.opt_uuid("line_id").transpose()) {
             Some(id) => {
                 let line = (id?, row.i64("line_quantity")?);
@@ -635,12 +642,13 @@ impl Shop {
         let (line_id, total_quantity) = line;
         Ok(AddToCartResult {
             success: true,
-            cart_item: added_line(&row, line_id, product_id, sku, unit_price, total_quantity)?,
+            cart_item: facts.line(line_id, product_id, total_quantity),
         })
     }
 
-    /// [`Shop::add_to_cart_in`] with the cart in a [`SessionCart`]: one read (the product and
-    /// the selected store's stock), the checks against the lines held, the event.
+    /// [`Shop::add_to_cart_in`] with the cart in a [`SessionCart`]: the product and the
+    /// selected store's stock (read with the session's other expected adds at the first of
+    /// them, see [`SessionCart::expect`]), the checks against the lines held, the event.
     async fn add_to_session_cart(
         &self,
         tx: &Tx,
@@ -649,36 +657,62 @@ impl Shop {
         product_id: Uuid,
         quantity: i64,
     ) -> DomainResult<AddToCartResult> {
-        let Some(store) = cart.state(ctx.now).store else {
+        let Some(store) = cart.store() else {
             return Err(no_store_selected());
         };
-        let codec = tx.codec();
-        let row = tx
-            .query_opt(
-                "SELECT p.sku, p.name, p.category, p.brand, p.price, \
-                   (SELECT i.quantity FROM store_inventory i \
-                    WHERE i.store_id = $2 AND i.product_id = p.id) AS stock \
-                 FROM products p WHERE p.id = $1",
-                vec![codec.uuid(product_id), codec.uuid(store.id)],
-            )
-            .await?;
-        let Some(row) = row else {
+        if let Some(ids) = cart.to_read(store.id, product_id) {
+            let read = self.read_for_adds(tx, store.id, &ids).await?;
+            cart.keep_read(store.id, read);
+        }
+        let Some((facts, stock)) = cart.read_product(store.id, product_id) else {
             return Err(product_not_found(product_id));
         };
-        let stock = row.opt_i64("stock")?.unwrap_or(0);
-        let in_cart = cart.quantity_of(product_id);
-        enough_stock(stock, in_cart, quantity)?;
-        let sku = row.opt_string("sku")?;
-        let unit_price = row.money("price")?;
-        let event = add_event(product_id, sku.as_deref(), quantity, unit_price);
-        let id = cart_item_id(ctx.user_id, store.id, product_id);
-        let line = added_line(&row, id, product_id, sku, unit_price, quantity)?;
+        enough_stock(stock, cart.quantity_of(product_id), quantity)?;
+        let event = facts.add_event(product_id, quantity);
+        let line = facts.line(
+            cart_item_id(ctx.user_id, store.id, product_id),
+            product_id,
+            quantity,
+        );
         self.record_event(tx, ctx, "cart_add_item", event, SessionEnd::Open)
             .await?;
         Ok(AddToCartResult {
             success: true,
             cart_item: cart.add(line, ctx.now),
         })
+    }
+
+    /// Products `ids` as adds in `store` need them: their facts and the store's stock (0 for
+    /// a product the store does not stock). Unknown ids are left out.
+    async fn read_for_adds(
+        &self,
+        tx: &Tx,
+        store: Uuid,
+        ids: &[Uuid],
+    ) -> DomainResult<Vec<ReadProduct>> {
+        let codec = tx.codec();
+        let mut values = Vec::with_capacity(ids.len() + 1);
+        values.push(codec.uuid(store));
+        values.extend(ids.iter().map(|id| codec.uuid(*id)));
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT p.id, p.sku, p.name, p.category, p.brand, p.price, \
+                       (SELECT i.quantity FROM store_inventory i \
+                        WHERE i.store_id = $1 AND i.product_id = p.id) AS stock \
+                     FROM products p WHERE p.id IN ({})",
+                    in_list(ids.len(), 2)
+                ),
+                values,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let stock = r.opt_i64("stock")?.unwrap_or(0);
+                Ok((r.uuid("id")?, ProductFacts::of(r)?, stock))
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(Into::into)
     }
 
     /// Empties the cart (lines and coupons). With a session, records `cart_abandon` and marks

@@ -15,6 +15,13 @@
 //! the database's cart). What the database would decide by itself at read time — which applied
 //! offers are still usable at the moment — is decided here from what it returned when the offer
 //! was applied: the offer's `eligible_until`, and the coupon's own activity and expiry.
+//!
+//! An add needs its product's facts and the selected store's stock. When the session says
+//! which products its plan will add ([`SessionCart::expect`]), the first add reads them all in
+//! one statement and the later adds read nothing. Their stock is then the store's at the first
+//! add: within a day stock only falls (restocks come between days), so a later add may accept
+//! a unit that another session took meanwhile, which the checkout — the one that takes stock,
+//! under locks — refuses as it refuses any cart the store can no longer fill.
 
 use std::sync::Arc;
 
@@ -25,7 +32,7 @@ use uuid::Uuid;
 use crate::catalog::{Coupon, Store};
 
 use super::CartItemView;
-use super::cart::CartState;
+use super::cart::{CartState, ProductFacts};
 
 /// A session's cart in memory. Cheap to clone (clones share the cart).
 #[derive(Clone, Default)]
@@ -43,7 +50,14 @@ struct Held {
     lines: Vec<(CartItemView, DateTime<Utc>)>,
     /// Applied offers with their `eligible_until`, by coupon id.
     coupons: Vec<(Coupon, Option<DateTime<Utc>>)>,
+    /// The products the session's plan will add (a hint; kept across [`SessionCart::reset`]).
+    expected: Vec<Uuid>,
+    /// Products read for adds — their facts and the stock of store `.0` when read — by id.
+    read: Option<(Uuid, Vec<ReadProduct>)>,
 }
+
+/// A product read for adds: its id, its facts and the stock of the store it was read for.
+pub(crate) type ReadProduct = (Uuid, ProductFacts, i64);
 
 /// Whether an applied offer is usable at `now`, as the database's active-offer condition
 /// decides it (the offer's status is `active` while it is in the memory: see
@@ -60,10 +74,71 @@ impl SessionCart {
         Self::default()
     }
 
-    /// Forgets everything (the transaction the session ran in was lost; its redone steps
-    /// fill the cart again).
+    /// Forgets everything but the expected adds (the transaction the session ran in was lost;
+    /// its redone steps fill the cart again and read the products again).
     pub fn reset(&self) {
-        *self.0.lock() = Held::default();
+        let mut held = self.0.lock();
+        let expected = std::mem::take(&mut held.expected);
+        *held = Held {
+            expected,
+            ..Held::default()
+        };
+    }
+
+    /// The products the session's plan will add, so that the first add reads them all.
+    pub fn expect(&self, mut products: Vec<Uuid>) {
+        products.sort_unstable();
+        products.dedup();
+        self.0.lock().expected = products;
+    }
+
+    /// The products an add of `product_id` in `store` should read: `None` when an earlier
+    /// read has it; else the expected adds not read yet, or just `product_id` if it is not one
+    /// of them.
+    pub(crate) fn to_read(&self, store: Uuid, product_id: Uuid) -> Option<Vec<Uuid>> {
+        let held = self.0.lock();
+        let read = held.read.as_ref().filter(|(s, _)| *s == store);
+        if read.is_some_and(|(_, r)| r.iter().any(|(id, ..)| *id == product_id)) {
+            return None;
+        }
+        if held.expected.binary_search(&product_id).is_err() {
+            return Some(vec![product_id]);
+        }
+        Some(
+            held.expected
+                .iter()
+                .filter(|id| !read.is_some_and(|(_, r)| r.iter().any(|(p, ..)| p == *id)))
+                .copied()
+                .collect(),
+        )
+    }
+
+    /// Keeps products read for adds in `store` (their facts and stock then).
+    pub(crate) fn keep_read(&self, store: Uuid, products: Vec<ReadProduct>) {
+        let mut held = self.0.lock();
+        match &mut held.read {
+            Some((s, read)) if *s == store => read.extend(products),
+            slot => *slot = Some((store, products)),
+        }
+    }
+
+    /// A product read for adds in `store`: its facts and the stock then.
+    pub(crate) fn read_product(
+        &self,
+        store: Uuid,
+        product_id: Uuid,
+    ) -> Option<(ProductFacts, i64)> {
+        let held = self.0.lock();
+        let (s, read) = held.read.as_ref()?;
+        (*s == store)
+            .then(|| read.iter().find(|(id, ..)| *id == product_id))
+            .flatten()
+            .map(|(_, facts, stock)| (facts.clone(), *stock))
+    }
+
+    /// The store the session selected.
+    pub(crate) fn store(&self) -> Option<Store> {
+        self.0.lock().store.clone()
     }
 
     /// True when the shop reads and writes the cart here rather than in the database.
@@ -305,5 +380,48 @@ mod tests {
         cart.apply(&coupon(4, None), None);
         assert_eq!(cart.clear(), (1, 1));
         assert_eq!(cart.clear(), (0, 0));
+    }
+
+    fn facts(name: &str) -> ProductFacts {
+        ProductFacts {
+            sku: None,
+            name: name.into(),
+            category: "Snacks".into(),
+            brand: None,
+            price: Money(250),
+        }
+    }
+
+    #[test]
+    fn the_first_add_reads_the_expected_products_once_per_store() {
+        let (p1, p2, p3) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let (s1, s2) = (Uuid::from_u128(51), Uuid::from_u128(52));
+        let cart = SessionCart::new();
+        cart.expect(vec![p2, p1, p2]);
+        // Not expected: read alone.
+        assert_eq!(cart.to_read(s1, p3), Some(vec![p3]));
+        assert_eq!(cart.to_read(s1, p2), Some(vec![p1, p2]));
+        cart.keep_read(s1, vec![(p1, facts("one"), 4), (p2, facts("two"), 0)]);
+        assert_eq!(cart.to_read(s1, p2), None);
+        assert_eq!(
+            cart.read_product(s1, p2).map(|(f, n)| (f.name, n)),
+            Some(("two".into(), 0))
+        );
+        // A product read alone joins what was read.
+        assert_eq!(cart.to_read(s1, p3), Some(vec![p3]));
+        cart.keep_read(s1, vec![(p3, facts("three"), 7)]);
+        assert_eq!(cart.read_product(s1, p3).map(|(_, n)| n), Some(7));
+        assert_eq!(cart.read_product(s1, p1).map(|(_, n)| n), Some(4));
+        // Another store's stock is another read.
+        assert!(cart.read_product(s2, p1).is_none());
+        assert_eq!(cart.to_read(s2, p1), Some(vec![p1, p2]));
+        cart.keep_read(s2, vec![(p1, facts("one"), 1)]);
+        assert!(cart.read_product(s1, p1).is_none());
+        // Only the expected products not read yet.
+        assert_eq!(cart.to_read(s2, p2), Some(vec![p2]));
+        // A lost transaction forgets the reads, not the expectation.
+        cart.reset();
+        assert!(cart.read_product(s2, p1).is_none());
+        assert_eq!(cart.to_read(s2, p1), Some(vec![p1, p2]));
     }
 }

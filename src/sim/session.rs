@@ -503,6 +503,11 @@ impl Runner<'_, '_> {
                 };
             }
         };
+        let adds = plan.steps.iter().filter_map(|s| match s.action {
+            StepAction::Add { product, .. } => self.cx.world.product_id(product),
+            StepAction::View { .. } => None,
+        });
+        self.actions.expect_adds(adds.collect());
         let mut cart = CartState::default();
         for s in &plan.steps {
             let r = match s.action {

@@ -20,6 +20,8 @@ backend_tests!(
     shopping_flow_with_held_events,
     shopping_flow_with_deferred_session_row,
     shopping_flow_with_a_session_cart,
+    shopping_flow_with_expected_adds,
+    expected_adds_are_read_at_the_first_and_checkout_takes_stock,
     a_cart_left_in_the_database_keeps_the_session_on_it,
     a_refresh_revalidates_offers_applied_to_a_session_cart,
     held_events_roll_back_with_a_failed_checkout,
@@ -295,6 +297,14 @@ async fn shopping_flow_with_deferred_session_row(t: TestDb) {
 /// written at any point.
 async fn shopping_flow_with_a_session_cart(t: TestDb) {
     shopping_flow(t, Some(SessionEvents::deferred()), Some(SessionCart::new())).await;
+}
+
+async fn shopping_flow_with_expected_adds(t: TestDb) {
+    // The flow's first add reads these (one unknown, one short of stock, one never added)
+    // together; its answers are the same.
+    let cart = SessionCart::new();
+    cart.expect(vec![P5, Uuid::from_u128(7), P1, P4]);
+    shopping_flow(t, Some(SessionEvents::deferred()), Some(cart)).await;
 }
 
 async fn shopping_flow(t: TestDb, held: Option<SessionEvents>, in_memory: Option<SessionCart>) {
@@ -775,6 +785,62 @@ async fn a_cart_left_in_the_database_keeps_the_session_on_it(t: TestDb) {
     let cleared = shop.clear_cart(&tx, &c(15)).await.unwrap();
     assert_eq!((cleared.items_removed, cleared.coupons_removed), (0, 0));
     tx.commit().await.unwrap();
+}
+
+/// A session that expects to add P1 and P2 reads both at its first add; P2's stock is then the
+/// store's at that moment. Stock another session takes meanwhile is not seen by the add, but the
+/// checkout, which takes stock under locks, refuses the cart the store can no longer fill, and
+/// without the expectation the add itself refuses.
+async fn expected_adds_are_read_at_the_first_and_checkout_takes_stock(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    let shop = Shop::new(ShopConfig::default());
+    for expect in [true, false] {
+        let (cart, held) = (SessionCart::new(), SessionEvents::deferred());
+        if expect {
+            cart.expect(vec![P2, P1]);
+        }
+        let c = |m| Ctx {
+            events: Some(held.clone()),
+            cart: Some(cart.clone()),
+            ..ctx(
+                U1,
+                t0() + Duration::minutes(m),
+                Some(Uuid::from_u128(0x5e59)),
+            )
+        };
+        let tx = db.write().await.unwrap();
+        shop.select_store(&tx, &c(0), S1).await.unwrap();
+        shop.add_to_cart(&tx, &c(1), P1, 1).await.unwrap();
+        // Another session took every unit of P2 (10 in S1).
+        let codec = tx.codec();
+        tx.exec(
+            "UPDATE store_inventory SET quantity = 0 WHERE store_id = $1 AND product_id = $2",
+            vec![codec.uuid(S1), codec.uuid(P2)],
+        )
+        .await
+        .unwrap();
+        let added = shop.add_to_cart(&tx, &c(2), P2, 2).await;
+        if !expect {
+            assert_eq!(
+                reject_code(&added.unwrap_err()),
+                Some(RejectCode::InsufficientInventory)
+            );
+            continue;
+        }
+        assert_eq!(added.unwrap().cart_item.quantity, 2);
+        // 10 in stock when read: 9 more on top of the 2 held is still too many.
+        let e = shop.add_to_cart(&tx, &c(3), P2, 9).await.unwrap_err();
+        assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+        let e = shop.checkout(&tx, &c(4)).await.unwrap_err();
+        assert_eq!(reject_code(&e), Some(RejectCode::InsufficientInventory));
+        assert_eq!(
+            stock_in(&tx, S1, P1).await,
+            10,
+            "nothing taken on a shortfall"
+        );
+        tx.rollback().await.unwrap();
+    }
 }
 
 /// An offer applied to a session cart, then a refresh in the same session: the cart prices as

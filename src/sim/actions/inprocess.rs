@@ -14,7 +14,9 @@
 //!   one transaction per step.
 //!
 //! Round trips saved where the host knows the answer already: a product view takes the SKU
-//! and price from the run's catalog copy ([`InProcessConfig::products`]), and adding to the
+//! and price from the run's catalog copy ([`InProcessConfig::products`]); adding to a
+//! session cart reads every product the session's plan will add at its first add
+//! ([`SessionActions::expect_adds`]), and the later adds read nothing; adding to the database's
 //! cart passes the store the session selected, so that the checks and the new line are one
 //! statement.
 //!
@@ -782,6 +784,10 @@ impl SessionActions for InProcessSession {
 
     fn set_scheduled(&mut self, release: Instant) {
         self.scheduled = Some(release);
+    }
+
+    fn expect_adds(&mut self, products: Vec<Uuid>) {
+        self.cart.expect(products);
     }
 
     async fn close(mut self: Box<Self>, report: &SessionReport) -> ActionResult<bool> {

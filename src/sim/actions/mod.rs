@@ -220,6 +220,9 @@ pub trait SessionActions: Send {
     /// from then and queueing is not hidden. Applies to the next step only; without it latency
     /// is measured from when the request is sent.
     fn set_scheduled(&mut self, _release: tokio::time::Instant) {}
+    /// Tells which products the session's plan will add (before its first step), so that
+    /// actions that can read them together do. A hint: adds of other products still work.
+    fn expect_adds(&mut self, _products: Vec<Uuid>) {}
     /// Ends the session. Called once, after the last step, whatever the outcome (a failed
     /// session is closed too). In-process work in one session transaction commits here
     /// together with the session's run record (`report`), so a crash can never leave work
