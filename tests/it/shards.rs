@@ -197,6 +197,43 @@ async fn until_shards(
     }
 }
 
+/// Ends every database connection of process `pid` (a paused one): found by the local TCP
+/// ports of its sockets, which the database sees as its clients' ports.
+async fn cut_connections(db: &Db, pid: u32) {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && inodes.contains(cols[9]) {
+                let port = cols[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap().to_string());
+            }
+        }
+    }
+    assert!(!ports.is_empty(), "process {pid} has database connections");
+    let tx = db.write().await.unwrap();
+    tx.query(
+        "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND client_port = ANY(string_to_array($1, ',')::int[])",
+        vec![ports.join(",").into()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
 fn day(d: u32) -> DateTime<Utc> {
     NaiveDate::from_ymd_opt(2024, 1, d)
         .unwrap()
@@ -300,15 +337,16 @@ async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
     .await;
 
     // Shard 2's lease lapsed while it was paused: a new process takes the slice over. Woken
-    // up, the stale process is fenced off and stops without writing. (A takeover may wait
-    // for a row lock the paused process holds; it then happens right at the wake-up, before
-    // the stale process's next heartbeat.)
+    // up, the stale process is fenced off and stops without writing. Its transactions, paused
+    // mid-session, hold share locks on its shard row (each session's fence check), and a
+    // takeover waiting behind them at the wake-up can be starved by the sessions that follow
+    // (share lockers join without queueing): its connections are cut first, as a frozen
+    // host's are, so the takeover happens while the stale process sleeps.
+    cut_connections(&t.db, children[2].id().unwrap()).await;
     let stale = std::mem::replace(
         &mut children[2],
         shard_command(&url, &runs, 2).spawn().unwrap(),
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    signal(&stale, "CONT");
     until_shards(
         &t.db,
         "sharded",
@@ -317,6 +355,7 @@ async fn three_shards_equal_one_process_through_kills_and_takeovers_postgres() {
         |rows| rows.get(2).is_some_and(|r| r.fence == 2),
     )
     .await;
+    signal(&stale, "CONT");
     let (status, err) = tokio::time::timeout(Duration::from_secs(60), finish(stale))
         .await
         .expect("the stale shard stops");
