@@ -56,6 +56,16 @@ struct Held {
     read: Option<(Uuid, Vec<ReadProduct>)>,
 }
 
+impl Held {
+    /// The products read for adds in `store` (none when the reads were for another store).
+    fn read_in(&self, store: Uuid) -> &[ReadProduct] {
+        match &self.read {
+            Some((s, read)) if *s == store => read,
+            _ => &[],
+        }
+    }
+}
+
 /// A product read for adds: its id, its facts and the stock of the store it was read for.
 pub(crate) type ReadProduct = (Uuid, ProductFacts, i64);
 
@@ -97,8 +107,9 @@ impl SessionCart {
     /// of them.
     pub(crate) fn to_read(&self, store: Uuid, product_id: Uuid) -> Option<Vec<Uuid>> {
         let held = self.0.lock();
-        let read = held.read.as_ref().filter(|(s, _)| *s == store);
-        if read.is_some_and(|(_, r)| r.iter().any(|(id, ..)| *id == product_id)) {
+        let read = held.read_in(store);
+        let have = |id: &Uuid| read.iter().any(|(p, ..)| p == id);
+        if have(&product_id) {
             return None;
         }
         if held.expected.binary_search(&product_id).is_err() {
@@ -107,7 +118,7 @@ impl SessionCart {
         Some(
             held.expected
                 .iter()
-                .filter(|id| !read.is_some_and(|(_, r)| r.iter().any(|(p, ..)| p == *id)))
+                .filter(|id| !have(id))
                 .copied()
                 .collect(),
         )
@@ -128,11 +139,11 @@ impl SessionCart {
         store: Uuid,
         product_id: Uuid,
     ) -> Option<(ProductFacts, i64)> {
-        let held = self.0.lock();
-        let (s, read) = held.read.as_ref()?;
-        (*s == store)
-            .then(|| read.iter().find(|(id, ..)| *id == product_id))
-            .flatten()
+        self.0
+            .lock()
+            .read_in(store)
+            .iter()
+            .find(|(id, ..)| *id == product_id)
             .map(|(_, facts, stock)| (facts.clone(), *stock))
     }
 
