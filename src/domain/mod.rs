@@ -45,7 +45,7 @@ pub use cart::{MAX_ADD_QUANTITY, ineligibility};
 pub use catalog_reads::MAX_PAGE;
 pub use checkout::{order_id, session_order};
 pub use error::{DomainError, RejectCode};
-pub use offers::{cycle_epoch, cycle_number, draw_offers, is_holdout};
+pub use offers::{Refreshed, cycle_epoch, cycle_number, draw_offers, is_holdout};
 pub use pricing::{PricedLine, coupon_discount, meets_minimum, price_cart};
 pub use session_cart::SessionCart;
 pub use sessions::{HeldEvents, HeldOutcome, SessionEvents};

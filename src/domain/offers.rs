@@ -12,7 +12,8 @@ use crate::store::{Backend, Row, Stmt, Tx};
 
 use super::rows::{self, COUPON_COLS, placeholders};
 use super::{
-    Ctx, DomainError, DomainResult, RefreshResult, Shop, ShopConfig, WalletOffer, WalletView,
+    ActiveOffer, Ctx, DomainError, DomainResult, RefreshResult, Shop, ShopConfig, WalletOffer,
+    WalletView,
 };
 
 /// How a refresh starts (see [`Shop::start_refresh`]).
@@ -27,6 +28,39 @@ enum RefreshStart {
         expired: u64,
         candidates: Candidates,
     },
+}
+
+/// A refresh's answer and the offers it assigned. After a refresh that was due these are all
+/// of the user's active offers (it expired every other one), each eligible until
+/// `eligible_until`: a caller that needs the active offers next need not read the wallet.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Refreshed {
+    /// The contract's answer.
+    pub result: RefreshResult,
+    /// The coupons assigned (none when the refresh was not due, or for a holdout user).
+    pub assigned: Vec<Uuid>,
+    /// Until when the assigned offers are usable.
+    pub eligible_until: DateTime<Utc>,
+}
+
+impl Refreshed {
+    /// The user's active offers after this refresh, in the wallet's order (all were assigned
+    /// at the same instant, so by coupon id); `None` when the refresh was not due.
+    pub fn active_offers(&self) -> Option<Vec<ActiveOffer>> {
+        if !self.result.refreshed {
+            return None;
+        }
+        let mut ids = self.assigned.clone();
+        ids.sort_unstable();
+        Some(
+            ids.into_iter()
+                .map(|coupon_id| ActiveOffer {
+                    coupon_id,
+                    eligible_until: Some(self.eligible_until),
+                })
+                .collect(),
+        )
+    }
 }
 
 /// The coupons a refresh may draw from, by kind.
@@ -143,6 +177,11 @@ impl Shop {
     /// expires the active offers and, unless the user is in the holdout group, draws new
     /// ones. A refresh that is not due changes nothing.
     pub async fn refresh_offers(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<RefreshResult> {
+        Ok(self.refresh_offers_drawn(tx, ctx).await?.result)
+    }
+
+    /// [`Shop::refresh_offers`], with the offers it assigned.
+    pub async fn refresh_offers_drawn(&self, tx: &Tx, ctx: &Ctx) -> DomainResult<Refreshed> {
         let config = self.config();
         check_config(config)?;
         let codec = tx.codec();
@@ -150,13 +189,17 @@ impl Shop {
         let holdout = is_holdout(config, ctx.user_id);
         let (expired_count, candidates) = match self.start_refresh(tx, ctx, !holdout).await? {
             RefreshStart::NotDue { next, is_holdout } => {
-                return Ok(RefreshResult {
-                    success: true,
-                    refreshed: false,
-                    expired_count: 0,
-                    assigned_count: 0,
-                    is_holdout,
-                    next_refresh_at: Some(next),
+                return Ok(Refreshed {
+                    result: RefreshResult {
+                        success: true,
+                        refreshed: false,
+                        expired_count: 0,
+                        assigned_count: 0,
+                        is_holdout,
+                        next_refresh_at: Some(next),
+                    },
+                    assigned: Vec::new(),
+                    eligible_until: ctx.now,
                 });
             }
             RefreshStart::Due {
@@ -168,6 +211,7 @@ impl Shop {
         let cycle_id = ids::stable_uuid(config.seed, "offer_cycle", &number.to_string());
         let started_at = cycle_epoch() + Duration::days(number * config.cycle_days);
         let assigned = self.draw_from(ctx.user_id, number, &candidates);
+        let eligible_until = ctx.now + Duration::days(config.eligibility_days);
         // The cycle, the assignments and the user's next refresh: independent writes, one
         // round trip on PostgreSQL (see `crate::store::combine`).
         let mut writes = vec![Stmt::new(
@@ -184,7 +228,6 @@ impl Shop {
             ],
         )];
         if !assigned.is_empty() {
-            let eligible_until = ctx.now + Duration::days(config.eligibility_days);
             let mut values = Vec::with_capacity(assigned.len() * 6);
             for coupon_id in &assigned {
                 values.extend([
@@ -238,13 +281,17 @@ impl Shop {
                 cart.revalidate(self.active_offers(tx, ctx, Some(&applied)).await?);
             }
         }
-        Ok(RefreshResult {
-            success: true,
-            refreshed: true,
-            expired_count,
-            assigned_count: assigned.len() as u64,
-            is_holdout: holdout,
-            next_refresh_at: Some(next_refresh_at),
+        Ok(Refreshed {
+            result: RefreshResult {
+                success: true,
+                refreshed: true,
+                expired_count,
+                assigned_count: assigned.len() as u64,
+                is_holdout: holdout,
+                next_refresh_at: Some(next_refresh_at),
+            },
+            assigned,
+            eligible_until,
         })
     }
 

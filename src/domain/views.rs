@@ -291,6 +291,29 @@ pub struct WalletView {
     pub next_refresh_at: Option<DateTime<Utc>>,
 }
 
+impl WalletView {
+    /// The offers still active, in the wallet's order.
+    pub fn active_offers(&self) -> Vec<ActiveOffer> {
+        self.offers
+            .iter()
+            .filter(|o| o.status == "active")
+            .map(|o| ActiveOffer {
+                coupon_id: o.coupon.id,
+                eligible_until: o.eligible_until,
+            })
+            .collect()
+    }
+}
+
+/// An active offer in a wallet: its coupon and until when it is usable (no end: `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveOffer {
+    /// The offer's coupon.
+    pub coupon_id: Uuid,
+    /// End of the offer's window.
+    pub eligible_until: Option<DateTime<Utc>>,
+}
+
 /// `POST /api/offers/refresh`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshResult {

@@ -279,14 +279,12 @@ impl Runner<'_, '_> {
                     .metrics
                     .add(Counter::OffersAssigned, refreshed.assigned_count);
                 let step = self.step(0).await?;
-                let wallet = self.actions.wallet(step).await.map_err(Self::fail)?;
-                let offers: Vec<HeldOffer> = wallet
-                    .offers
+                let active = self.actions.active_offers(step).await.map_err(Self::fail)?;
+                let offers: Vec<HeldOffer> = active
                     .iter()
-                    .filter(|o| o.status == "active")
                     .filter_map(|o| {
                         let until = o.eligible_until.map_or(NaiveDate::MAX, |t| t.date_naive());
-                        self.cx.world.held_for(o.coupon.id, until)
+                        self.cx.world.held_for(o.coupon_id, until)
                     })
                     .collect();
                 if let Some(note) = &mut self.effects.refresh {

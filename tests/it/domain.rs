@@ -1079,12 +1079,21 @@ async fn refresh(
     now: DateTime<Utc>,
 ) -> shopsim::domain::RefreshResult {
     let tx = db.write().await.unwrap();
-    let r = shop
-        .refresh_offers(&tx, &ctx(user, now, None))
+    let drawn = shop
+        .refresh_offers_drawn(&tx, &ctx(user, now, None))
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    r
+    // What the refresh says it left active is what the wallet shows, in the wallet's order:
+    // in-process sessions use it instead of reading the wallet.
+    let tx = db.read().await.unwrap();
+    let wallet = shop.wallet(&tx, user, now).await.unwrap();
+    tx.commit().await.unwrap();
+    match drawn.active_offers() {
+        Some(active) => assert_eq!(active, wallet.active_offers()),
+        None => assert!(!drawn.result.refreshed),
+    }
+    drawn.result
 }
 
 /// Every row of the offer tables, as text, in a stable order.

@@ -42,9 +42,10 @@ use super::config::{ActionsSetupError, OutageConfig};
 use super::outage::{OutageGate, OutageInfo, Probe};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
-    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult, Ctx,
-    DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownProducts, RefreshResult,
-    RejectCode, SelectStoreResult, SessionCart, SessionEvents, Shop, ShopConfig, WalletView,
+    ActiveOffer, AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
+    Ctx, DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownProducts, RefreshResult,
+    Refreshed, RejectCode, SelectStoreResult, SessionCart, SessionEvents, Shop, ShopConfig,
+    WalletView,
 };
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::records::runs::{SessionStatus, session_status};
@@ -171,6 +172,7 @@ impl InProcessActions {
             events: SessionEvents::deferred(),
             cart: SessionCart::new(),
             store: None,
+            refreshed: None,
         })
     }
 }
@@ -344,6 +346,8 @@ domain_op!(SelectStore { store_id: Uuid } -> SelectStoreResult, Endpoint::Select
     |shop, tx, ctx| shop.select_store(tx, ctx, store_id));
 domain_op!(Refresh {} -> RefreshResult, Endpoint::RefreshOffers,
     |shop, tx, ctx| shop.refresh_offers(tx, ctx));
+domain_op!(RefreshDrawn {} -> Refreshed, Endpoint::RefreshOffers,
+    |shop, tx, ctx| shop.refresh_offers_drawn(tx, ctx));
 domain_op!(Wallet {} -> WalletView, Endpoint::Wallet,
     |shop, tx, ctx| shop.wallet(tx, ctx.user_id, ctx.now));
 // The answer is not needed (`null`); any stored JSON (an older version kept the detail)
@@ -383,6 +387,9 @@ pub struct InProcessSession {
     cart: SessionCart,
     /// The store this session selected (a hint that saves adding to the cart a round trip).
     store: Option<Uuid>,
+    /// The active offers left by a refresh that was due, when it was the last step
+    /// (`PerSession`): the wallet need not be read for them.
+    refreshed: Option<Vec<ActiveOffer>>,
 }
 
 /// A step that can be redone in a new transaction (its result is not needed again).
@@ -442,6 +449,8 @@ impl InProcessSession {
     }
 
     async fn run<O: DomainOp>(&mut self, step: Step, op: O) -> ActionResult<O::Output> {
+        // Any step may change the wallet.
+        self.refreshed = None;
         let shared = self.shared.clone();
         let ctx = self.ctx(step);
         let mut from = self.scheduled.take();
@@ -730,11 +739,24 @@ impl SessionActions for InProcessSession {
     }
 
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult> {
-        self.run(step, Refresh {}).await
+        // Paced runs store each step's answer for a redo: their refresh keeps its own.
+        if self.shared.tx_mode == TxMode::PerStep {
+            return self.run(step, Refresh {}).await;
+        }
+        let drawn = self.run(step, RefreshDrawn {}).await?;
+        self.refreshed = drawn.active_offers();
+        Ok(drawn.result)
     }
 
     async fn wallet(&mut self, step: Step) -> ActionResult<WalletView> {
         self.run(step, Wallet {}).await
+    }
+
+    async fn active_offers(&mut self, step: Step) -> ActionResult<Vec<ActiveOffer>> {
+        match self.refreshed.take() {
+            Some(offers) => Ok(offers),
+            None => Ok(self.wallet(step).await?.active_offers()),
+        }
     }
 
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()> {

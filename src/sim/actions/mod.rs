@@ -57,7 +57,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
+    ActiveOffer, AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
     EligibleCoupons, RefreshResult, RejectCode, SelectStoreResult, WalletView,
 };
 use crate::sim::metrics::Outcome;
@@ -192,6 +192,12 @@ pub trait SessionActions: Send {
     async fn refresh_offers(&mut self, step: Step) -> ActionResult<RefreshResult>;
     /// The agent's offer wallet (after a refresh, so scripts see the offers they hold).
     async fn wallet(&mut self, step: Step) -> ActionResult<WalletView>;
+    /// The agent's active offers as (coupon, eligible until), in the wallet's order (newest
+    /// assignment first, then by coupon id), right after a refresh that was due. By default
+    /// read from the wallet; actions that know what the refresh assigned answer from that.
+    async fn active_offers(&mut self, step: Step) -> ActionResult<Vec<ActiveOffer>> {
+        Ok(self.wallet(step).await?.active_offers())
+    }
     /// Views a product (records a `view_product` event). The detail is not returned: the
     /// session does not use it, and in-process views of catalog products need no read.
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()>;
