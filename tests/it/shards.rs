@@ -198,7 +198,8 @@ async fn until_shards(
 }
 
 /// Ends every database connection of process `pid` (a paused one): found by the local TCP
-/// ports of its sockets, which the database sees as its clients' ports.
+/// ports of its sockets, which the database sees as its clients' ports, or, through a pooler,
+/// by its transactions left open.
 async fn cut_connections(db: &Db, pid: u32) {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -223,14 +224,30 @@ async fn cut_connections(db: &Db, pid: u32) {
     }
     assert!(!ports.is_empty(), "process {pid} has database connections");
     let tx = db.write().await.unwrap();
-    tx.query(
-        "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid() \
-           AND client_port = ANY(string_to_array($1, ',')::int[])",
-        vec![ports.join(",").into()],
-    )
-    .await
-    .unwrap();
+    let cut = tx
+        .query(
+            "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND client_port = ANY(string_to_array($1, ',')::int[])",
+            vec![ports.join(",").into()],
+        )
+        .await
+        .unwrap();
+    if cut.is_empty() {
+        // Through a pooler the database's clients are the pooler's connections: the paused
+        // process's transactions are the ones idle for over 2 s (it was paused before the
+        // duplicate's 3-s wait; a live shard's last milliseconds). Cutting a live one by
+        // mistake would be an outage that shard redoes, not a wrong result.
+        tx.query(
+            "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND state = 'idle in transaction' \
+               AND state_change < now() - interval '2 seconds'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    }
     tx.commit().await.unwrap();
 }
 
