@@ -5,10 +5,13 @@
 //! errors, requests/s, latency percentiles and the CPU time the host spent per request, to be
 //! compared with `wrk` or `oha` on the same request (`scripts/bench-http`).
 //!
-//! Every connection is one session of the same agent, sending the same request again and again
-//! (same step, hence the same `Idempotency-Key`): after the first view the server answers from
-//! its idempotency record, and the request can be replayed byte for byte by another load
-//! generator (`--print-request`), so both measure the same server work.
+//! Every connection sends the same request again and again: the product's detail read as a
+//! catalog read, outside a session (no session header, hence no view event and no
+//! `Idempotency-Key`), the server's cheapest answer on that endpoint, so the figures are the
+//! host's rather than the server's. It can be replayed byte for byte by another load generator
+//! (`--print-request`), so both measure the same server work. (A session's view, which the
+//! load test sent before, is a keyed write: repeating one key makes the server redo the work
+//! and roll it back before it replays the stored answer, three times its cost of a read.)
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -27,9 +30,7 @@ use uuid::Uuid;
 
 use super::common::parse_duration;
 use crate::sim::actions::config::normalise_base_url;
-use crate::sim::actions::{
-    ActionError, HttpActions, HttpSession, SessionActions, SessionInfo, Step,
-};
+use crate::sim::actions::{ActionError, HttpActions, HttpSession, SessionInfo, Step};
 use crate::sim::metrics::{Endpoint, Metrics, Outcome};
 use crate::sim::run::{AuthMode, http_config};
 
@@ -40,9 +41,9 @@ const MAX_CONNECTIONS: usize = 100_000;
 /// through shopsim's own HTTP path, and report requests/s, latency and the host's CPU time per
 /// request.
 ///
-/// Each of --connections keeps one request in flight (as wrk's -c): one session per
-/// connection, all of the same agent, viewing the same product at the same step, so every
-/// request is identical (after the first, the server answers from its idempotency record).
+/// Each of --connections keeps one request in flight (as wrk's -c), all as the same agent,
+/// reading the same product's detail outside a session (no view event, no idempotency key),
+/// so every request is identical and a plain read for the server.
 /// --print-request shows that request for replaying it with wrk, oha or Locust
 /// (`scripts/bench-http` does). Latency is measured by the host as in a run (from sending the
 /// request to the last byte of the answer). Exits 1 when any request failed.
@@ -65,7 +66,7 @@ pub struct LoadtestArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     warmup: Duration,
 
-    /// The product to view (default: the first of `GET /api/products`).
+    /// The product to read (default: the first of `GET /api/products`).
     #[arg(long, value_name = "UUID")]
     product: Option<Uuid>,
 
@@ -419,7 +420,7 @@ async fn first_product(base: &str, agent: &str) -> anyhow::Result<Uuid> {
     })
 }
 
-/// One connection: the same view again and again until `stop`.
+/// One connection: the same read again and again until `stop`.
 async fn connection(
     mut session: HttpSession,
     step: Step,
@@ -428,7 +429,7 @@ async fn connection(
     first_error: Arc<OnceLock<String>>,
 ) {
     while !stop.is_cancelled() {
-        match session.view_product(step, product).await {
+        match session.read_product(step, product).await {
             Ok(_) => {}
             Err(ActionError::Interrupted(_)) => break,
             Err(e) => {
@@ -452,7 +453,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
     let step = fixed_step(Utc::now());
     let info = session_info(&plan.agent, step);
     let mut probe = actions.session(info.clone())?;
-    let (method, url, headers) = probe.view_product_request(step, product)?;
+    let (method, url, headers) = probe.read_product_request(step, product)?;
     if args.print_request {
         println!("{method} {url}");
         for (name, value) in &headers {
@@ -460,10 +461,10 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // One view first: a wrong product or agent is one clear error, not a storm of them.
-    probe.view_product(step, product).await.map_err(|e| {
+    // One read first: a wrong product or agent is one clear error, not a storm of them.
+    probe.read_product(step, product).await.map_err(|e| {
         anyhow::anyhow!(
-            "viewing product {product} as {} failed: {e}; check --product and --agent",
+            "reading product {product} as {} failed: {e}; check --product and --agent",
             plan.agent
         )
     })?;

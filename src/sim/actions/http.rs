@@ -284,6 +284,8 @@ struct Call {
     param: Option<(&'static str, Uuid)>,
     body: Option<bytes::Bytes>,
     write: bool,
+    /// Sent with the session's header (every session step; not a plain catalog read).
+    session: bool,
 }
 
 /// How one attempt ended.
@@ -583,7 +585,9 @@ impl HttpSession {
         if let Ok(v) = HeaderValue::from_str(&at) {
             headers.insert(&SIM_TIME, v);
         }
-        headers.insert(&SESSION, self.session_header.clone());
+        if call.session {
+            headers.insert(&SESSION, self.session_header.clone());
+        }
         if call.write {
             let v = HeaderValue::from_str(key).map_err(|_| {
                 fail(
@@ -604,18 +608,47 @@ impl HttpSession {
     }
 
     /// The request [`SessionActions::view_product`] sends for `step`: method, URL and the
-    /// headers shopsim sets, exactly as sent (the transport adds `host`). For replaying
-    /// the same request with another load generator (`shopsim loadtest --print-request`).
+    /// headers shopsim sets, exactly as sent (the transport adds `host`).
     pub fn view_product_request(
         &self,
         step: Step,
         product_id: Uuid,
     ) -> ActionResult<(Method, String, HeaderMap)> {
-        let call = Self::view_product_call(product_id);
+        self.request_of(&Self::view_product_call(product_id), step)
+    }
+
+    /// The request [`HttpSession::read_product`] sends for `step`, as
+    /// [`HttpSession::view_product_request`] gives a view's: for replaying it with another load
+    /// generator (`shopsim loadtest --print-request`).
+    pub fn read_product_request(
+        &self,
+        step: Step,
+        product_id: Uuid,
+    ) -> ActionResult<(Method, String, HeaderMap)> {
+        self.request_of(&Self::read_product_call(product_id), step)
+    }
+
+    fn request_of(&self, call: &Call, step: Step) -> ActionResult<(Method, String, HeaderMap)> {
         let mut headers = HeaderMap::new();
-        self.set_headers(&mut headers, &call, step, &self.key(step))?;
+        self.set_headers(&mut headers, call, step, &self.key(step))?;
         let url = self.shared.url(call.endpoint, call.param);
-        Ok((call.method, url.to_string(), headers))
+        Ok((call.method.clone(), url.to_string(), headers))
+    }
+
+    /// Reads a product's detail as a catalog read, outside the session (no session header,
+    /// hence no view event and no idempotency key): the server's cheapest answer on the
+    /// product endpoint, which `shopsim loadtest` measures the host's HTTP path on.
+    pub async fn read_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()> {
+        self.run::<ProductDetail>(step, Self::read_product_call(product_id))
+            .await
+            .map(|_| ())
+    }
+
+    fn read_product_call(product_id: Uuid) -> Call {
+        let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
+        call.param = Some(("{id}", product_id));
+        call.session = false;
+        call
     }
 
     fn view_product_call(product_id: Uuid) -> Call {
@@ -634,6 +667,7 @@ impl HttpSession {
             param: None,
             // Serialising a JSON value cannot fail.
             body: body.map(|b| serde_json::to_vec(&b).unwrap_or_default().into()),
+            session: true,
         }
     }
 }
@@ -953,6 +987,11 @@ mod tests {
             header("x-shopping-session-id"),
             Uuid::from_u128(7).to_string()
         );
+        // A plain read of the same product: no session, no key.
+        let (method, read_url, headers) = session.read_product_request(step, product).unwrap();
+        assert_eq!((method, read_url), (Method::GET, url));
+        let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["authorization", "x-sim-time"]);
     }
 
     #[test]
