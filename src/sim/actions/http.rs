@@ -607,25 +607,15 @@ impl HttpSession {
         Ok(())
     }
 
-    /// The request [`SessionActions::view_product`] sends for `step`: method, URL and the
-    /// headers shopsim sets, exactly as sent (the transport adds `host`).
-    pub fn view_product_request(
-        &self,
-        step: Step,
-        product_id: Uuid,
-    ) -> ActionResult<(Method, String, HeaderMap)> {
-        self.request_of(&Self::view_product_call(product_id), step)
-    }
-
-    /// The request [`HttpSession::read_product`] sends for `step`, as
-    /// [`HttpSession::view_product_request`] gives a view's: for replaying it with another load
-    /// generator (`shopsim loadtest --print-request`).
+    /// The request [`HttpSession::read_product`] sends for `step`: method, URL and the headers
+    /// shopsim sets, exactly as sent (the transport adds `host`). For replaying the same
+    /// request with another load generator (`shopsim loadtest --print-request`).
     pub fn read_product_request(
         &self,
         step: Step,
         product_id: Uuid,
     ) -> ActionResult<(Method, String, HeaderMap)> {
-        self.request_of(&Self::read_product_call(product_id), step)
+        self.request_of(&Self::product_call(product_id, false), step)
     }
 
     fn request_of(&self, call: &Call, step: Step) -> ActionResult<(Method, String, HeaderMap)> {
@@ -639,23 +629,18 @@ impl HttpSession {
     /// hence no view event and no idempotency key): the server's cheapest answer on the
     /// product endpoint, which `shopsim loadtest` measures the host's HTTP path on.
     pub async fn read_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()> {
-        self.run::<ProductDetail>(step, Self::read_product_call(product_id))
+        self.run::<ProductDetail>(step, Self::product_call(product_id, false))
             .await
             .map(|_| ())
     }
 
-    fn read_product_call(product_id: Uuid) -> Call {
+    /// `GET /api/products/{id}`: in the session it records a view event, so it is keyed like
+    /// a write (a retried view records it once); outside it, a plain read.
+    fn product_call(product_id: Uuid, in_session: bool) -> Call {
         let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
         call.param = Some(("{id}", product_id));
-        call.session = false;
-        call
-    }
-
-    fn view_product_call(product_id: Uuid) -> Call {
-        let mut call = Self::call(Endpoint::ViewProduct, Method::GET, None);
-        call.param = Some(("{id}", product_id));
-        // It records a view event: keyed like a write, so a retried view records it once.
-        call.write = true;
+        call.write = in_session;
+        call.session = in_session;
         call
     }
 
@@ -793,7 +778,7 @@ impl SessionActions for HttpSession {
 
     async fn view_product(&mut self, step: Step, product_id: Uuid) -> ActionResult<()> {
         // Parsed all the same: an answer that is not a product is a bad response.
-        self.run::<ProductDetail>(step, Self::view_product_call(product_id))
+        self.run::<ProductDetail>(step, Self::product_call(product_id, true))
             .await
             .map(|_| ())
     }
@@ -976,7 +961,9 @@ mod tests {
         assert_eq!(session.key(step), info.idempotency_key(step));
         assert_eq!(info.idempotency_key(step), "r/agent_001/2026-01-05/2/11");
         let product = Uuid::from_u128(9);
-        let (method, url, headers) = session.view_product_request(step, product).unwrap();
+        let (method, url, headers) = session
+            .request_of(&HttpSession::product_call(product, true), step)
+            .unwrap();
         assert_eq!(method, Method::GET);
         assert_eq!(url, format!("http://127.0.0.1:1/v1/api/products/{product}"));
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
