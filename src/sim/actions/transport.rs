@@ -26,13 +26,15 @@ use reqwest::header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use tokio::net::TcpStream;
 
-/// One request: method, absolute URL (on the API's base), headers and body.
+/// One request: method, target on the API's origin, headers and body.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The absolute URL.
-    pub url: Url,
+    /// The request target: path (the base URL's own path included) and query, from `/`,
+    /// percent-encoded ([`target_of`]). Not a whole URL: the transport knows the origin, and
+    /// a request's URL is neither built nor parsed per request.
+    pub target: String,
     /// Headers (the transport adds `host` and `content-length`).
     pub headers: HeaderMap,
     /// The body, if any.
@@ -80,6 +82,7 @@ pub async fn get_once(
     timeout: Duration,
 ) -> Result<Response, TransportError> {
     let url = Url::parse(url).map_err(|e| TransportError::Exchange(format!("URL `{url}`: {e}")))?;
+    let target = target_of(&url);
     let limits = Limits {
         request_timeout: timeout,
         connect_timeout: timeout,
@@ -89,11 +92,19 @@ pub async fn get_once(
     transport
         .send(Request {
             method: Method::GET,
-            url,
+            target,
             headers,
             body: None,
         })
         .await
+}
+
+/// The request target of `url`: its path and query (`/api/x?y=1`), as [`Request::target`].
+pub fn target_of(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
 }
 
 /// Timeouts and pool size of a [`Transport`].
@@ -111,8 +122,8 @@ pub struct Limits {
 pub enum Transport {
     /// `http://`: hyper HTTP/1.1 connections in a keep-alive pool.
     Plain(PlainPool),
-    /// `https://`: reqwest with rustls.
-    Tls(reqwest::Client),
+    /// `https://`: reqwest with rustls, and the origin (`https://host[:port]`) targets are on.
+    Tls(reqwest::Client, String),
 }
 
 impl Transport {
@@ -129,7 +140,7 @@ impl Transport {
             .no_proxy()
             .retry(reqwest::retry::never())
             .build()
-            .map(Transport::Tls)
+            .map(|client| Transport::Tls(client, base.origin().ascii_serialization()))
             .map_err(|e| super::http::error_chain(&e))
     }
 
@@ -137,7 +148,7 @@ impl Transport {
     pub async fn send(&self, request: Request) -> Result<Response, TransportError> {
         match self {
             Transport::Plain(pool) => pool.send(request).await,
-            Transport::Tls(client) => send_reqwest(client, request).await,
+            Transport::Tls(client, origin) => send_reqwest(client, origin, request).await,
         }
     }
 }
@@ -150,9 +161,11 @@ fn use_ring_for_tls() {
 
 async fn send_reqwest(
     client: &reqwest::Client,
+    origin: &str,
     request: Request,
 ) -> Result<Response, TransportError> {
-    let mut builder = client.request(request.method, request.url);
+    let url = url_of(origin, &request.target)?;
+    let mut builder = client.request(request.method, url);
     builder = builder.headers(request.headers);
     if let Some(body) = request.body {
         builder = builder.body(body);
@@ -176,6 +189,12 @@ async fn send_reqwest(
         retry_after,
         body,
     })
+}
+
+/// The whole URL of `target` on `origin` (reqwest takes URLs, not targets).
+fn url_of(origin: &str, target: &str) -> Result<Url, TransportError> {
+    let url = format!("{origin}{target}");
+    Url::parse(&url).map_err(|e| TransportError::Exchange(format!("request URL `{url}`: {e}")))
 }
 
 /// Where a plain connection goes: a resolved address, or a name resolved per connect.
@@ -290,14 +309,10 @@ impl PlainPool {
     }
 
     fn message(&self, request: Request) -> Result<hyper::Request<Full<Bytes>>, TransportError> {
-        let target = match request.url.query() {
-            Some(q) => format!("{}?{q}", request.url.path()),
-            None => request.url.path().to_string(),
-        };
         let mut message = hyper::Request::new(Full::new(request.body.unwrap_or_default()));
         *message.method_mut() = request.method;
-        *message.uri_mut() = target
-            .parse()
+        let target = request.target;
+        *message.uri_mut() = hyper::Uri::try_from(target.as_str())
             .map_err(|e| TransportError::Exchange(format!("request path `{target}`: {e}")))?;
         *message.headers_mut() = request.headers;
         message.headers_mut().insert(HOST, self.host.clone());
@@ -396,7 +411,7 @@ mod tests {
     fn get(base: &Url, path: &str) -> Request {
         Request {
             method: Method::GET,
-            url: base.join(path).unwrap(),
+            target: target_of(&base.join(path).unwrap()),
             headers: HeaderMap::new(),
             body: None,
         }
@@ -574,6 +589,19 @@ mod tests {
         }
         let n = accepted.load(Ordering::SeqCst);
         assert!((1..=4).contains(&n), "{n} connections for 4 at a time");
+    }
+
+    #[test]
+    fn tls_requests_go_to_their_target_on_the_origin() {
+        for url in [
+            "https://api.example.com/v1/api/products/9?x=1",
+            "https://api.example.com:8443/api/cart/items",
+            "https://[::1]:9443/a%20b/c",
+        ] {
+            let url = Url::parse(url).unwrap();
+            let origin = url.origin().ascii_serialization();
+            assert_eq!(url_of(&origin, &target_of(&url)).unwrap(), url);
+        }
     }
 
     #[test]
