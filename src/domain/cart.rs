@@ -202,6 +202,8 @@ impl Shop {
             let mut state = cart.state(ctx.now);
             if coupons == CouponsOf::Active {
                 let offers = self.active_offers(tx, ctx, None).await?;
+                // Kept for the session's applications (see `SessionCart::offer`).
+                cart.keep_offers(&offers);
                 state.coupons = offers.into_iter().map(|(c, _)| c).collect();
             }
             return Ok(state);
@@ -783,9 +785,12 @@ impl Shop {
         coupon_id: Uuid,
     ) -> DomainResult<ApplyCouponResult> {
         if let Some(cart) = ctx.exact_cart() {
-            let Some((coupon, until)) =
-                self.active_offers(tx, ctx, Some(&[coupon_id])).await?.pop()
-            else {
+            // The offers the session's eligibility read, else a read of this one.
+            let offer = match cart.offer(coupon_id, ctx.now) {
+                Some(known) => known,
+                None => self.active_offers(tx, ctx, Some(&[coupon_id])).await?.pop(),
+            };
+            let Some((coupon, until)) = offer else {
                 return Err(not_in_wallet(coupon_id));
             };
             self.record_applied(tx, ctx, &coupon).await?;

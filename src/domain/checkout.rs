@@ -258,9 +258,11 @@ impl Shop {
             ));
         }
         exec_all(tx, writes).await?;
-        // The order is written: the cart is empty, in memory as it would be in the database.
+        // The order is written: the cart is empty, in memory as it would be in the database,
+        // and the offers it used are no longer active.
         if let Some(cart) = ctx.exact_cart() {
             cart.clear();
+            cart.forget_offers();
         }
         Ok(())
     }

@@ -276,6 +276,7 @@ impl Shop {
         // Offers applied to a cart held in memory: the refresh expired them all and may have
         // assigned some again; the database's cart would use those that are active now.
         if let Some(cart) = ctx.exact_cart() {
+            cart.forget_offers();
             let applied = cart.applied_ids();
             if !applied.is_empty() {
                 cart.revalidate(self.active_offers(tx, ctx, Some(&applied)).await?);

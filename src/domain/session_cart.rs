@@ -22,6 +22,12 @@
 //! add: within a day stock only falls (restocks come between days), so a later add may accept
 //! a unit that another session took meanwhile, which the checkout — the one that takes stock,
 //! under locks — refuses as it refuses any cart the store can no longer fill.
+//!
+//! Applying an offer needs it to be one of the user's active offers. The eligibility check
+//! reads them all; the session keeps them, and its applications answer from them
+//! ([`SessionCart::offer`]: an offer whose `eligible_until` or coupon expiry has passed since is
+//! refused as the database would refuse it) until the session changes the wallet itself — a
+//! refresh or a checkout forgets them, and the next application reads its offer again.
 
 use std::sync::Arc;
 
@@ -54,6 +60,10 @@ struct Held {
     expected: Vec<Uuid>,
     /// Products read for adds — their facts and the stock of store `.0` when read — by id.
     read: Option<(Uuid, Vec<ReadProduct>)>,
+    /// The user's active offers as the session last read them (eligibility), with their
+    /// `eligible_until`, by coupon id; `None` until read, and again after the session's own
+    /// writes to the wallet (a refresh, a checkout). See [`SessionCart::offer`].
+    offers: Option<Vec<(Coupon, Option<DateTime<Utc>>)>>,
 }
 
 impl Held {
@@ -225,6 +235,40 @@ impl SessionCart {
         if let Err(at) = held.coupons.binary_search_by_key(&coupon.id, |(c, _)| c.id) {
             held.coupons.insert(at, (coupon.clone(), until));
         }
+    }
+
+    /// Keeps the user's active offers as just read (all of them, at the session's time then).
+    pub(crate) fn keep_offers(&self, offers: &[(Coupon, Option<DateTime<Utc>>)]) {
+        let mut kept = offers.to_vec();
+        kept.sort_by_key(|(c, _)| c.id);
+        self.0.lock().offers = Some(kept);
+    }
+
+    /// Forgets the offers kept: the session changed the wallet.
+    pub(crate) fn forget_offers(&self) {
+        self.0.lock().offers = None;
+    }
+
+    /// Whether `coupon_id` is one of the user's active offers at `now`, from the offers kept:
+    /// `None` when none are kept, else the offer with its `eligible_until` if it is usable.
+    /// Exact while nothing but the session writes the wallet (the cart being exact says so):
+    /// the session's time only moves on, so an offer read as active is active now unless
+    /// its `eligible_until` or its coupon's expiry has passed, which [`usable`] decides as the
+    /// database would.
+    pub(crate) fn offer(
+        &self,
+        coupon_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Option<Option<(Coupon, Option<DateTime<Utc>>)>> {
+        let held = self.0.lock();
+        let offers = held.offers.as_ref()?;
+        Some(
+            offers
+                .binary_search_by_key(&coupon_id, |(c, _)| c.id)
+                .ok()
+                .map(|i| offers[i].clone())
+                .filter(|(c, until)| usable(c, *until, now)),
+        )
     }
 
     /// The ids of the applied offers (to revalidate after a refresh).
@@ -434,5 +478,35 @@ mod tests {
         cart.reset();
         assert!(cart.read_product(s2, p1).is_none());
         assert_eq!(cart.to_read(s2, p1), Some(vec![p1, p2]));
+    }
+
+    #[test]
+    fn kept_offers_answer_until_forgotten() {
+        let cart = SessionCart::new();
+        let id = |n: u128| Uuid::from_u128(n);
+        assert_eq!(
+            cart.offer(id(1), at(0)),
+            None,
+            "nothing kept: read the database"
+        );
+        // Kept in any order; one lapses at minute 10, one's coupon expires at minute 20.
+        cart.keep_offers(&[
+            (coupon(3, Some(at(20))), None),
+            (coupon(1, None), Some(at(10))),
+            (coupon(2, None), None),
+        ]);
+        let found = |n: u128, m: i64| cart.offer(id(n), at(m)).map(|o| o.map(|(c, _)| c.id));
+        assert_eq!(found(1, 5), Some(Some(id(1))));
+        assert_eq!(found(2, 5), Some(Some(id(2))));
+        assert_eq!(found(3, 5), Some(Some(id(3))));
+        assert_eq!(found(4, 5), Some(None), "not an offer");
+        assert_eq!(found(1, 10), Some(None), "eligible_until passed");
+        assert_eq!(found(3, 20), Some(None), "coupon expired");
+        assert_eq!(found(2, 30), Some(Some(id(2))));
+        cart.forget_offers();
+        assert_eq!(found(2, 30), None);
+        cart.keep_offers(&[(coupon(2, None), None)]);
+        cart.reset();
+        assert_eq!(found(2, 30), None, "a lost transaction forgets them");
     }
 }

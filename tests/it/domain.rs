@@ -24,6 +24,7 @@ backend_tests!(
     expected_adds_are_read_at_the_first_and_checkout_takes_stock,
     a_cart_left_in_the_database_keeps_the_session_on_it,
     a_refresh_revalidates_offers_applied_to_a_session_cart,
+    applications_after_eligibility_answer_as_the_database,
     held_events_roll_back_with_a_failed_checkout,
     a_deferred_session_row_numbers_events_from_any_guess,
     a_store_hint_changes_nothing_but_round_trips,
@@ -897,6 +898,120 @@ async fn a_refresh_revalidates_offers_applied_to_a_session_cart(t: TestDb) {
             "exclusion {exclusion_days} days"
         );
     }
+}
+
+/// A session cart keeps the offers its eligibility read and applies from them: every
+/// application answers as it does on the database's cart — an offer that lapsed since the read
+/// is refused, one the session's refresh expired is refused, one it assigned is applied, one
+/// its checkout used is refused.
+async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
+    let db = &t.db;
+    fixture(db).await;
+    // Every category and brand coupon is drawn at the refresh (30 wanted, 8 exist), but not
+    // those assigned within the exclusion window: C1 and C2 are expired and not drawn again.
+    let shop = Shop::new(ShopConfig {
+        holdout_share: 0.0,
+        ..ShopConfig::default()
+    });
+    // One user for both carts (the refresh's draw depends on the user); each session is
+    // rolled back, so the second starts from the same wallet and stock.
+    let user = Uuid::from_u128(0xa30);
+    let tx = db.write().await.unwrap();
+    add_user(&tx, user, &format!("agent_{user}")).await;
+    tx.commit().await.unwrap();
+    // C2 lapses three minutes into the session.
+    give_offers(
+        db,
+        user,
+        &[
+            (C1, t0() + Duration::days(14)),
+            (C2, t0() + Duration::minutes(3)),
+            (B1, t0() + Duration::days(14)),
+        ],
+    )
+    .await;
+    let mut seen = Vec::new();
+    for cart in [None, Some(SessionCart::new())] {
+        let session = Uuid::from_u128(0x5e70);
+        let held = SessionEvents::deferred();
+        let c = |m: i64| Ctx {
+            events: Some(held.clone()),
+            cart: cart.clone(),
+            ..ctx(user, t0() + Duration::minutes(m), Some(session))
+        };
+        let tx = db.write().await.unwrap();
+        let mut answers = Vec::new();
+        shop.select_store(&tx, &c(0), S1).await.unwrap();
+        shop.add_to_cart(&tx, &c(1), P1, 2).await.unwrap();
+        shop.add_to_cart(&tx, &c(1), P2, 1).await.unwrap();
+        let eligible = shop.eligible_coupons(&tx, &c(2)).await.unwrap();
+        answers.push(format!("{:?}", eligible.eligible));
+        for (m, coupon) in [(4, C2), (5, C1), (6, C1), (7, C3)] {
+            let answer = shop.apply_coupon(&tx, &c(m), coupon).await;
+            answers.push(match answer {
+                Ok(a) => format!("{m}: applied {:?}", a.summary),
+                Err(e) => format!("{m}: {e}"),
+            });
+        }
+        assert!(shop.refresh_offers(&tx, &c(8)).await.unwrap().refreshed);
+        // Expired by the refresh (before any new read).
+        let expired = shop.apply_coupon(&tx, &c(8), C1).await;
+        answers.push(match expired {
+            Ok(a) => format!("8: applied {:?}", a.summary),
+            Err(e) => format!("8: {e}"),
+        });
+        // Read again: kept again (until the checkout uses some).
+        let eligible = shop.eligible_coupons(&tx, &c(8)).await.unwrap();
+        answers.push(format!("{:?}", eligible.eligible));
+        for (m, coupon) in [(9, B1), (10, C1), (11, B2)] {
+            let answer = shop.apply_coupon(&tx, &c(m), coupon).await;
+            answers.push(match answer {
+                Ok(a) => format!("{m}: applied {:?}", a.summary),
+                Err(e) => format!("{m}: {e}"),
+            });
+        }
+        let order = shop.checkout(&tx, &c(12)).await.unwrap().order;
+        answers.push(format!("{:?}", order.totals));
+        // The checkout used B2: no longer an active offer.
+        let again = shop.apply_coupon(&tx, &c(13), B2).await;
+        answers.push(match again {
+            Ok(a) => format!("13: applied {:?}", a.summary),
+            Err(e) => format!("13: {e}"),
+        });
+        shop.write_held(&tx, session, &held, 0, Vec::new())
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1]);
+    let answers = &seen[0];
+    assert!(
+        answers[1].starts_with("4: ") && answers[1].contains("not"),
+        "{answers:?}"
+    );
+    assert!(answers[2].starts_with("5: applied"), "{answers:?}");
+    assert!(
+        answers[4].starts_with("7: ") && answers[4].contains("not"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[5].starts_with("8: ") && answers[5].contains("not"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[7].starts_with("9: ") && answers[7].contains("not"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[8].starts_with("10: ") && answers[8].contains("not"),
+        "{answers:?}"
+    );
+    assert!(answers[9].starts_with("11: applied"), "{answers:?}");
+    assert!(
+        answers[11].starts_with("13: ") && answers[11].contains("not"),
+        "{answers:?}"
+    );
 }
 
 /// The ids of a session's events, oldest first.
