@@ -670,7 +670,8 @@ impl HttpSession {
 
 /// What a product read checks of its answer: a product detail (`ProductDetail`: the product,
 /// with its id, and its stock) without decoding the rest, which nothing reads — decoding every
-/// field was 6% of the host's CPU time per read in `shopsim loadtest`.
+/// field was a quarter of the host's user-space instructions per `shopsim loadtest` request,
+/// and the check costs about two thirds of that (`BENCHMARKS.md`, step 17).
 #[derive(Deserialize)]
 struct ViewedProduct {
     #[serde(rename = "product")]
