@@ -281,7 +281,7 @@ impl Shared {
 struct Call {
     endpoint: Endpoint,
     method: Method,
-    /// The value of the endpoint's path parameter ([`Endpoint::path_parameter`]).
+    /// The value of the endpoint's path parameter ([`path_parameter`]).
     param: Option<Uuid>,
     body: Option<bytes::Bytes>,
     write: bool,
@@ -704,8 +704,8 @@ fn path_parameter(endpoint: Endpoint) -> Option<&'static str> {
 enum TargetTemplate {
     /// The parts between the parameter's occurrences (one part: no parameter).
     Parts(Vec<String>),
-    /// A path that does not split that way (it has `%01` of its own, or the parameter sits in
-    /// a dot segment): built through the URL per request, as before templates.
+    /// A path the parts would not rebuild exactly (one with a `%01` of its own): built
+    /// through the URL per request, as before templates.
     ByUrl {
         base: reqwest::Url,
         path: String,
@@ -745,7 +745,8 @@ impl TargetTemplate {
         }
     }
 
-    /// The target with `param` in the parameter's places (no value: the template as it is).
+    /// The target with `param` in the parameter's places. Every call of an endpoint with a
+    /// parameter gives its value; without one, the parameter's places are left empty.
     fn with(&self, param: Option<Uuid>) -> String {
         match self {
             TargetTemplate::Parts(parts) => {
