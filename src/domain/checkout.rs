@@ -19,13 +19,17 @@ use super::{
     OrdersPage, RejectCode, Shop, Totals,
 };
 
-/// The deterministic id of the order a user places at `now`.
-pub fn order_id(user_id: Uuid, now: chrono::DateTime<chrono::Utc>) -> Uuid {
-    ids::child_uuid(
-        &user_id,
-        "order",
-        &now.to_rfc3339_opts(SecondsFormat::Nanos, true),
-    )
+/// The deterministic id of the order a user places at `now`, in shopping session `session`
+/// if the checkout is part of one. The same checkout always gets the same id (a run is
+/// reproducible, a resumed run finds its orders); a session's id names its run, so another
+/// run over the same simulated days on the same database — same users, same instants — places
+/// orders of its own rather than colliding with the first run's.
+pub fn order_id(user_id: Uuid, session: Option<Uuid>, now: chrono::DateTime<chrono::Utc>) -> Uuid {
+    let at = now.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    match session {
+        Some(session) => ids::child_uuid(&session, "order", &at),
+        None => ids::child_uuid(&user_id, "order", &at),
+    }
 }
 
 /// Order lines from cart lines and their pricing, in product-id order (the order stock is
@@ -69,7 +73,7 @@ impl Shop {
         };
         let summary = state.summary();
         let order = OrderView {
-            id: order_id(ctx.user_id, ctx.now),
+            id: order_id(ctx.user_id, ctx.session_id, ctx.now),
             store_id: Some(store.id),
             items: order_items(&state.items, &summary),
             totals: Totals {

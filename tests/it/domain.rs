@@ -514,7 +514,7 @@ async fn shopping_flow(t: TestDb, held: Option<SessionEvents>, in_memory: Option
 
     let checkout = shop.checkout(&tx, &c(10)).await.unwrap();
     let order = checkout.order;
-    assert_eq!(order.id, order_id(U1, now(10)));
+    assert_eq!(order.id, order_id(U1, Some(session), now(10)));
     assert_eq!(order.totals.subtotal, summary.subtotal);
     assert_eq!(order.totals.discount_total, summary.discount_total);
     assert_eq!(order.totals.final_total, summary.final_total);

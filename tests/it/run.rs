@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backend_tests;
 use crate::support::{TestDb, assert_same_export, count, read_dir};
 
-backend_tests!(full_run_http_matches_inprocess);
+backend_tests!(
+    full_run_http_matches_inprocess,
+    a_second_run_of_the_same_days_places_its_own_orders
+);
 
 /// The settings of the end-to-end runs: 372 `grocery` agents, 14 days from 2024-01-01, `max`.
 pub(crate) fn settings(run_id: &str, actions: ActionsMode, run_dir: &Path) -> RunSettings {
@@ -245,6 +248,42 @@ async fn full_run_http_matches_inprocess(t: TestDb) {
     );
     assert_eq!(a.len(), 6, "six dataset files");
     assert_same_export(&a, &b, "HTTP vs in-process");
+}
+
+/// The same run again (same seed and days, another run id) on the database the first one
+/// wrote: its agents shop the same days again, from the state the first left (stock, wallets),
+/// and every checkout places an order of its own — none collides with the first run's orders
+/// (an order's id once came from its user and time alone, so the second run's checkouts at the
+/// first run's instants failed on the orders' key, and over HTTP the retries and the circuit
+/// breaker slowed the whole run to a crawl).
+async fn a_second_run_of_the_same_days_places_its_own_orders(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut orders = 0;
+    for run_id in ["again-1", "again-2"] {
+        let r = run(
+            t.db.clone(),
+            RunSettings {
+                agents: 120,
+                days: 4,
+                ..settings(run_id, ActionsMode::Inprocess, dir.path())
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(!r.stopped);
+        assert_eq!(
+            r.summary.sessions_failed, 0,
+            "{run_id}: no session may fail"
+        );
+        assert!(r.summary.orders > 0, "{run_id}");
+        orders += r.summary.orders;
+    }
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) AS n FROM orders").await,
+        orders,
+        "both runs' orders are in the database"
+    );
 }
 
 /// A wrong API URL or persona set is a clear error before anything is written.
