@@ -201,9 +201,16 @@ impl Shop {
         if let Some(cart) = ctx.exact_cart() {
             let mut state = cart.state(ctx.now);
             if coupons == CouponsOf::Active {
-                let offers = self.active_offers(tx, ctx, None).await?;
-                // Kept for the session's applications (see `SessionCart::offer`).
-                cart.keep_offers(&offers);
+                // Read once per session while its wallet does not change: kept for its
+                // applications and later checks (see `SessionCart::offer`).
+                let offers = match cart.offers(ctx.now) {
+                    Some(kept) => kept,
+                    None => {
+                        let read = self.active_offers(tx, ctx, None).await?;
+                        cart.keep_offers(&read);
+                        read
+                    }
+                };
                 state.coupons = offers.into_iter().map(|(c, _)| c).collect();
             }
             return Ok(state);

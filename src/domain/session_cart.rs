@@ -24,10 +24,11 @@
 //! under locks — refuses as it refuses any cart the store can no longer fill.
 //!
 //! Applying an offer needs it to be one of the user's active offers. The eligibility check
-//! reads them all; the session keeps them, and its applications answer from them
-//! ([`SessionCart::offer`]: an offer whose `eligible_until` or coupon expiry has passed since is
-//! refused as the database would refuse it) until the session changes the wallet itself — a
-//! refresh or a checkout forgets them, and the next application reads its offer again.
+//! reads them all; the session keeps them, and its applications and later eligibility checks
+//! answer from them ([`SessionCart::offer`], [`SessionCart::offers`]: an offer whose
+//! `eligible_until` or coupon expiry has passed since is left out as the database would leave
+//! it out) until the session changes the wallet itself — a refresh or a checkout forgets them,
+//! and the next application or check reads again.
 
 use std::sync::Arc;
 
@@ -247,6 +248,24 @@ impl SessionCart {
     /// Forgets the offers kept: the session changed the wallet.
     pub(crate) fn forget_offers(&self) {
         self.0.lock().offers = None;
+    }
+
+    /// The user's active offers at `now`, by coupon id, from the offers kept (`None` when none
+    /// are kept): what the eligibility check would read again, each decided as
+    /// [`SessionCart::offer`] decides one.
+    pub(crate) fn offers(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<(Coupon, Option<DateTime<Utc>>)>> {
+        let held = self.0.lock();
+        let offers = held.offers.as_ref()?;
+        Some(
+            offers
+                .iter()
+                .filter(|(c, until)| usable(c, *until, now))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Whether `coupon_id` is one of the user's active offers at `now`, from the offers kept:
@@ -503,7 +522,15 @@ mod tests {
         assert_eq!(found(1, 10), Some(None), "eligible_until passed");
         assert_eq!(found(3, 20), Some(None), "coupon expired");
         assert_eq!(found(2, 30), Some(Some(id(2))));
+        let ids = |m: i64| {
+            cart.offers(at(m))
+                .map(|o| o.iter().map(|(c, _)| c.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(5), Some(vec![id(1), id(2), id(3)]), "by coupon id");
+        assert_eq!(ids(15), Some(vec![id(2), id(3)]));
+        assert_eq!(ids(25), Some(vec![id(2)]));
         cart.forget_offers();
+        assert_eq!(ids(25), None);
         assert_eq!(found(2, 30), None);
         cart.keep_offers(&[(coupon(2, None), None)]);
         cart.reset();

@@ -844,6 +844,22 @@ async fn expected_adds_are_read_at_the_first_and_checkout_takes_stock(t: TestDb)
     }
 }
 
+/// `user`'s context in `session` at minute `m` after `t0()`, its events held in `held`, its
+/// cart in memory if `cart` is given (else the database's).
+fn session_ctx(
+    user: Uuid,
+    session: Uuid,
+    held: &SessionEvents,
+    cart: &Option<SessionCart>,
+    m: i64,
+) -> Ctx {
+    Ctx {
+        events: Some(held.clone()),
+        cart: cart.clone(),
+        ..ctx(user, t0() + Duration::minutes(m), Some(session))
+    }
+}
+
 /// An offer applied to a session cart, then a refresh in the same session: the cart prices as
 /// the database's cart would after it — without the offer when the refresh expired it, with it
 /// again when the refresh assigned it anew.
@@ -870,11 +886,7 @@ async fn a_refresh_revalidates_offers_applied_to_a_session_cart(t: TestDb) {
             give_offers(db, user, &[(C1, until)]).await;
             let session = Uuid::from_u128(0x5e60 + user.as_u128());
             let held = SessionEvents::deferred();
-            let c = |m: i64| Ctx {
-                events: Some(held.clone()),
-                cart: cart.clone(),
-                ..ctx(user, t0() + Duration::minutes(m), Some(session))
-            };
+            let c = |m: i64| session_ctx(user, session, &held, &cart, m);
             let tx = db.write().await.unwrap();
             shop.select_store(&tx, &c(0), S1).await.unwrap();
             shop.add_to_cart(&tx, &c(1), P1, 2).await.unwrap();
@@ -900,9 +912,9 @@ async fn a_refresh_revalidates_offers_applied_to_a_session_cart(t: TestDb) {
     }
 }
 
-/// A session cart keeps the offers its eligibility read and applies from them: every
-/// application answers as it does on the database's cart — an offer that lapsed since the read
-/// is refused, one the session's refresh expired is refused, one it assigned is applied, one
+/// A session cart keeps the offers its eligibility read and answers its applications and later
+/// checks from them: every answer is the database cart's — an offer that lapsed since the read
+/// is left out, one the session's refresh expired is refused, one it assigned is applied, one
 /// its checkout used is refused.
 async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
     let db = &t.db;
@@ -943,6 +955,7 @@ async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
         (4, Apply(C2)), // lapsed at minute 3: refused
         (5, Apply(C1)),
         (6, Apply(C1)),
+        (6, Eligible),  // answered again without C2, which lapsed since the first
         (7, Apply(C3)), // never an offer: refused
         (8, Refresh),
         (8, Apply(C1)),  // expired by the refresh, before any new read: refused
@@ -957,11 +970,7 @@ async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
     for cart in [None, Some(SessionCart::new())] {
         let session = Uuid::from_u128(0x5e70);
         let held = SessionEvents::deferred();
-        let c = |m: i64| Ctx {
-            events: Some(held.clone()),
-            cart: cart.clone(),
-            ..ctx(user, t0() + Duration::minutes(m), Some(session))
-        };
+        let c = |m: i64| session_ctx(user, session, &held, &cart, m);
         let tx = db.write().await.unwrap();
         shop.select_store(&tx, &c(0), S1).await.unwrap();
         shop.add_to_cart(&tx, &c(1), P1, 2).await.unwrap();
@@ -1003,8 +1012,14 @@ async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
         .filter(|(_, a)| a.contains("refused: "))
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(refused, [1, 4, 6, 8, 9, 12], "{:?}", seen[0]);
-    assert!(seen[0][10].contains("applied"), "{:?}", seen[0]);
+    assert_eq!(refused, [1, 5, 7, 9, 10, 13], "{:?}", seen[0]);
+    assert!(seen[0][11].contains("applied"), "{:?}", seen[0]);
+    let c2 = C2.to_string();
+    assert!(
+        seen[0][0].contains(&c2) && !seen[0][4].contains(&c2),
+        "{:?}",
+        seen[0]
+    );
 }
 
 /// The ids of a session's events, oldest first.

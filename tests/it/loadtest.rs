@@ -7,7 +7,7 @@ use std::time::Duration;
 use shopsim::server::{self, ServerConfig};
 use tokio::process::Command;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, count};
 
 /// `shopsim ARGS…`, waited for without blocking the runtime that serves the API.
 async fn shopsim(args: &[&str]) -> std::process::Output {
@@ -128,22 +128,14 @@ async fn loadtest_views_a_product_without_errors() {
     for header in ["x-shopping-session-id", "idempotency-key"] {
         assert!(!request.contains(header), "{header} in:\n{request}");
     }
-    let tx = t.db.read().await.unwrap();
     for table in [
         "shopping_session_events",
         "shopping_sessions",
         "sim_idempotency",
     ] {
-        let n = tx
-            .query_opt(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![])
-            .await
-            .unwrap()
-            .unwrap()
-            .i64("n")
-            .unwrap();
+        let n = count(&t.db, &format!("SELECT COUNT(*) AS n FROM {table}")).await;
         assert_eq!(n, 0, "{table} after the load");
     }
-    tx.commit().await.unwrap();
 
     // An agent the server does not know: one clear error, no load.
     let out = shopsim(&[

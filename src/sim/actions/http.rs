@@ -368,13 +368,19 @@ impl HttpSession {
         key
     }
 
+    /// The idempotency key `call` sends at `step`: keyed calls only (writes, and reads that
+    /// record an event).
+    fn key_of(&self, call: &Call, step: Step) -> Option<String> {
+        call.write.then(|| self.key(step))
+    }
+
     async fn run<T: DeserializeOwned>(&mut self, step: Step, call: Call) -> ActionResult<T> {
         let shared = self.shared.clone();
         let cancel = &shared.cancel;
         let policy = &shared.config.retry;
         let endpoint = call.endpoint;
-        // Only keyed calls send one; a read makes it only if it is retried (its backoff seed).
-        let key = call.write.then(|| self.key(step));
+        // A read makes its key only if it is retried (the backoff's seed).
+        let key = self.key_of(&call, step);
         let scheduled = self.scheduled.take();
         let interrupted =
             |what: &str| ActionError::Interrupted(format!("{} {what}", endpoint.name()));
@@ -571,7 +577,8 @@ impl HttpSession {
 
     /// Sets the headers shopsim sends with a step's request (the transport adds `host` and
     /// `content-length`): `Authorization`, `X-Sim-Time`, `X-Shopping-Session-Id`, and for
-    /// keyed calls `Idempotency-Key`; `Content-Type` with a body.
+    /// keyed calls `Idempotency-Key` (`key`, [`HttpSession::key_of`]); `Content-Type` with a
+    /// body.
     fn set_headers(
         &self,
         headers: &mut HeaderMap,
@@ -592,9 +599,7 @@ impl HttpSession {
         if call.session {
             headers.insert(&SESSION, self.session_header.clone());
         }
-        if call.write
-            && let Some(key) = key
-        {
+        if let Some(key) = key {
             let v = HeaderValue::from_str(key).map_err(|_| {
                 fail(
                     Outcome::Other4xx,
@@ -626,7 +631,7 @@ impl HttpSession {
 
     fn request_of(&self, call: &Call, step: Step) -> ActionResult<(Method, String, HeaderMap)> {
         let mut headers = HeaderMap::new();
-        let key = call.write.then(|| self.key(step));
+        let key = self.key_of(call, step);
         self.set_headers(&mut headers, call, step, key.as_deref())?;
         let url = format!(
             "{}{}",
