@@ -13,7 +13,7 @@ use crate::store::{Backend, StoreError, Tx};
 
 use super::catalog_reads::product_not_found;
 use super::pricing::{PricedLine, meets_minimum, price_cart};
-use super::rows::{self, COUPON_COLS, active_offer_condition, in_list, uuid_values};
+use super::rows::{self, COUPON_COLS, active_offer_condition, in_list, padded_uuid_values};
 use super::session_cart::{ReadProduct, SessionCart};
 use super::sessions::SessionEnd;
 use super::{
@@ -337,8 +337,10 @@ impl Shop {
         let mut values = vec![codec.uuid(ctx.user_id), codec.ts(ctx.now)];
         let only = match ids {
             Some(ids) => {
-                values.extend(uuid_values(tx, ids));
-                format!("AND uc.coupon_id IN ({})", in_list(ids.len(), 3))
+                let listed = padded_uuid_values(tx, ids);
+                let only = format!("AND uc.coupon_id IN ({})", in_list(listed.len(), 3));
+                values.extend(listed);
+                only
             }
             None => String::new(),
         };
@@ -700,9 +702,11 @@ impl Shop {
         ids: &[Uuid],
     ) -> DomainResult<Vec<ReadProduct>> {
         let codec = tx.codec();
-        let mut values = Vec::with_capacity(ids.len() + 1);
+        let listed = padded_uuid_values(tx, ids);
+        let n = listed.len();
+        let mut values = Vec::with_capacity(n + 1);
         values.push(codec.uuid(store));
-        values.extend(ids.iter().map(|id| codec.uuid(*id)));
+        values.extend(listed);
         let rows = tx
             .query(
                 &format!(
@@ -710,7 +714,7 @@ impl Shop {
                        (SELECT i.quantity FROM store_inventory i \
                         WHERE i.store_id = $1 AND i.product_id = p.id) AS stock \
                      FROM products p WHERE p.id IN ({})",
-                    in_list(ids.len(), 2)
+                    in_list(n, 2)
                 ),
                 values,
             )

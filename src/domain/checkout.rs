@@ -12,7 +12,7 @@ use crate::store::combine::exec_all;
 use crate::store::{Backend, Row, Stmt, StoreError, Tx};
 
 use super::catalog_reads::validate_page;
-use super::rows::{in_list, placeholders, uuid_values};
+use super::rows::{NOT_PADDING, in_list, pad_rows, padded_uuid_values, placeholders};
 use super::sessions::SessionEnd;
 use super::{
     CartSummary, CheckoutResult, Ctx, DomainError, DomainResult, OrderItemView, OrderView,
@@ -218,11 +218,13 @@ impl Shop {
                 codec.money(item.line_total),
             ]);
         }
+        let rows = pad_rows(&mut values, 9, tx.backend());
         writes.push(Stmt::new(
             format!(
                 "INSERT INTO order_items (id, order_id, product_id, product_name, product_price, \
-                   quantity, applied_coupon_id, discount_amount, line_total) VALUES {}",
-                placeholders(order.items.len(), 9, 1)
+                   quantity, applied_coupon_id, discount_amount, line_total) \
+                 SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}",
+                placeholders(rows, 9, 1)
             ),
             values,
         ));
@@ -240,12 +242,12 @@ impl Shop {
                 codec.ts(ctx.now),
                 codec.uuid(ctx.user_id),
             ];
-            values.extend(uuid_values(tx, &used));
+            values.extend(padded_uuid_values(tx, &used));
             writes.push(Stmt::new(
                 format!(
                     "UPDATE user_coupons SET status = 'used', order_id = $1, redeemed_at = $2 \
                      WHERE user_id = $3 AND status = 'active' AND coupon_id IN ({})",
-                    in_list(used.len(), 4)
+                    in_list(values.len() - 3, 4)
                 ),
                 values,
             ));
@@ -330,19 +332,22 @@ async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> Dom
 /// rejected as the line-by-line path rejects it (the same first short item).
 async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> DomainResult<()> {
     let codec = tx.codec();
-    let mut values = vec![codec.uuid(store_id)];
+    let mut want = Vec::with_capacity(items.len() * 3 + 3);
     for (n, item) in items.iter().enumerate() {
-        values.extend([
+        want.extend([
             codec.uuid(item.product_id),
             item.quantity.into(),
             (n as i64).into(),
         ]);
     }
+    let padded = pad_rows(&mut want, 3, tx.backend());
+    let mut values = vec![codec.uuid(store_id)];
+    values.extend(want);
     // `locked` is materialised: its rows are locked (in its order) before the update reads
     // the short item; the update then changes the newest versions of rows this statement holds.
     // `taken`, like every data-modifying WITH query, runs whether or not it is read.
     let sql = format!(
-        "WITH want (product_id, qty, n) AS (VALUES {}), \
+        "WITH want (product_id, qty, n) AS (SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}), \
          locked AS MATERIALIZED (SELECT i.product_id, i.quantity FROM store_inventory i \
            WHERE i.store_id = $1 AND i.product_id IN (SELECT product_id FROM want) \
            ORDER BY i.product_id FOR UPDATE), \
@@ -352,7 +357,7 @@ async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) ->
            WHERE i.store_id = $1 AND i.product_id = w.product_id \
              AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1) \
          SELECT (SELECT n FROM short) AS short",
-        placeholders(items.len(), 3, 2)
+        placeholders(padded, 3, 2)
     );
     let row = tx
         .query_opt(&sql, values)
@@ -412,19 +417,20 @@ async fn attach_items(tx: &Tx, user_id: Uuid, orders: &mut [OrderView]) -> Domai
     }
     let codec = tx.codec();
     let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let listed = padded_uuid_values(tx, &ids);
     let item_rows = tx
         .query(
             &format!(
                 "SELECT order_id, product_id, product_name, product_price, quantity, \
                    applied_coupon_id, discount_amount, line_total FROM order_items \
                  WHERE order_id IN ({}) ORDER BY order_id, product_id",
-                in_list(ids.len(), 1)
+                in_list(listed.len(), 1)
             ),
-            uuid_values(tx, &ids),
+            listed.clone(),
         )
         .await?;
     // The frontstore coupon is not an orders column: it is the redeemed frontstore offer.
-    let mut values = uuid_values(tx, &ids);
+    let mut values = listed;
     values.push(codec.uuid(user_id));
     let frontstore_rows = tx
         .query(
@@ -432,8 +438,8 @@ async fn attach_items(tx: &Tx, user_id: Uuid, orders: &mut [OrderView]) -> Domai
                 "SELECT uc.order_id, uc.coupon_id FROM user_coupons uc \
                  JOIN coupons c ON c.id = uc.coupon_id \
                  WHERE uc.order_id IN ({}) AND uc.user_id = ${} AND c.type = 'frontstore'",
-                in_list(ids.len(), 1),
-                ids.len() + 1
+                in_list(values.len() - 1, 1),
+                values.len()
             ),
             values,
         )

@@ -4,7 +4,7 @@ use sea_orm::Value;
 use uuid::Uuid;
 
 use crate::catalog::{Coupon, CouponKind, DiscountType, Product};
-use crate::store::{Row, StoreError, Tx};
+use crate::store::{Backend, Row, StoreError, Tx};
 
 /// Product columns, for `FROM products p`.
 pub(crate) const PRODUCT_COLS: &str = "p.id AS p_id, p.sku AS p_sku, p.name AS p_name, \
@@ -117,6 +117,47 @@ pub(crate) fn uuid_values(tx: &Tx, ids: &[Uuid]) -> Vec<Value> {
     ids.iter().map(|id| codec.uuid(*id)).collect()
 }
 
+/// How many rows a multi-row statement (or `IN` list) of `n` rows is written for: on
+/// PostgreSQL `n` rounded up to a power of two, the rest being NULL rows the statement skips
+/// ([`pad_rows`]). PostgreSQL connections keep prepared statements by their text, and a text
+/// per row count made most of a `grocery` run's multi-row statements miss that cache: each
+/// miss costs a round trip to prepare the statement and a plan. SQLite (in-process, no round
+/// trips) writes the rows as they are.
+pub(crate) fn padded_rows(n: usize, backend: Backend) -> usize {
+    match backend {
+        Backend::Postgres => n.max(1).next_power_of_two(),
+        Backend::Sqlite => n,
+    }
+}
+
+/// Pads `values` — rows of `width` values — with NULL rows (each value the NULL of the first
+/// row's type) up to [`padded_rows`]; returns the number of rows to write placeholders for.
+/// The statement must skip the NULL rows: an insert selects `FROM (VALUES …) AS v WHERE
+/// v.column1 IS NOT NULL` ([`NOT_PADDING`]); `x IN (…)` never matches a NULL.
+pub(crate) fn pad_rows(values: &mut Vec<Value>, width: usize, backend: Backend) -> usize {
+    let rows = values.len() / width.max(1);
+    let padded = padded_rows(rows, backend);
+    if padded > rows && rows > 0 {
+        let nulls: Vec<Value> = values[..width].iter().map(Value::as_null).collect();
+        values.reserve((padded - rows) * width);
+        for _ in rows..padded {
+            values.extend(nulls.iter().cloned());
+        }
+    }
+    padded.max(rows)
+}
+
+/// The condition that skips [`pad_rows`]' NULL rows in `SELECT … FROM (VALUES …) AS v`: the
+/// first value of every real row is never NULL.
+pub(crate) const NOT_PADDING: &str = "v.column1 IS NOT NULL";
+
+/// `ids` as values for an `IN` list, padded with NULLs (see [`padded_rows`]).
+pub(crate) fn padded_uuid_values(tx: &Tx, ids: &[Uuid]) -> Vec<Value> {
+    let mut values = uuid_values(tx, ids);
+    pad_rows(&mut values, 1, tx.backend());
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +169,24 @@ mod tests {
         assert_eq!(placeholders(1, 1, 10), "($10)");
         assert_eq!(placeholders(0, 3, 1), "");
         assert_eq!(in_list(0, 1), "");
+    }
+
+    #[test]
+    fn rows_are_padded_to_a_power_of_two_on_postgres_only() {
+        let row = |n: i64| [Value::from(n), Value::from(format!("r{n}"))];
+        let mut values: Vec<Value> = (1..=3).flat_map(row).collect();
+        assert_eq!(pad_rows(&mut values, 2, Backend::Postgres), 4);
+        assert_eq!(values.len(), 8);
+        assert_eq!(values[6], Value::BigInt(None));
+        assert_eq!(values[7], Value::String(None));
+        let mut values: Vec<Value> = (1..=3).flat_map(row).collect();
+        assert_eq!(pad_rows(&mut values, 2, Backend::Sqlite), 3);
+        assert_eq!(values.len(), 6);
+        let mut values: Vec<Value> = (1..=4).flat_map(row).collect();
+        assert_eq!(pad_rows(&mut values, 2, Backend::Postgres), 4);
+        assert_eq!(values.len(), 8);
+        assert_eq!(padded_rows(1, Backend::Postgres), 1);
+        assert_eq!(padded_rows(5, Backend::Postgres), 8);
+        assert_eq!(padded_rows(17, Backend::Postgres), 32);
     }
 }

@@ -20,7 +20,7 @@ use crate::ids;
 use crate::store::combine::{exec_all, shift_placeholders, writes_then};
 use crate::store::{Backend, Codec, Row, Stmt, StoreError};
 
-use super::rows::placeholders;
+use super::rows::{NOT_PADDING, pad_rows, placeholders};
 use super::{Ctx, DomainError, DomainResult, Shop};
 
 /// Events of one shopping session held back until the end of the session's transaction.
@@ -461,12 +461,13 @@ fn independent_writes(
             values.extend(event_values(codec, session_id, seq, e));
             seq += 1;
         }
+        let rows = pad_rows(&mut values, 7, codec.backend());
         writes.push(Stmt::new(
             format!(
                 "INSERT INTO shopping_session_events \
                    (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
-                 VALUES {}",
-                placeholders(chunk.len(), 7, 1)
+                 SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}",
+                placeholders(rows, 7, 1)
             ),
             values,
         ));
@@ -528,10 +529,13 @@ fn row_and_events(
         expected.into(),
     ];
     let mut seq = expected;
+    let mut rows = Vec::with_capacity(events.len() * 7);
     for e in events {
         seq += 1;
-        values.extend(event_values(codec, session_id, seq, e));
+        rows.extend(event_values(codec, session_id, seq, e));
     }
+    let padded = pad_rows(&mut rows, 7, codec.backend());
+    values.extend(rows);
     let answer = match then {
         Some(query) => {
             let joined = format!(
@@ -551,9 +555,9 @@ fn row_and_events(
                INSERT INTO shopping_session_events \
                  (id, session_id, user_id, event_type, payload, created_at, is_simulated) \
                SELECT v.* FROM (VALUES {}) AS v \
-               WHERE (SELECT events FROM session_row) = $8) \
+               WHERE {NOT_PADDING} AND (SELECT events FROM session_row) = $8) \
              {answer}",
-            placeholders(events.len(), 7, 9)
+            placeholders(padded, 7, 9)
         ),
         values,
     )
