@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::ids;
 use crate::money::Money;
-use crate::store::combine::exec_all;
-use crate::store::{Backend, Row, Stmt, StoreError, Tx};
+use crate::store::combine::{exec_all, shift_placeholders};
+use crate::store::{Backend, Codec, Row, Stmt, StoreError, Tx};
 
 use super::catalog_reads::validate_page;
 use super::rows::{NOT_PADDING, in_list, pad_rows, padded_uuid_values, placeholders};
@@ -107,7 +107,9 @@ impl Shop {
     /// of another user) leaves nothing behind and the caller's transaction usable: stock
     /// already taken is put back, which costs a statement only when it happens, where a
     /// savepoint would cost two round trips on every checkout. A database error leaves the
-    /// transaction to be rolled back by the caller, as every caller does.
+    /// transaction to be rolled back by the caller, as every caller does. On PostgreSQL, when
+    /// the event cannot be refused (it is held for the session's last statement), one
+    /// statement takes the stock and writes the order ([`Shop::take_stock_and_record`]).
     async fn write_order(
         &self,
         tx: &Tx,
@@ -116,6 +118,14 @@ impl Shop {
         order: &OrderView,
         summary: &CartSummary,
     ) -> DomainResult<()> {
+        if tx.backend() == Backend::Postgres
+            && distinct_products(&order.items)
+            && ctx.events_record_freely(tx.backend())
+        {
+            return self
+                .take_stock_and_record(tx, ctx, store_id, order, summary)
+                .await;
+        }
         self.take_stock(tx, store_id, &order.items).await?;
         match self.record_order(tx, ctx, store_id, order, summary).await {
             Err(e @ DomainError::Store(_)) => Err(e),
@@ -138,11 +148,10 @@ impl Shop {
         let codec = tx.codec();
         // One statement needs distinct products (a cart's lines for one store are); the items
         // are in product-id order, so neighbours tell.
-        if tx.backend() == Backend::Postgres
-            && items.len() > 1
-            && items.windows(2).all(|w| w[0].product_id != w[1].product_id)
-        {
-            return take_stock_at_once(tx, store_id, items).await;
+        if tx.backend() == Backend::Postgres && items.len() > 1 && distinct_products(items) {
+            let stmt = take_stock_stmt(codec, store_id, items, &[]);
+            let row = tx.query_opt(&stmt.sql, stmt.values).await?;
+            return shortfall(row.as_ref(), items);
         }
         // Product-id order: concurrent checkouts lock rows in the same order (no deadlocks).
         for (n, item) in items.iter().enumerate() {
@@ -165,9 +174,8 @@ impl Shop {
         Ok(())
     }
 
-    /// Records the checkout's event, the order and its items, marks the offers that gave a
-    /// discount as used and empties the cart: the event, then one round trip on PostgreSQL
-    /// (independent writes, see [`crate::store::combine`]).
+    /// Records the checkout's event and the order's writes ([`order_writes`]): the event, then
+    /// one round trip on PostgreSQL (independent writes, see [`crate::store::combine`]).
     async fn record_order(
         &self,
         tx: &Tx,
@@ -176,100 +184,51 @@ impl Shop {
         order: &OrderView,
         summary: &CartSummary,
     ) -> DomainResult<()> {
-        let codec = tx.codec();
         self.record_event(
             tx,
             ctx,
             "checkout_complete",
-            json!({"order_id": order.id, "final_total": order.totals.final_total,
-                   "item_count": order.item_count}),
+            checkout_event(order),
             SessionEnd::Completed,
         )
         .await?;
-        let mut writes = vec![Stmt::new(
-            "INSERT INTO orders (id, user_id, store_id, subtotal, discount_total, final_total, \
-               status, item_count, shopping_session_id, is_simulated, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            vec![
-                codec.uuid(order.id),
-                codec.uuid(ctx.user_id),
-                codec.uuid(store_id),
-                codec.money(order.totals.subtotal),
-                codec.money(order.totals.discount_total),
-                codec.money(order.totals.final_total),
-                order.status.clone().into(),
-                order.item_count.into(),
-                codec.opt_uuid(order.shopping_session_id),
-                ctx.simulated.into(),
-                codec.ts(ctx.now),
-            ],
-        )];
-        let mut values = Vec::with_capacity(order.items.len() * 9);
-        for (n, item) in order.items.iter().enumerate() {
-            values.extend([
-                codec.uuid(ids::child_uuid(&order.id, "item", &n.to_string())),
-                codec.uuid(order.id),
-                codec.uuid(item.product_id),
-                item.product_name.clone().into(),
-                codec.money(item.product_price),
-                item.quantity.into(),
-                codec.opt_uuid(item.applied_coupon_id),
-                codec.money(item.discount_amount),
-                codec.money(item.line_total),
-            ]);
-        }
-        let rows = pad_rows(&mut values, 9, tx.backend());
-        writes.push(Stmt::new(
-            format!(
-                "INSERT INTO order_items (id, order_id, product_id, product_name, product_price, \
-                   quantity, applied_coupon_id, discount_amount, line_total) \
-                 SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}",
-                placeholders(rows, 9, 1)
-            ),
-            values,
-        ));
-        let mut used: Vec<Uuid> = summary
-            .item_discounts
-            .iter()
-            .map(|d| d.coupon_id)
-            .chain(summary.frontstore_coupon_id)
-            .collect();
-        used.sort();
-        used.dedup();
-        if !used.is_empty() {
-            let mut values = vec![
-                codec.uuid(order.id),
-                codec.ts(ctx.now),
-                codec.uuid(ctx.user_id),
-            ];
-            values.extend(padded_uuid_values(tx, &used));
-            writes.push(Stmt::new(
-                format!(
-                    "UPDATE user_coupons SET status = 'used', order_id = $1, redeemed_at = $2 \
-                     WHERE user_id = $3 AND status = 'active' AND coupon_id IN ({})",
-                    in_list(values.len() - 3, 4)
-                ),
-                values,
-            ));
-        }
-        // A cart held in memory has no rows to delete (see `SessionCart`).
-        if ctx.exact_cart().is_none() {
-            writes.push(Stmt::new(
-                "DELETE FROM cart_items WHERE user_id = $1",
-                vec![codec.uuid(ctx.user_id)],
-            ));
-            writes.push(Stmt::new(
-                "DELETE FROM cart_coupons WHERE user_id = $1",
-                vec![codec.uuid(ctx.user_id)],
-            ));
-        }
-        exec_all(tx, writes).await?;
-        // The order is written: the cart is empty, in memory as it would be in the database,
-        // and the offers it used are no longer active.
-        if let Some(cart) = ctx.exact_cart() {
-            cart.clear();
-            cart.forget_offers();
-        }
+        exec_all(tx, order_writes(tx, ctx, store_id, order, summary, "")).await?;
+        ordered(ctx);
+        Ok(())
+    }
+
+    /// [`Shop::write_order`] in one statement (PostgreSQL, distinct products, an event that
+    /// records freely): the stock statement of [`take_stock_stmt`] with the order's writes,
+    /// each of which happens only if no item is short, so a shortfall leaves nothing behind.
+    /// The event is recorded (held, written nothing now) once the order is in.
+    async fn take_stock_and_record(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        store_id: Uuid,
+        order: &OrderView,
+        summary: &CartSummary,
+    ) -> DomainResult<()> {
+        let writes = order_writes(
+            tx,
+            ctx,
+            store_id,
+            order,
+            summary,
+            " AND NOT EXISTS (SELECT 1 FROM short)",
+        );
+        let stmt = take_stock_stmt(tx.codec(), store_id, &order.items, &writes);
+        let row = tx.query_opt(&stmt.sql, stmt.values).await?;
+        shortfall(row.as_ref(), &order.items)?;
+        self.record_event(
+            tx,
+            ctx,
+            "checkout_complete",
+            checkout_event(order),
+            SessionEnd::Completed,
+        )
+        .await?;
+        ordered(ctx);
         Ok(())
     }
 
@@ -304,6 +263,123 @@ impl Shop {
     }
 }
 
+/// The `checkout_complete` event's payload.
+fn checkout_event(order: &OrderView) -> serde_json::Value {
+    json!({"order_id": order.id, "final_total": order.totals.final_total,
+           "item_count": order.item_count})
+}
+
+/// After the order is written: the cart is empty, in memory as it would be in the database,
+/// and the offers it used are no longer active.
+fn ordered(ctx: &Ctx) {
+    if let Some(cart) = ctx.exact_cart() {
+        cart.clear();
+        cart.forget_offers();
+    }
+}
+
+/// A cart's lines are for distinct products (the lines of one store are; the items are in
+/// product-id order, so neighbours tell).
+fn distinct_products(items: &[OrderItemView]) -> bool {
+    items.windows(2).all(|w| w[0].product_id != w[1].product_id)
+}
+
+/// The writes of an order: the order and its items, the offers that gave a discount marked as
+/// used, and (for a cart in the database) the cart emptied. Independent of each other (see
+/// [`crate::store::combine`]). `guard` is appended to every statement's condition (`""`, or
+/// `" AND …"` to make the writes conditional in [`take_stock_stmt`]).
+fn order_writes(
+    tx: &Tx,
+    ctx: &Ctx,
+    store_id: Uuid,
+    order: &OrderView,
+    summary: &CartSummary,
+    guard: &str,
+) -> Vec<Stmt> {
+    let codec = tx.codec();
+    let mut writes = vec![Stmt::new(
+        format!(
+            "INSERT INTO orders (id, user_id, store_id, subtotal, discount_total, final_total, \
+               status, item_count, shopping_session_id, is_simulated, created_at) \
+             SELECT * FROM (VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) AS v \
+             WHERE {NOT_PADDING}{guard}"
+        ),
+        vec![
+            codec.uuid(order.id),
+            codec.uuid(ctx.user_id),
+            codec.uuid(store_id),
+            codec.money(order.totals.subtotal),
+            codec.money(order.totals.discount_total),
+            codec.money(order.totals.final_total),
+            order.status.clone().into(),
+            order.item_count.into(),
+            codec.opt_uuid(order.shopping_session_id),
+            ctx.simulated.into(),
+            codec.ts(ctx.now),
+        ],
+    )];
+    let mut values = Vec::with_capacity(order.items.len() * 9);
+    for (n, item) in order.items.iter().enumerate() {
+        values.extend([
+            codec.uuid(ids::child_uuid(&order.id, "item", &n.to_string())),
+            codec.uuid(order.id),
+            codec.uuid(item.product_id),
+            item.product_name.clone().into(),
+            codec.money(item.product_price),
+            item.quantity.into(),
+            codec.opt_uuid(item.applied_coupon_id),
+            codec.money(item.discount_amount),
+            codec.money(item.line_total),
+        ]);
+    }
+    let rows = pad_rows(&mut values, 9, tx.backend());
+    writes.push(Stmt::new(
+        format!(
+            "INSERT INTO order_items (id, order_id, product_id, product_name, product_price, \
+               quantity, applied_coupon_id, discount_amount, line_total) \
+             SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}{guard}",
+            placeholders(rows, 9, 1)
+        ),
+        values,
+    ));
+    let mut used: Vec<Uuid> = summary
+        .item_discounts
+        .iter()
+        .map(|d| d.coupon_id)
+        .chain(summary.frontstore_coupon_id)
+        .collect();
+    used.sort();
+    used.dedup();
+    if !used.is_empty() {
+        let mut values = vec![
+            codec.uuid(order.id),
+            codec.ts(ctx.now),
+            codec.uuid(ctx.user_id),
+        ];
+        values.extend(padded_uuid_values(tx, &used));
+        writes.push(Stmt::new(
+            format!(
+                "UPDATE user_coupons SET status = 'used', order_id = $1, redeemed_at = $2 \
+                 WHERE user_id = $3 AND status = 'active' AND coupon_id IN ({}){guard}",
+                in_list(values.len() - 3, 4)
+            ),
+            values,
+        ));
+    }
+    // A cart held in memory has no rows to delete (see `SessionCart`).
+    if ctx.exact_cart().is_none() {
+        writes.push(Stmt::new(
+            format!("DELETE FROM cart_items WHERE user_id = $1{guard}"),
+            vec![codec.uuid(ctx.user_id)],
+        ));
+        writes.push(Stmt::new(
+            format!("DELETE FROM cart_coupons WHERE user_id = $1{guard}"),
+            vec![codec.uuid(ctx.user_id)],
+        ));
+    }
+    writes
+}
+
 /// Puts back the stock a checkout took for `items` (rows it holds locked: no waiting).
 async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> DomainResult<()> {
     let codec = tx.codec();
@@ -329,9 +405,10 @@ async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> Dom
 /// rows of every item in product-id order (the order every checkout and the restock lock in),
 /// finds the first item, in `items` order, that is short (or has no stock row), and takes
 /// every item's units only if none is. A shortfall takes nothing, so nothing is put back; it is
-/// rejected as the line-by-line path rejects it (the same first short item).
-async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> DomainResult<()> {
-    let codec = tx.codec();
+/// rejected as the line-by-line path rejects it (the same first short item), see
+/// [`shortfall`]. `writes` join the statement after the stock's own queries: they may refer to
+/// `short` (the short item's row, if any), as [`order_writes`]' guard does.
+fn take_stock_stmt(codec: Codec, store_id: Uuid, items: &[OrderItemView], writes: &[Stmt]) -> Stmt {
     let mut want = Vec::with_capacity(items.len() * 3 + 3);
     for (n, item) in items.iter().enumerate() {
         want.extend([
@@ -340,13 +417,13 @@ async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) ->
             (n as i64).into(),
         ]);
     }
-    let padded = pad_rows(&mut want, 3, tx.backend());
+    let padded = pad_rows(&mut want, 3, codec.backend());
     let mut values = vec![codec.uuid(store_id)];
     values.extend(want);
     // `locked` is materialised: its rows are locked (in its order) before the update reads
     // the short item; the update then changes the newest versions of rows this statement holds.
     // `taken`, like every data-modifying WITH query, runs whether or not it is read.
-    let sql = format!(
+    let mut sql = format!(
         "WITH want (product_id, qty, n) AS (SELECT * FROM (VALUES {}) AS v WHERE {NOT_PADDING}), \
          locked AS MATERIALIZED (SELECT i.product_id, i.quantity FROM store_inventory i \
            WHERE i.store_id = $1 AND i.product_id IN (SELECT product_id FROM want) \
@@ -355,17 +432,25 @@ async fn take_stock_at_once(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) ->
            WHERE l.quantity IS NULL OR l.quantity < w.qty ORDER BY w.n LIMIT 1), \
          taken AS (UPDATE store_inventory i SET quantity = i.quantity - w.qty FROM want w \
            WHERE i.store_id = $1 AND i.product_id = w.product_id \
-             AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1) \
-         SELECT (SELECT n FROM short) AS short",
+             AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1)",
         placeholders(padded, 3, 2)
     );
-    let row = tx
-        .query_opt(&sql, values)
-        .await?
-        .ok_or_else(|| StoreError::Decode {
-            column: "short".into(),
-            reason: "the stock statement returned no row".into(),
-        })?;
+    for (n, w) in writes.iter().enumerate() {
+        sql.push_str(&format!(", order{n} AS ("));
+        sql.push_str(&shift_placeholders(&w.sql, values.len()));
+        sql.push(')');
+        values.extend(w.values.iter().cloned());
+    }
+    sql.push_str(" SELECT (SELECT n FROM short) AS short");
+    Stmt::new(sql, values)
+}
+
+/// The answer of [`take_stock_stmt`]: the rejection of the first short item, if any.
+fn shortfall(row: Option<&Row>, items: &[OrderItemView]) -> DomainResult<()> {
+    let row = row.ok_or_else(|| StoreError::Decode {
+        column: "short".into(),
+        reason: "the stock statement returned no row".into(),
+    })?;
     let Some(n) = row.opt_i64("short")? else {
         return Ok(());
     };
