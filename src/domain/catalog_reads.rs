@@ -156,10 +156,10 @@ impl Shop {
 
     /// Records that the user viewed a product, as [`Shop::get_product`] does, without the
     /// detail: a product of the shop's read-only catalog copy
-    /// ([`Shop::with_known_products`]) costs no read; any other is read (and may be
+    /// ([`Shop::with_known_catalog`]) costs no read; any other is read (and may be
     /// `product_not_found`).
     pub async fn view_product(&self, tx: &Tx, ctx: &Ctx, product_id: Uuid) -> DomainResult<()> {
-        let Some((sku, price)) = self.known.as_ref().and_then(|k| k.get(product_id)) else {
+        let Some((sku, price)) = self.known.as_ref().and_then(|k| k.product(product_id)) else {
             return self.get_product(tx, ctx, product_id).await.map(|_| ());
         };
         self.record_event(

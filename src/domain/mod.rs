@@ -39,6 +39,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::catalog;
 use crate::money::Money;
 
 pub use cart::{MAX_ADD_QUANTITY, ineligibility};
@@ -110,36 +111,53 @@ pub struct Ctx {
 }
 
 /// The shop: stateless apart from its configuration and, in-process, a read-only copy of the
-/// catalog's products; all state is in the database.
+/// catalog's products and coupons; all state is in the database.
 #[derive(Debug, Clone, Default)]
 pub struct Shop {
     config: ShopConfig,
-    known: Option<Arc<KnownProducts>>,
+    known: Option<Arc<KnownCatalog>>,
 }
 
-/// What a product view records of a product (its SKU and price), for products the caller
-/// holds in a read-only catalog cache: viewing one of them costs no read.
+/// What the shop may take from a read-only catalog cache instead of reading the database: a
+/// product's SKU and price (what a view records: viewing one costs no read) and a coupon's
+/// terms (the offers a refresh assigns are then known without reading them back).
 #[derive(Debug, Default)]
-pub struct KnownProducts(HashMap<Uuid, (String, Money)>);
+pub struct KnownCatalog {
+    products: HashMap<Uuid, (String, Money)>,
+    coupons: HashMap<Uuid, catalog::Coupon>,
+}
 
-impl KnownProducts {
-    /// The products of a catalog loaded from the shop's database. A product whose SKU the
-    /// loader stood in for (no `sku` column or value: the id's text) is left out, so that
-    /// viewing it reads the database and records the SKU as it is there.
-    pub fn from_catalog(catalog: &crate::catalog::Catalog) -> Self {
-        Self(
-            catalog
+impl KnownCatalog {
+    /// The products and coupons of a catalog loaded from the shop's database. One whose SKU
+    /// or code the loader stood in for (no `sku` or `code` column or value: the id's text) is
+    /// left out, so that the shop reads it and answers with the value as it is there.
+    pub fn from_catalog(catalog: &catalog::Catalog) -> Self {
+        Self {
+            products: catalog
                 .products
                 .iter()
                 .filter(|p| p.sku != p.id.to_string())
                 .map(|p| (p.id, (p.sku.clone(), p.price)))
                 .collect(),
-        )
+            coupons: catalog
+                .coupons
+                .iter()
+                .filter(|c| c.code != c.id.to_string())
+                .map(|c| (c.id, c.clone()))
+                .collect(),
+        }
     }
 
     /// SKU and price of a known product.
-    pub fn get(&self, id: Uuid) -> Option<(&str, Money)> {
-        self.0.get(&id).map(|(sku, price)| (sku.as_str(), *price))
+    pub fn product(&self, id: Uuid) -> Option<(&str, Money)> {
+        self.products
+            .get(&id)
+            .map(|(sku, price)| (sku.as_str(), *price))
+    }
+
+    /// A known coupon's terms.
+    pub fn coupon(&self, id: Uuid) -> Option<&catalog::Coupon> {
+        self.coupons.get(&id)
     }
 }
 
@@ -152,10 +170,10 @@ impl Shop {
         }
     }
 
-    /// The same shop, taking the products in `known` from memory when they are only viewed
-    /// ([`Shop::view_product`]). Only for a catalog that does not change while the shop runs
-    /// (a simulation's in-process actions); the reference server reads the database.
-    pub fn with_known_products(mut self, known: Arc<KnownProducts>) -> Self {
+    /// The same shop, taking what `known` holds from memory (see [`KnownCatalog`]). Only for a
+    /// catalog that does not change while the shop runs (a simulation's in-process actions);
+    /// the reference server reads the database.
+    pub fn with_known_catalog(mut self, known: Arc<KnownCatalog>) -> Self {
         self.known = Some(known);
         self
     }

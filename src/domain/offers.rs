@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::RngExt;
 use uuid::Uuid;
 
-use crate::catalog::CouponKind;
+use crate::catalog::{Coupon, CouponKind};
 use crate::ids;
 use crate::store::combine::exec_all;
 use crate::store::{Backend, Row, Stmt, Tx};
@@ -273,13 +273,27 @@ impl Shop {
             ],
         ));
         exec_all(tx, writes).await?;
-        // Offers applied to a cart held in memory: the refresh expired them all and may have
-        // assigned some again; the database's cart would use those that are active now.
         if let Some(cart) = ctx.exact_cart() {
-            cart.forget_offers();
+            // The user's active offers now are exactly those assigned: with their coupons'
+            // terms known, the session keeps them for its eligibility checks and applications
+            // instead of reading them back.
+            match self.known_offers(&assigned, eligible_until) {
+                Some(offers) => cart.keep_offers(&offers),
+                None => cart.forget_offers(),
+            }
+            // Offers applied to a cart held in memory: the refresh expired them all and may
+            // have assigned some again; the database's cart would use those that are active
+            // now.
             let applied = cart.applied_ids();
             if !applied.is_empty() {
-                cart.revalidate(self.active_offers(tx, ctx, Some(&applied)).await?);
+                let active = match cart.offers(ctx.now) {
+                    Some(kept) => kept
+                        .into_iter()
+                        .filter(|(c, _)| applied.contains(&c.id))
+                        .collect(),
+                    None => self.active_offers(tx, ctx, Some(&applied)).await?,
+                };
+                cart.revalidate(active);
             }
         }
         Ok(Refreshed {
@@ -393,6 +407,20 @@ impl Shop {
             expired,
             candidates: found,
         })
+    }
+
+    /// The offers of `assigned` coupons, each usable until `eligible_until`, with their terms
+    /// from the shop's catalog copy; `None` unless every coupon is known.
+    fn known_offers(
+        &self,
+        assigned: &[Uuid],
+        eligible_until: DateTime<Utc>,
+    ) -> Option<Vec<(Coupon, Option<DateTime<Utc>>)>> {
+        let known = self.known.as_ref()?;
+        assigned
+            .iter()
+            .map(|id| Some((known.coupon(*id)?.clone(), Some(eligible_until))))
+            .collect()
     }
 
     /// The coupons to assign this cycle, drawn from `candidates`.

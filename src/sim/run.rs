@@ -15,7 +15,7 @@ use crate::behavior::inputs::{History, Wallet};
 use crate::behavior::reload::{self, LiveSet, ReloadEvent};
 use crate::behavior::{BehaviorError, population};
 use crate::catalog::{self, AgentOptions, PersonaSource};
-use crate::domain::{KnownProducts, ShopConfig};
+use crate::domain::{KnownCatalog, ShopConfig};
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::sim::actions::{
     Actions, Auth, HttpActions, HttpConfig, InProcessActions, InProcessConfig, OutageConfig, TxMode,
@@ -472,7 +472,7 @@ pub async fn simulate(
                         ..OutageConfig::default()
                     },
                     fence: Some(lease.fence().clone()),
-                    products: Some(Arc::new(KnownProducts::from_catalog(world.catalog()))),
+                    catalog: Some(Arc::new(KnownCatalog::from_catalog(world.catalog()))),
                 },
                 metrics.clone(),
                 cancel.clone(),

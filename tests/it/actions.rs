@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use shopsim::domain::{CheckoutResult, KnownProducts, RejectCode};
+use shopsim::domain::{CheckoutResult, KnownCatalog, RejectCode};
 use shopsim::server::{self, FailMode, FaultPatch, FaultSettings};
 use shopsim::sim::actions::{
     ActionError, Actions, BreakerState, HttpActions, HttpConfig, InProcessActions, InProcessConfig,
@@ -684,7 +684,7 @@ async fn inprocess_and_http_make_the_same_data(t: TestDb) {
             InProcessConfig {
                 shop: test_config().shop,
                 tx_mode: mode,
-                products: Some(Arc::new(KnownProducts::from_catalog(&catalog))),
+                catalog: Some(Arc::new(KnownCatalog::from_catalog(&catalog))),
                 ..Default::default()
             },
             metrics.clone(),
@@ -990,7 +990,7 @@ async fn inprocess_session_is_redone_after_its_connection_dies() {
                 max: None,
             },
             fence: None,
-            products: None,
+            catalog: None,
         },
         metrics.clone(),
         CancellationToken::new(),

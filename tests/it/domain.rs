@@ -4,9 +4,11 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use shopsim::domain::{
-    Ctx, DomainError, HeldOutcome, ProductFilter, RejectCode, SessionCart, SessionEvents, Shop,
-    ShopConfig, order_id, price_cart,
+    Ctx, DomainError, HeldOutcome, KnownCatalog, ProductFilter, RejectCode, SessionCart,
+    SessionEvents, Shop, ShopConfig, order_id, price_cart,
 };
 use shopsim::ids;
 use shopsim::money::Money;
@@ -915,16 +917,31 @@ async fn a_refresh_revalidates_offers_applied_to_a_session_cart(t: TestDb) {
 /// A session cart keeps the offers its eligibility read and answers its applications and later
 /// checks from them: every answer is the database cart's — an offer that lapsed since the read
 /// is left out, one the session's refresh expired is refused, one it assigned is applied, one
-/// its checkout used is refused.
+/// its checkout used is refused. A shop with a catalog copy keeps the offers its refresh
+/// assigned (no read back), with the same answers.
 async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
     let db = &t.db;
     fixture(db).await;
     // Every category and brand coupon is drawn at the refresh (30 wanted, 8 exist), but not
     // those assigned within the exclusion window: C1 and C2 are expired and not drawn again.
-    let shop = Shop::new(ShopConfig {
+    let config = ShopConfig {
         holdout_share: 0.0,
         ..ShopConfig::default()
-    });
+    };
+    let shop = Shop::new(config.clone());
+    let tx = db.read().await.unwrap();
+    let catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let known = Shop::new(config.clone())
+        .with_known_catalog(Arc::new(KnownCatalog::from_catalog(&catalog)));
+    // A copy that differs from the database in one coupon's description shows which one
+    // answered.
+    let mut altered = catalog.clone();
+    for c in altered.coupons.iter_mut().filter(|c| c.id == B2) {
+        c.discount_details = "as the catalog copy has it".into();
+    }
+    let copied =
+        Shop::new(config).with_known_catalog(Arc::new(KnownCatalog::from_catalog(&altered)));
     // One user for both carts (the refresh's draw depends on the user); each session is
     // rolled back, so the second starts from the same wallet and stock.
     let user = Uuid::from_u128(0xa30);
@@ -967,7 +984,12 @@ async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
         (13, Apply(B2)), // used by the checkout: refused
     ];
     let mut seen = Vec::new();
-    for cart in [None, Some(SessionCart::new())] {
+    for (shop, cart) in [
+        (&shop, None),
+        (&shop, Some(SessionCart::new())),
+        (&known, Some(SessionCart::new())),
+        (&copied, Some(SessionCart::new())),
+    ] {
         let session = Uuid::from_u128(0x5e70);
         let held = SessionEvents::deferred();
         let c = |m: i64| session_ctx(user, session, &held, &cart, m);
@@ -1005,7 +1027,21 @@ async fn applications_after_eligibility_answer_as_the_database(t: TestDb) {
         seen.push(answers);
     }
     assert_eq!(seen[0], seen[1]);
-    // The cases are what the comments say (on both carts, since both answered alike).
+    assert_eq!(seen[0], seen[2]);
+    // After the refresh, the shop with a catalog copy answered from the offers it kept (it
+    // read none back: the altered description shows), and only then.
+    let marked: Vec<usize> = seen[3]
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.contains("as the catalog copy has it"))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        !marked.is_empty() && marked.iter().all(|i| *i > 6),
+        "{:?}",
+        seen[3]
+    );
+    // The cases are what the comments say (on all carts, since all answered alike).
     let refused: Vec<usize> = seen[0]
         .iter()
         .enumerate()

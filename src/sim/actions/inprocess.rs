@@ -43,7 +43,7 @@ use super::outage::{OutageGate, OutageInfo, Probe};
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     ActiveOffer, AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
-    Ctx, DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownProducts, RefreshResult,
+    Ctx, DomainError, DomainResult, EligibleCoupons, HeldOutcome, KnownCatalog, RefreshResult,
     Refreshed, RejectCode, SelectStoreResult, SessionCart, SessionEvents, Shop, ShopConfig,
     WalletView,
 };
@@ -74,9 +74,10 @@ pub struct InProcessConfig {
     pub tx_mode: TxMode,
     /// Probing of an unreachable database.
     pub outage: OutageConfig,
-    /// The catalog's products as the run loaded them: a product view takes the SKU and price
-    /// from here instead of reading them (the catalog does not change during a run).
-    pub products: Option<Arc<KnownProducts>>,
+    /// The catalog's products and coupons as the run loaded them: a product view takes the
+    /// SKU and price from here instead of reading them, and a refresh knows the terms of the
+    /// offers it assigns (the catalog does not change during a run).
+    pub catalog: Option<Arc<KnownCatalog>>,
     /// The shard's lease: a session's work commits only while it holds (checked in the
     /// session's transaction, so a process that lost its slice cannot apply a session the
     /// new owner runs again).
@@ -129,8 +130,8 @@ impl InProcessActions {
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
-                shop: match config.products {
-                    Some(known) => Shop::new(config.shop).with_known_products(known),
+                shop: match config.catalog {
+                    Some(known) => Shop::new(config.shop).with_known_catalog(known),
                     None => Shop::new(config.shop),
                 },
                 tx_mode: config.tx_mode,
