@@ -193,7 +193,7 @@ impl Shop {
         )
         .await?;
         exec_all(tx, order_writes(tx, ctx, store_id, order, summary, "")).await?;
-        ordered(ctx);
+        ordered(ctx, summary);
         Ok(())
     }
 
@@ -228,7 +228,7 @@ impl Shop {
             SessionEnd::Completed,
         )
         .await?;
-        ordered(ctx);
+        ordered(ctx, summary);
         Ok(())
     }
 
@@ -270,12 +270,25 @@ fn checkout_event(order: &OrderView) -> serde_json::Value {
 }
 
 /// After the order is written: the cart is empty, in memory as it would be in the database,
-/// and the offers it used are no longer active.
-fn ordered(ctx: &Ctx) {
+/// and the offers it used are no longer active (the others are as they were).
+fn ordered(ctx: &Ctx, summary: &CartSummary) {
     if let Some(cart) = ctx.exact_cart() {
         cart.clear();
-        cart.forget_offers();
+        cart.drop_offers(&used_offers(summary));
     }
+}
+
+/// The offers that gave the order a discount, by coupon id.
+fn used_offers(summary: &CartSummary) -> Vec<Uuid> {
+    let mut used: Vec<Uuid> = summary
+        .item_discounts
+        .iter()
+        .map(|d| d.coupon_id)
+        .chain(summary.frontstore_coupon_id)
+        .collect();
+    used.sort();
+    used.dedup();
+    used
 }
 
 /// A cart's lines are for distinct products (the lines of one store are; the items are in
@@ -342,14 +355,7 @@ fn order_writes(
         ),
         values,
     ));
-    let mut used: Vec<Uuid> = summary
-        .item_discounts
-        .iter()
-        .map(|d| d.coupon_id)
-        .chain(summary.frontstore_coupon_id)
-        .collect();
-    used.sort();
-    used.dedup();
+    let used = used_offers(summary);
     if !used.is_empty() {
         let mut values = vec![
             codec.uuid(order.id),

@@ -124,7 +124,9 @@ pub struct Shop {
 #[derive(Debug, Default)]
 pub struct KnownCatalog {
     products: HashMap<Uuid, (String, Money)>,
-    coupons: HashMap<Uuid, catalog::Coupon>,
+    /// The coupons, each under its number ([`KnownCatalog::coupon_number`]).
+    coupons: Vec<catalog::Coupon>,
+    numbers: HashMap<Uuid, u16>,
 }
 
 impl KnownCatalog {
@@ -132,19 +134,28 @@ impl KnownCatalog {
     /// or code the loader stood in for (no `sku` or `code` column or value: the id's text) is
     /// left out, so that the shop reads it and answers with the value as it is there.
     pub fn from_catalog(catalog: &catalog::Catalog) -> Self {
+        let products = catalog
+            .products
+            .iter()
+            .filter(|p| p.sku != p.id.to_string())
+            .map(|p| (p.id, (p.sku.clone(), p.price)))
+            .collect();
+        let coupons: Vec<catalog::Coupon> = catalog
+            .coupons
+            .iter()
+            .filter(|c| c.code != c.id.to_string())
+            .take(usize::from(u16::MAX) + 1)
+            .cloned()
+            .collect();
+        let numbers = coupons
+            .iter()
+            .zip(0..=u16::MAX)
+            .map(|(c, n)| (c.id, n))
+            .collect();
         Self {
-            products: catalog
-                .products
-                .iter()
-                .filter(|p| p.sku != p.id.to_string())
-                .map(|p| (p.id, (p.sku.clone(), p.price)))
-                .collect(),
-            coupons: catalog
-                .coupons
-                .iter()
-                .filter(|c| c.code != c.id.to_string())
-                .map(|c| (c.id, c.clone()))
-                .collect(),
+            products,
+            coupons,
+            numbers,
         }
     }
 
@@ -157,7 +168,18 @@ impl KnownCatalog {
 
     /// A known coupon's terms.
     pub fn coupon(&self, id: Uuid) -> Option<&catalog::Coupon> {
-        self.coupons.get(&id)
+        self.coupon_at(self.coupon_number(id)?)
+    }
+
+    /// A known coupon's number: two bytes that stand for it where many are kept (the first
+    /// 65,536 coupons of the catalog are numbered, the rest are not known).
+    pub fn coupon_number(&self, id: Uuid) -> Option<u16> {
+        self.numbers.get(&id).copied()
+    }
+
+    /// The coupon numbered `n`.
+    pub fn coupon_at(&self, n: u16) -> Option<&catalog::Coupon> {
+        self.coupons.get(usize::from(n))
     }
 }
 

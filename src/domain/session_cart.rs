@@ -27,8 +27,12 @@
 //! reads them all; the session keeps them, and its applications and later eligibility checks
 //! answer from them ([`SessionCart::offer`], [`SessionCart::offers`]: an offer whose
 //! `eligible_until` or coupon expiry has passed since is left out as the database would leave
-//! it out) until the session changes the wallet itself — a refresh or a checkout forgets them,
-//! and the next application or check reads again.
+//! it out). When the session changes the wallet itself, the offers kept follow where the
+//! change is known: a refresh keeps exactly the offers it assigned when the shop's catalog
+//! copy knows their coupons (else it forgets them, and the next application or check reads
+//! again), a checkout drops the offers it used. A session may also start with the offers its
+//! agent's previous session left ([`SessionCart::keep_offers`], see
+//! `crate::sim::actions::inprocess`).
 
 use std::sync::Arc;
 
@@ -239,7 +243,7 @@ impl SessionCart {
     }
 
     /// Keeps the user's active offers as just read (all of them, at the session's time then).
-    pub(crate) fn keep_offers(&self, offers: &[(Coupon, Option<DateTime<Utc>>)]) {
+    pub fn keep_offers(&self, offers: &[(Coupon, Option<DateTime<Utc>>)]) {
         let mut kept = offers.to_vec();
         kept.sort_by_key(|(c, _)| c.id);
         self.0.lock().offers = Some(kept);
@@ -248,6 +252,21 @@ impl SessionCart {
     /// Forgets the offers kept: the session changed the wallet.
     pub(crate) fn forget_offers(&self) {
         self.0.lock().offers = None;
+    }
+
+    /// The session's checkout used `used`: they are no longer active offers, the others kept
+    /// are unchanged.
+    pub(crate) fn drop_offers(&self, used: &[Uuid]) {
+        if let Some(offers) = self.0.lock().offers.as_mut() {
+            offers.retain(|(c, _)| !used.contains(&c.id));
+        }
+    }
+
+    /// The offers kept, as they stand — the user's active offers once the session's writes
+    /// are committed, each to be decided at its time of use as [`SessionCart::offer`] decides
+    /// it — by coupon id; `None` when none are kept.
+    pub fn kept_offers(&self) -> Option<Vec<(Coupon, Option<DateTime<Utc>>)>> {
+        self.0.lock().offers.clone()
     }
 
     /// The user's active offers at `now`, by coupon id, from the offers kept (`None` when none

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use shopsim::catalog::Coupon;
 use shopsim::domain::{CheckoutResult, KnownCatalog, RejectCode};
 use shopsim::server::{self, FailMode, FaultPatch, FaultSettings};
 use shopsim::sim::actions::{
@@ -30,6 +31,7 @@ backend_tests!(
     inprocess_and_http_make_the_same_data,
     http_database_outage_waits_for_the_database,
     inprocess_database_error_rolls_back_the_session,
+    inprocess_sessions_pass_their_offers_on,
     http_scaling_plan_paths_work,
 );
 
@@ -704,6 +706,84 @@ async fn inprocess_and_http_make_the_same_data(t: TestDb) {
             1
         );
     }
+}
+
+/// With a catalog copy, an agent's session answers its eligibility check from the active
+/// offers its previous session left (its refresh's, less those its checkout used) instead of
+/// reading the wallet: the same offers as a run without the copy reads.
+async fn inprocess_sessions_pass_their_offers_on(t: TestDb) {
+    let plain = fresh_like(&t).await;
+    let mut seen = Vec::new();
+    for (t, copy) in [(&plain, false), (&t, true)] {
+        let fx = seed(&t.db).await;
+        let tx = t.db.read().await.unwrap();
+        let mut catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
+        tx.commit().await.unwrap();
+        // The copy's descriptions differ from the database's: they show which one answered.
+        for c in &mut catalog.coupons {
+            c.discount_details.push_str(" (the copy)");
+        }
+        let actions = InProcessActions::new(
+            t.db.clone(),
+            InProcessConfig {
+                shop: test_config().shop,
+                tx_mode: TxMode::PerSession,
+                catalog: copy.then(|| Arc::new(KnownCatalog::from_catalog(&catalog))),
+                ..Default::default()
+            },
+            Arc::new(Metrics::new()),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        // The first session refreshes, applies the snacks offer and checks out.
+        let mut s = actions
+            .open_session(info("agent_001", fx.user1, 0))
+            .await
+            .unwrap();
+        shop(s.as_mut(), &fx, 0, 0).await.unwrap();
+        s.close(&closing()).await.unwrap();
+        // The next one (no refresh due) checks its offers.
+        let mut s = actions
+            .open_session(info("agent_001", fx.user1, 1))
+            .await
+            .unwrap();
+        s.select_store(step(1, 0), fx.store_a).await.unwrap();
+        assert!(!s.refresh_offers(step(1, 1)).await.unwrap().refreshed);
+        s.add_to_cart(step(1, 2), fx.chips, 1).await.unwrap();
+        let coupons = s.eligible_coupons(step(1, 3)).await.unwrap();
+        s.close(&closing()).await.unwrap();
+        let offers: Vec<_> = coupons
+            .eligible
+            .iter()
+            .chain(coupons.ineligible.iter().map(|i| &i.coupon))
+            .collect();
+        assert!(!offers.is_empty());
+        // Every offer answered from the copy, or none.
+        let from_copy = offers
+            .iter()
+            .filter(|c| c.discount_details.ends_with(" (the copy)"));
+        assert_eq!(
+            from_copy.count(),
+            if copy { offers.len() } else { 0 },
+            "{offers:?}"
+        );
+        assert!(
+            !offers.iter().any(|c| c.id == fx.snacks_coupon),
+            "used: {offers:?}"
+        );
+        // The fixture's ids (which order the lists) differ between databases; its codes do not.
+        let codes = |list: Vec<&Coupon>| {
+            let mut codes: Vec<_> = list.iter().map(|c| c.code.clone()).collect();
+            codes.sort();
+            codes
+        };
+        let ids = (
+            codes(coupons.eligible.iter().collect()),
+            codes(coupons.ineligible.iter().map(|i| &i.coupon).collect()),
+        );
+        seen.push(ids);
+    }
+    assert_eq!(seen[0], seen[1]);
 }
 
 async fn http_database_outage_waits_for_the_database(t: TestDb) {

@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use super::config::{ActionsSetupError, OutageConfig};
 use super::outage::{OutageGate, OutageInfo, Probe};
+use super::wallets::KnownWallets;
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     ActiveOffer, AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
@@ -98,6 +99,9 @@ struct Shared {
     cancel: CancellationToken,
     outage: Arc<OutageGate>,
     fence: Option<Fence>,
+    /// The agents' active offers between their sessions (sessions per transaction with a
+    /// catalog copy only: see [`KnownWallets`]).
+    wallets: Option<KnownWallets>,
     /// Last simulated day (days from CE) whose restock this process has committed.
     restocked_day: AtomicI64,
 }
@@ -127,6 +131,12 @@ impl InProcessActions {
                 config.shop.restock_level
             )));
         }
+        // This process is the only writer of its agents' wallets, whose every change is a
+        // session of theirs that is one transaction here.
+        let wallets = match (&config.catalog, config.tx_mode) {
+            (Some(known), TxMode::PerSession) => Some(KnownWallets::new(known.clone())),
+            _ => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 db,
@@ -134,6 +144,7 @@ impl InProcessActions {
                     Some(known) => Shop::new(config.shop).with_known_catalog(known),
                     None => Shop::new(config.shop),
                 },
+                wallets,
                 tx_mode: config.tx_mode,
                 metrics,
                 outage: Arc::new(OutageGate::new("database", config.outage, cancel.clone())),
@@ -161,6 +172,10 @@ impl InProcessActions {
             TxMode::PerSession => Some(self.shared.begin(true).await?),
             TxMode::PerStep => None,
         };
+        let cart = SessionCart::new();
+        if let Some(wallets) = &self.shared.wallets {
+            wallets.lend(info.user_id, &cart);
+        }
         Ok(InProcessSession {
             shared: self.shared.clone(),
             info,
@@ -171,7 +186,7 @@ impl InProcessActions {
             done: Vec::new(),
             // PostgreSQL: the session row too waits for the close (see `close`).
             events: SessionEvents::deferred(),
-            cart: SessionCart::new(),
+            cart,
             store: None,
             refreshed: None,
         })
@@ -875,6 +890,9 @@ impl SessionActions for InProcessSession {
             }
         }
         self.shared.restocked(self.restock_day);
+        if let Some(wallets) = &self.shared.wallets {
+            wallets.remember(self.info.user_id, &self.cart);
+        }
         Ok(true)
     }
 }

@@ -40,6 +40,7 @@ pub mod jwt;
 mod outage;
 mod retry;
 mod transport;
+mod wallets;
 
 pub use breaker::BreakerState;
 pub use config::{
