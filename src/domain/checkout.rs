@@ -13,7 +13,7 @@ use crate::store::{Backend, Codec, Row, Stmt, StoreError, Tx};
 
 use super::catalog_reads::validate_page;
 use super::rows::{NOT_PADDING, in_list, pad_rows, padded_uuid_values, placeholders};
-use super::sessions::SessionEnd;
+use super::sessions::{EventSlot, SessionEnd};
 use super::{
     CartSummary, CheckoutResult, Ctx, DomainError, DomainResult, OrderItemView, OrderView,
     OrdersPage, RejectCode, Shop, Totals,
@@ -149,7 +149,7 @@ impl Shop {
         // One statement needs distinct products (a cart's lines for one store are); the items
         // are in product-id order, so neighbours tell.
         if tx.backend() == Backend::Postgres && items.len() > 1 && distinct_products(items) {
-            let stmt = take_stock_stmt(codec, store_id, items, &[]);
+            let stmt = take_stock_stmt(codec, store_id, items, Vec::new());
             let row = tx.query_opt(&stmt.sql, stmt.values).await?;
             return shortfall(row.as_ref(), items);
         }
@@ -174,8 +174,9 @@ impl Shop {
         Ok(())
     }
 
-    /// Records the checkout's event and the order's writes ([`order_writes`]): the event, then
-    /// one round trip on PostgreSQL (independent writes, see [`crate::store::combine`]).
+    /// Records the order's writes ([`order_writes`]: one round trip on PostgreSQL, independent
+    /// writes, see [`crate::store::combine`]) and the checkout's event, whose session is
+    /// checked (or refused) before the writes.
     async fn record_order(
         &self,
         tx: &Tx,
@@ -184,17 +185,9 @@ impl Shop {
         order: &OrderView,
         summary: &CartSummary,
     ) -> DomainResult<()> {
-        self.record_event(
-            tx,
-            ctx,
-            "checkout_complete",
-            checkout_event(order),
-            SessionEnd::Completed,
-        )
-        .await?;
+        let slot = self.event_slot(tx, ctx, SessionEnd::Completed).await?;
         exec_all(tx, order_writes(tx, ctx, store_id, order, summary, "")).await?;
-        ordered(ctx, summary);
-        Ok(())
+        self.order_recorded(tx, ctx, slot, order, summary).await
     }
 
     /// [`Shop::write_order`] in one statement (PostgreSQL, distinct products, an event that
@@ -209,6 +202,9 @@ impl Shop {
         order: &OrderView,
         summary: &CartSummary,
     ) -> DomainResult<()> {
+        // Writes nothing now (the event records freely); a shortfall's rejection restores
+        // the held events as they were (see `Shop::checkout`).
+        let slot = self.event_slot(tx, ctx, SessionEnd::Completed).await?;
         let writes = order_writes(
             tx,
             ctx,
@@ -217,18 +213,33 @@ impl Shop {
             summary,
             " AND NOT EXISTS (SELECT 1 FROM short)",
         );
-        let stmt = take_stock_stmt(tx.codec(), store_id, &order.items, &writes);
+        let stmt = take_stock_stmt(tx.codec(), store_id, &order.items, writes);
         let row = tx.query_opt(&stmt.sql, stmt.values).await?;
         shortfall(row.as_ref(), &order.items)?;
-        self.record_event(
-            tx,
-            ctx,
-            "checkout_complete",
-            checkout_event(order),
-            SessionEnd::Completed,
-        )
-        .await?;
-        ordered(ctx, summary);
+        self.order_recorded(tx, ctx, slot, order, summary).await
+    }
+
+    /// Once the order is written: records the checkout's event in the slot taken before the
+    /// writes, and the session cart is empty, in memory as it would be in the database, with
+    /// the offers the order used no longer active (the others are as they were).
+    async fn order_recorded(
+        &self,
+        tx: &Tx,
+        ctx: &Ctx,
+        slot: Option<EventSlot>,
+        order: &OrderView,
+        summary: &CartSummary,
+    ) -> DomainResult<()> {
+        if let Some(slot) = slot {
+            let payload = json!({"order_id": order.id, "final_total": order.totals.final_total,
+                                 "item_count": order.item_count});
+            self.fill_slot(tx, ctx, slot, "checkout_complete", payload)
+                .await?;
+        }
+        if let Some(cart) = ctx.exact_cart() {
+            cart.clear();
+            cart.drop_offers(&used_offers(summary));
+        }
         Ok(())
     }
 
@@ -260,21 +271,6 @@ impl Shop {
         let mut orders = rows.iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
         attach_items(tx, ctx.user_id, &mut orders).await?;
         Ok(OrdersPage { orders, total })
-    }
-}
-
-/// The `checkout_complete` event's payload.
-fn checkout_event(order: &OrderView) -> serde_json::Value {
-    json!({"order_id": order.id, "final_total": order.totals.final_total,
-           "item_count": order.item_count})
-}
-
-/// After the order is written: the cart is empty, in memory as it would be in the database,
-/// and the offers it used are no longer active (the others are as they were).
-fn ordered(ctx: &Ctx, summary: &CartSummary) {
-    if let Some(cart) = ctx.exact_cart() {
-        cart.clear();
-        cart.drop_offers(&used_offers(summary));
     }
 }
 
@@ -414,7 +410,12 @@ async fn put_back_stock(tx: &Tx, store_id: Uuid, items: &[OrderItemView]) -> Dom
 /// rejected as the line-by-line path rejects it (the same first short item), see
 /// [`shortfall`]. `writes` join the statement after the stock's own queries: they may refer to
 /// `short` (the short item's row, if any), as [`order_writes`]' guard does.
-fn take_stock_stmt(codec: Codec, store_id: Uuid, items: &[OrderItemView], writes: &[Stmt]) -> Stmt {
+fn take_stock_stmt(
+    codec: Codec,
+    store_id: Uuid,
+    items: &[OrderItemView],
+    writes: Vec<Stmt>,
+) -> Stmt {
     let mut want = Vec::with_capacity(items.len() * 3 + 3);
     for (n, item) in items.iter().enumerate() {
         want.extend([
@@ -441,11 +442,11 @@ fn take_stock_stmt(codec: Codec, store_id: Uuid, items: &[OrderItemView], writes
              AND NOT EXISTS (SELECT 1 FROM short) RETURNING 1)",
         placeholders(padded, 3, 2)
     );
-    for (n, w) in writes.iter().enumerate() {
+    for (n, w) in writes.into_iter().enumerate() {
         sql.push_str(&format!(", order{n} AS ("));
         sql.push_str(&shift_placeholders(&w.sql, values.len()));
         sql.push(')');
-        values.extend(w.values.iter().cloned());
+        values.extend(w.values);
     }
     sql.push_str(" SELECT (SELECT n FROM short) AS short");
     Stmt::new(sql, values)

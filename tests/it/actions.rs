@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use shopsim::catalog::Coupon;
+use shopsim::catalog::{Catalog, Coupon};
 use shopsim::domain::{CheckoutResult, KnownCatalog, RejectCode};
 use shopsim::server::{self, FailMode, FaultPatch, FaultSettings};
 use shopsim::sim::actions::{
@@ -649,6 +649,35 @@ async fn dump(db: &Db) -> Vec<String> {
     out
 }
 
+/// The catalog as a run loads it from `db`.
+async fn loaded_catalog(db: &Db) -> Catalog {
+    let tx = db.read().await.unwrap();
+    let catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
+    tx.commit().await.unwrap();
+    catalog
+}
+
+/// In-process actions on `db` in `mode`, with a copy of `catalog` as a run has one.
+fn inprocess(
+    db: &Db,
+    mode: TxMode,
+    catalog: Option<&Catalog>,
+    metrics: Arc<Metrics>,
+) -> InProcessActions {
+    InProcessActions::new(
+        db.clone(),
+        InProcessConfig {
+            shop: test_config().shop,
+            tx_mode: mode,
+            catalog: catalog.map(|c| Arc::new(KnownCatalog::from_catalog(c))),
+            ..Default::default()
+        },
+        metrics,
+        CancellationToken::new(),
+    )
+    .unwrap()
+}
+
 async fn fresh_like(t: &TestDb) -> TestDb {
     match t.backend() {
         Backend::Sqlite => TestDb::sqlite().await,
@@ -678,21 +707,8 @@ async fn inprocess_and_http_make_the_same_data(t: TestDb) {
         let fx = seed(&t.db).await;
         let metrics = Arc::new(Metrics::new());
         // Views of catalog products come from the run's copy of the catalog, as in a run.
-        let tx = t.db.read().await.unwrap();
-        let catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
-        tx.commit().await.unwrap();
-        let actions = InProcessActions::new(
-            t.db.clone(),
-            InProcessConfig {
-                shop: test_config().shop,
-                tx_mode: mode,
-                catalog: Some(Arc::new(KnownCatalog::from_catalog(&catalog))),
-                ..Default::default()
-            },
-            metrics.clone(),
-            CancellationToken::new(),
-        )
-        .unwrap();
+        let catalog = loaded_catalog(&t.db).await;
+        let actions = inprocess(&t.db, mode, Some(&catalog), metrics.clone());
         assert_eq!(actions.mode(), "inprocess");
         script(&actions, &fx).await;
         assert_eq!(dump(&t.db).await, expected, "{mode:?}");
@@ -716,25 +732,13 @@ async fn inprocess_sessions_pass_their_offers_on(t: TestDb) {
     let mut seen = Vec::new();
     for (t, copy) in [(&plain, false), (&t, true)] {
         let fx = seed(&t.db).await;
-        let tx = t.db.read().await.unwrap();
-        let mut catalog = shopsim::catalog::load_catalog(&tx).await.unwrap();
-        tx.commit().await.unwrap();
+        let mut catalog = loaded_catalog(&t.db).await;
         // The copy's descriptions differ from the database's: they show which one answered.
         for c in &mut catalog.coupons {
             c.discount_details.push_str(" (the copy)");
         }
-        let actions = InProcessActions::new(
-            t.db.clone(),
-            InProcessConfig {
-                shop: test_config().shop,
-                tx_mode: TxMode::PerSession,
-                catalog: copy.then(|| Arc::new(KnownCatalog::from_catalog(&catalog))),
-                ..Default::default()
-            },
-            Arc::new(Metrics::new()),
-            CancellationToken::new(),
-        )
-        .unwrap();
+        let copy = copy.then_some(&catalog);
+        let actions = inprocess(&t.db, TxMode::PerSession, copy, Arc::new(Metrics::new()));
         // The first session refreshes, applies the snacks offer and checks out.
         let mut s = actions
             .open_session(info("agent_001", fx.user1, 0))
@@ -764,7 +768,7 @@ async fn inprocess_sessions_pass_their_offers_on(t: TestDb) {
             .filter(|c| c.discount_details.ends_with(" (the copy)"));
         assert_eq!(
             from_copy.count(),
-            if copy { offers.len() } else { 0 },
+            if copy.is_some() { offers.len() } else { 0 },
             "{offers:?}"
         );
         assert!(
