@@ -207,7 +207,7 @@ impl Shop {
                     Some(kept) => kept,
                     None => {
                         let read = self.active_offers(tx, ctx, None).await?;
-                        cart.keep_offers(&read);
+                        cart.keep_offers(read.clone());
                         read
                     }
                 };

@@ -119,14 +119,18 @@ pub struct Shop {
 }
 
 /// What the shop may take from a read-only catalog cache instead of reading the database: a
-/// product's SKU and price (what a view records: viewing one costs no read) and a coupon's
-/// terms (the offers a refresh assigns are then known without reading them back).
+/// product's SKU and price (what a view records: viewing one costs no read), a coupon's
+/// terms (the offers a refresh assigns are then known without reading them back) and a
+/// store's name (a selection remembered by the in-process actions answers without a read).
 #[derive(Debug, Default)]
 pub struct KnownCatalog {
     products: HashMap<Uuid, (String, Money)>,
     /// The coupons, each under its number ([`KnownCatalog::coupon_number`]).
     coupons: Vec<catalog::Coupon>,
     numbers: HashMap<Uuid, u16>,
+    /// The stores, each under its number ([`KnownCatalog::store_number`]).
+    stores: Vec<catalog::Store>,
+    store_numbers: HashMap<Uuid, u16>,
 }
 
 impl KnownCatalog {
@@ -152,10 +156,23 @@ impl KnownCatalog {
             .zip(0..=u16::MAX)
             .map(|(c, n)| (c.id, n))
             .collect();
+        let stores: Vec<catalog::Store> = catalog
+            .stores
+            .iter()
+            .take(usize::from(u16::MAX) + 1)
+            .cloned()
+            .collect();
+        let store_numbers = stores
+            .iter()
+            .zip(0..=u16::MAX)
+            .map(|(s, n)| (s.id, n))
+            .collect();
         Self {
             products,
             coupons,
             numbers,
+            stores,
+            store_numbers,
         }
     }
 
@@ -180,6 +197,16 @@ impl KnownCatalog {
     /// The coupon numbered `n`.
     pub fn coupon_at(&self, n: u16) -> Option<&catalog::Coupon> {
         self.coupons.get(usize::from(n))
+    }
+
+    /// A known store's number (the first 65,536 stores of the catalog are numbered).
+    pub fn store_number(&self, id: Uuid) -> Option<u16> {
+        self.store_numbers.get(&id).copied()
+    }
+
+    /// The store numbered `n`.
+    pub fn store_at(&self, n: u16) -> Option<&catalog::Store> {
+        self.stores.get(usize::from(n))
     }
 }
 

@@ -278,7 +278,7 @@ impl Shop {
             // terms known, the session keeps them for its eligibility checks and applications
             // instead of reading them back.
             match self.known_offers(&assigned, eligible_until) {
-                Some(offers) => cart.keep_offers(&offers),
+                Some(offers) => cart.keep_offers(offers),
                 None => cart.forget_offers(),
             }
             // Offers applied to a cart held in memory: the refresh expired them all and may

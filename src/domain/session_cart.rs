@@ -243,10 +243,9 @@ impl SessionCart {
     }
 
     /// Keeps the user's active offers as just read (all of them, at the session's time then).
-    pub fn keep_offers(&self, offers: &[(Coupon, Option<DateTime<Utc>>)]) {
-        let mut kept = offers.to_vec();
-        kept.sort_by_key(|(c, _)| c.id);
-        self.0.lock().offers = Some(kept);
+    pub fn keep_offers(&self, mut offers: Vec<(Coupon, Option<DateTime<Utc>>)>) {
+        offers.sort_by_key(|(c, _)| c.id);
+        self.0.lock().offers = Some(offers);
     }
 
     /// Forgets the offers kept: the session changed the wallet.
@@ -260,6 +259,14 @@ impl SessionCart {
         if let Some(offers) = self.0.lock().offers.as_mut() {
             offers.retain(|(c, _)| !used.contains(&c.id));
         }
+    }
+
+    /// The selected store's id while the cart is exact: once the session commits, the user's
+    /// selection names that store and their database cart is empty (an exact cart writes no
+    /// cart rows). `None` when no store is selected or the database's cart is in use.
+    pub fn exact_store(&self) -> Option<Uuid> {
+        let held = self.0.lock();
+        held.store.as_ref().filter(|_| held.exact).map(|s| s.id)
     }
 
     /// The offers kept, as they stand — the user's active offers once the session's writes
@@ -528,7 +535,7 @@ mod tests {
             "nothing kept: read the database"
         );
         // Kept in any order; one lapses at minute 10, one's coupon expires at minute 20.
-        cart.keep_offers(&[
+        cart.keep_offers(vec![
             (coupon(3, Some(at(20))), None),
             (coupon(1, None), Some(at(10))),
             (coupon(2, None), None),
@@ -551,7 +558,7 @@ mod tests {
         cart.forget_offers();
         assert_eq!(ids(25), None);
         assert_eq!(found(2, 30), None);
-        cart.keep_offers(&[(coupon(2, None), None)]);
+        cart.keep_offers(vec![(coupon(2, None), None)]);
         cart.reset();
         assert_eq!(found(2, 30), None, "a lost transaction forgets them");
     }

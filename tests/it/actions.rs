@@ -32,6 +32,7 @@ backend_tests!(
     http_database_outage_waits_for_the_database,
     inprocess_database_error_rolls_back_the_session,
     inprocess_sessions_pass_their_offers_on,
+    inprocess_sessions_pass_their_store_on,
     http_scaling_plan_paths_work,
 );
 
@@ -788,6 +789,74 @@ async fn inprocess_sessions_pass_their_offers_on(t: TestDb) {
         seen.push(ids);
     }
     assert_eq!(seen[0], seen[1]);
+}
+
+/// An agent's next session selects the store its last committed one left selected without a
+/// read (the catalog copy's store names differ from the database's: they show which one
+/// answered); a switch, or a session that rolled back, is answered by the database.
+async fn inprocess_sessions_pass_their_store_on(t: TestDb) {
+    let fx = seed(&t.db).await;
+    let mut catalog = loaded_catalog(&t.db).await;
+    for s in &mut catalog.stores {
+        s.name.push_str(" (the copy)");
+    }
+    let metrics = Arc::new(Metrics::new());
+    let actions = inprocess(&t.db, TxMode::PerSession, Some(&catalog), metrics.clone());
+    let from_copy = |name: &str| name.ends_with(" (the copy)");
+    // Each session selects `store` (answered from the copy or not), adds and, when asked,
+    // checks out; then it commits, or rolls back when `commit` is false.
+    let session = |seq: u32, store: Uuid, copy: bool, checkout: bool, commit: bool| {
+        let (actions, fx) = (&actions, &fx);
+        async move {
+            let mut s = actions
+                .open_session(info("agent_001", fx.user1, seq))
+                .await
+                .unwrap();
+            let selected = s.select_store(step(seq, 0), store).await.unwrap();
+            assert_eq!(selected.store.id, store);
+            assert_eq!(from_copy(&selected.store.name), copy, "session {seq}");
+            assert!(!selected.cart_cleared);
+            s.add_to_cart(step(seq, 1), fx.chips, 1).await.unwrap();
+            if checkout {
+                let order = s.checkout(step(seq, 2)).await.unwrap();
+                assert_eq!(order.order.store_id, Some(store));
+            }
+            if commit {
+                s.close(&closing()).await.unwrap();
+            }
+        }
+    };
+    session(0, fx.store_a, false, false, true).await;
+    session(1, fx.store_a, true, true, true).await;
+    session(2, fx.store_b, false, false, true).await;
+    session(3, fx.store_a, false, false, true).await;
+    // Switched to B, then rolled back: the database still says A, and so does the memory.
+    session(4, fx.store_b, false, false, false).await;
+    session(5, fx.store_a, true, false, true).await;
+    let tx = t.db.read().await.unwrap();
+    let c = tx.codec();
+    let selection = tx
+        .query_one(
+            "SELECT store_id FROM sim_user_stores WHERE user_id = $1",
+            vec![c.uuid(fx.user1)],
+        )
+        .await
+        .unwrap()
+        .uuid("store_id")
+        .unwrap();
+    let cart_rows = tx
+        .query_one(
+            "SELECT COUNT(*) AS n FROM cart_items WHERE user_id = $1",
+            vec![c.uuid(fx.user1)],
+        )
+        .await
+        .unwrap()
+        .i64("n")
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((selection, cart_rows), (fx.store_a, 0));
+    // Every selection counts as a request, wherever it was answered.
+    assert_eq!(metrics.outcome_count(Endpoint::SelectStore, Outcome::Ok), 6);
 }
 
 async fn http_database_outage_waits_for_the_database(t: TestDb) {

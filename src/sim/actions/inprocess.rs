@@ -39,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::config::{ActionsSetupError, OutageConfig};
+use super::known_users::KnownUsers;
 use super::outage::{OutageGate, OutageInfo, Probe};
-use super::wallets::KnownWallets;
 use super::{ActionError, ActionResult, Actions, SessionActions, SessionInfo, Step, outcome_of};
 use crate::domain::{
     ActiveOffer, AddToCartResult, ApplyCouponResult, CartSummary, CheckoutResult, ClearCartResult,
@@ -99,9 +99,9 @@ struct Shared {
     cancel: CancellationToken,
     outage: Arc<OutageGate>,
     fence: Option<Fence>,
-    /// The agents' active offers between their sessions (sessions per transaction with a
-    /// catalog copy only: see [`KnownWallets`]).
-    wallets: Option<KnownWallets>,
+    /// The agents' active offers and store selections between their sessions (sessions per
+    /// transaction with a catalog copy only: see [`KnownUsers`]).
+    known: Option<KnownUsers>,
     /// Last simulated day (days from CE) whose restock this process has committed.
     restocked_day: AtomicI64,
 }
@@ -131,10 +131,10 @@ impl InProcessActions {
                 config.shop.restock_level
             )));
         }
-        // This process is the only writer of its agents' wallets, whose every change is a
-        // session of theirs that is one transaction here.
-        let wallets = match (&config.catalog, config.tx_mode) {
-            (Some(known), TxMode::PerSession) => Some(KnownWallets::new(known.clone())),
+        // This process is the only writer of its agents' wallets, selections and carts, whose
+        // every change is a session of theirs that is one transaction here.
+        let known = match (&config.catalog, config.tx_mode) {
+            (Some(catalog), TxMode::PerSession) => Some(KnownUsers::new(catalog.clone())),
             _ => None,
         };
         Ok(Self {
@@ -144,7 +144,7 @@ impl InProcessActions {
                     Some(known) => Shop::new(config.shop).with_known_catalog(known),
                     None => Shop::new(config.shop),
                 },
-                wallets,
+                known,
                 tx_mode: config.tx_mode,
                 metrics,
                 outage: Arc::new(OutageGate::new("database", config.outage, cancel.clone())),
@@ -173,8 +173,8 @@ impl InProcessActions {
             TxMode::PerStep => None,
         };
         let cart = SessionCart::new();
-        if let Some(wallets) = &self.shared.wallets {
-            wallets.lend(info.user_id, &cart);
+        if let Some(known) = &self.shared.known {
+            known.lend(info.user_id, &cart);
         }
         Ok(InProcessSession {
             shared: self.shared.clone(),
@@ -690,6 +690,40 @@ impl InProcessSession {
     }
 }
 
+impl InProcessSession {
+    /// The session's first selection, answered from memory when it is the store the user's
+    /// last session left selected with an empty database cart (see [`KnownUsers`]): the
+    /// database would change nothing and answer the store with nothing cleared. The step is
+    /// kept for a redo after an outage, which runs it against the database.
+    fn selected_before(&mut self, step: Step, store_id: Uuid) -> Option<SelectStoreResult> {
+        if self.store.is_some() || self.tx.is_none() {
+            return None;
+        }
+        let store = self
+            .shared
+            .known
+            .as_ref()?
+            .selected(self.info.user_id, store_id)?;
+        let started = Instant::now();
+        // As any step: the wallet is read again after it.
+        self.refreshed = None;
+        let ctx = self.ctx(step);
+        let cart_cleared = self.cart.selected(&store, true);
+        self.done.push((ctx, Box::new(SelectStore { store_id })));
+        let from = self.scheduled.take().unwrap_or(started);
+        self.shared.metrics.record_request(
+            Endpoint::SelectStore,
+            Instant::now().saturating_duration_since(from),
+            Outcome::Ok,
+        );
+        Some(SelectStoreResult {
+            success: true,
+            store,
+            cart_cleared,
+        })
+    }
+}
+
 /// A step's answer as kept under its idempotency key (`PerStep` mode).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -749,7 +783,10 @@ impl SessionActions for InProcessSession {
         step: Step,
         store_id: Uuid,
     ) -> ActionResult<SelectStoreResult> {
-        let selected = self.run(step, SelectStore { store_id }).await?;
+        let selected = match self.selected_before(step, store_id) {
+            Some(selected) => selected,
+            None => self.run(step, SelectStore { store_id }).await?,
+        };
         self.store = Some(selected.store.id);
         Ok(selected)
     }
@@ -890,8 +927,8 @@ impl SessionActions for InProcessSession {
             }
         }
         self.shared.restocked(self.restock_day);
-        if let Some(wallets) = &self.shared.wallets {
-            wallets.remember(self.info.user_id, &self.cart);
+        if let Some(known) = &self.shared.known {
+            known.remember(self.info.user_id, &self.cart);
         }
         Ok(true)
     }

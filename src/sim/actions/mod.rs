@@ -37,10 +37,10 @@ pub mod config;
 pub mod http;
 pub mod inprocess;
 pub mod jwt;
+mod known_users;
 mod outage;
 mod retry;
 mod transport;
-mod wallets;
 
 pub use breaker::BreakerState;
 pub use config::{
