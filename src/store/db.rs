@@ -9,8 +9,15 @@
 //! would leak to other clients), and the driver's statement cache is off (a cached statement
 //! would not survive the next transaction). On SQLite, write transactions are `BEGIN IMMEDIATE`
 //! so concurrent writers wait on the busy timeout instead of failing with `SQLITE_BUSY`.
+//!
+//! Two cheaper shapes of the same unit of work: a write transaction may begin at its first
+//! statement ([`Db::write_lazily`]), and a unit of exactly one statement may be sent without
+//! `BEGIN` and `COMMIT` on a direct PostgreSQL connection ([`Db::single_statement`]: one
+//! statement is atomic by itself; a second one is refused), which through a pooler or on SQLite
+//! is an ordinary transaction.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -178,7 +185,35 @@ impl Db {
         self.begin(false).await
     }
 
+    /// A write transaction that begins at its first statement: until then it holds no
+    /// connection (and on SQLite does not queue for the writer), and one that never runs a
+    /// statement costs nothing ([`Tx::begun`] tells).
+    pub fn write_lazily(&self) -> Tx {
+        Tx {
+            inner: Conn::Lazy {
+                db: Box::new(self.clone()),
+                begun: tokio::sync::OnceCell::new(),
+            },
+            codec: self.codec(),
+            _writer: None,
+        }
+    }
+
     async fn begin(&self, write: bool) -> Result<Tx, StoreError> {
+        let (inner, writer) = self.begin_parts(write).await?;
+        Ok(Tx {
+            inner: Conn::Transaction(inner),
+            codec: self.codec(),
+            _writer: writer,
+        })
+    }
+
+    /// Begins a transaction: it and, for a SQLite writer, the writer's slot (to be dropped
+    /// after the transaction ends).
+    async fn begin_parts(
+        &self,
+        write: bool,
+    ) -> Result<(DatabaseTransaction, WriterSlot), StoreError> {
         let writer = match (&self.sqlite_writer, write) {
             (Some(lock), true) => Some(lock.clone().lock_owned().await),
             _ => None,
@@ -205,10 +240,27 @@ impl Db {
                 .await
                 .map_err(|e| StoreError::query("preparing a pooled transaction", e))?;
         }
+        Ok((inner, writer))
+    }
+
+    /// A unit of work of exactly one statement. On a direct PostgreSQL connection it is sent
+    /// without `BEGIN` and `COMMIT`: one statement is atomic and commits by itself, two round
+    /// trips fewer. Through a transaction pooler (whose statements need the transaction's
+    /// prelude) and on SQLite (whose writers queue for their transaction) it is a write
+    /// transaction as [`Db::write`] gives. On the direct connection a second statement is
+    /// refused ([`StoreError::SecondStatement`]) rather than run outside the first's
+    /// atomicity; [`Tx::commit`] does nothing there.
+    pub async fn single_statement(&self) -> Result<Tx, StoreError> {
+        if self.backend != Backend::Postgres || self.transaction_pooler {
+            return self.write().await;
+        }
         Ok(Tx {
-            inner,
+            inner: Conn::Alone {
+                pool: self.conn.clone(),
+                ran: AtomicBool::new(false),
+            },
             codec: self.codec(),
-            _writer: writer,
+            _writer: None,
         })
     }
 
@@ -261,11 +313,57 @@ fn first_line(sql: &str) -> &str {
 
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
 pub struct Tx {
-    inner: DatabaseTransaction,
+    inner: Conn,
     codec: Codec,
     // Declared after `inner`: the transaction ends (drop = rollback) before the writer slot
     // frees.
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+/// A SQLite writer's place at the head of this process's queue of writers.
+type WriterSlot = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+/// What a [`Tx`] runs its statements on.
+enum Conn {
+    /// An explicit transaction.
+    Transaction(DatabaseTransaction),
+    /// A write transaction begun at the first statement ([`Db::write_lazily`]); its writer's
+    /// slot is dropped after it (tuple fields drop in order).
+    Lazy {
+        db: Box<Db>,
+        begun: tokio::sync::OnceCell<(DatabaseTransaction, WriterSlot)>,
+    },
+    /// The pool, for one statement that commits by itself ([`Db::single_statement`]);
+    /// `ran` once it was sent.
+    Alone {
+        pool: DatabaseConnection,
+        ran: AtomicBool,
+    },
+}
+
+/// Runs `$body` with `$c` bound to the connection of `$tx` (its transaction, or the pool for
+/// its one statement, refusing a second one, described by `$what`).
+macro_rules! on_conn {
+    ($tx:expr, $what:expr, $c:ident => $body:expr) => {
+        match &$tx.inner {
+            Conn::Transaction($c) => $body,
+            Conn::Lazy { db, begun } => {
+                let ($c, _) = match begun.get_or_try_init(|| db.begin_parts(true)).await {
+                    Ok(begun) => begun,
+                    Err(e) => return Err(e.into()),
+                };
+                $body
+            }
+            Conn::Alone { pool: $c, ran } => {
+                if ran.swap(true, Ordering::AcqRel) {
+                    return Err(
+                        StoreError::SecondStatement(format!("`{}`", first_line($what))).into(),
+                    );
+                }
+                $body
+            }
+        }
+    };
 }
 
 impl Tx {
@@ -280,18 +378,18 @@ impl Tx {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(
-            ConnectionTrait::get_database_backend(&self.inner),
-            sql,
-            values,
-        )
+        let backend = match &self.inner {
+            Conn::Transaction(t) => ConnectionTrait::get_database_backend(t),
+            Conn::Lazy { db, .. } => ConnectionTrait::get_database_backend(&db.conn),
+            Conn::Alone { pool, .. } => ConnectionTrait::get_database_backend(pool),
+        };
+        Statement::from_sql_and_values(backend, sql, values)
     }
 
     /// Executes a statement, returning the number of rows it affected.
     pub async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError> {
-        self.inner
-            .execute_raw(self.stmt(sql, values))
-            .await
+        let stmt = self.stmt(sql, values);
+        on_conn!(self, sql, c => c.execute_raw(stmt).await)
             .map(|r| r.rows_affected())
             .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
     }
@@ -299,9 +397,7 @@ impl Tx {
     /// Runs a statement without parameters with the simple protocol (several may be joined
     /// with `;`).
     pub async fn exec_unprepared(&self, sql: &str) -> Result<(), StoreError> {
-        self.inner
-            .execute_unprepared(sql)
-            .await
+        on_conn!(self, sql, c => c.execute_unprepared(sql).await)
             .map(|_| ())
             .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
     }
@@ -309,9 +405,8 @@ impl Tx {
     /// Runs a query and returns every row.
     pub async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Row>, StoreError> {
         let backend = self.backend();
-        self.inner
-            .query_all_raw(self.stmt(sql, values))
-            .await
+        let stmt = self.stmt(sql, values);
+        on_conn!(self, sql, c => c.query_all_raw(stmt).await)
             .map(|rows| rows.into_iter().map(|r| Row::new(r, backend)).collect())
             .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
     }
@@ -326,14 +421,13 @@ impl Tx {
     ) -> Result<(), E> {
         let backend = self.backend();
         let err = |e| StoreError::query(format!("running `{}`", first_line(sql)), e);
-        let mut rows = self
-            .inner
-            .stream_raw(self.stmt(sql, values))
-            .await
-            .map_err(err)?;
-        while let Some(row) = rows.try_next().await.map_err(err)? {
-            f(Row::new(row, backend))?;
-        }
+        let stmt = self.stmt(sql, values);
+        on_conn!(self, sql, c => {
+            let mut rows = c.stream_raw(stmt).await.map_err(err)?;
+            while let Some(row) = rows.try_next().await.map_err(err)? {
+                f(Row::new(row, backend))?;
+            }
+        });
         Ok(())
     }
 
@@ -344,9 +438,8 @@ impl Tx {
         values: Vec<Value>,
     ) -> Result<Option<Row>, StoreError> {
         let backend = self.backend();
-        self.inner
-            .query_one_raw(self.stmt(sql, values))
-            .await
+        let stmt = self.stmt(sql, values);
+        on_conn!(self, sql, c => c.query_one_raw(stmt).await)
             .map(|r| r.map(|r| Row::new(r, backend)))
             .map_err(|e| StoreError::query(format!("running `{}`", first_line(sql)), e))
     }
@@ -358,24 +451,63 @@ impl Tx {
             .ok_or_else(|| StoreError::NotFound(format!("row for `{}`", first_line(sql))))
     }
 
-    /// Commits.
+    /// Commits (a single statement on its own committed when it ran).
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.inner
-            .commit()
-            .await
-            .map_err(|e| StoreError::query("committing", e))
+        match self.inner {
+            Conn::Transaction(t) => t
+                .commit()
+                .await
+                .map_err(|e| StoreError::query("committing", e)),
+            Conn::Lazy { begun, .. } => match begun.into_inner() {
+                Some((t, _writer)) => t
+                    .commit()
+                    .await
+                    .map_err(|e| StoreError::query("committing", e)),
+                None => Ok(()),
+            },
+            Conn::Alone { .. } => Ok(()),
+        }
     }
 
-    /// Rolls back explicitly (dropping does the same).
+    /// Rolls back explicitly (dropping does the same). A single statement on its own that ran
+    /// cannot be rolled back: refused.
     pub async fn rollback(self) -> Result<(), StoreError> {
-        self.inner
-            .rollback()
-            .await
-            .map_err(|e| StoreError::query("rolling back", e))
+        match self.inner {
+            Conn::Transaction(t) => t
+                .rollback()
+                .await
+                .map_err(|e| StoreError::query("rolling back", e)),
+            Conn::Lazy { begun, .. } => match begun.into_inner() {
+                Some((t, _writer)) => t
+                    .rollback()
+                    .await
+                    .map_err(|e| StoreError::query("rolling back", e)),
+                None => Ok(()),
+            },
+            Conn::Alone { ran, .. } if ran.load(Ordering::Acquire) => Err(
+                StoreError::SecondStatement("a rollback after the statement committed".into()),
+            ),
+            Conn::Alone { .. } => Ok(()),
+        }
     }
 
-    /// The sea-orm transaction, for the migrator.
-    pub fn connection(&self) -> &DatabaseTransaction {
-        &self.inner
+    /// The sea-orm transaction, for the migrator (`None` for a single statement on its own and
+    /// for a lazy transaction not begun yet).
+    pub fn connection(&self) -> Option<&DatabaseTransaction> {
+        match &self.inner {
+            Conn::Transaction(t) => Some(t),
+            Conn::Lazy { begun, .. } => begun.get().map(|(t, _)| t),
+            Conn::Alone { .. } => None,
+        }
+    }
+
+    /// Whether a statement was sent: false only for a lazy transaction ([`Db::write_lazily`])
+    /// or a single statement ([`Db::single_statement`]) that has run none.
+    pub fn begun(&self) -> bool {
+        match &self.inner {
+            Conn::Transaction(_) => true,
+            Conn::Lazy { begun, .. } => begun.initialized(),
+            Conn::Alone { ran, .. } => ran.load(Ordering::Acquire),
+        }
     }
 }

@@ -33,6 +33,10 @@ pub enum StoreError {
         #[source]
         source: DbErr,
     },
+    /// A single-statement unit of work ([`super::Db::single_statement`]) was asked to run a
+    /// second statement, which would not be atomic with the first: a bug, refused.
+    #[error("a second statement in a single-statement unit of work ({0}) was refused")]
+    SecondStatement(String),
     /// A value read back from the database did not have the expected shape.
     #[error("unexpected value in column {column}: {reason}")]
     Decode {

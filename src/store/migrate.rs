@@ -32,7 +32,10 @@ pub async fn migrate(db: &Db) -> Result<MigrateReport, StoreError> {
         tx.exec("SELECT pg_advisory_xact_lock(7402931187)", vec![])
             .await?;
     }
-    Migrator::up(tx.connection(), None)
+    let conn = tx
+        .connection()
+        .ok_or_else(|| StoreError::Schema("migrations need a transaction".into()))?;
+    Migrator::up(conn, None)
         .await
         .map_err(|e| StoreError::query("applying migrations", e))?;
     tx.commit().await?;

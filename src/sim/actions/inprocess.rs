@@ -166,10 +166,15 @@ impl InProcessActions {
     }
 
     /// A session driver (the concrete type behind [`Actions::open_session`]). In `PerSession`
-    /// mode this begins the session's write transaction (waiting out an outage).
+    /// mode the session's write transaction begins at its first statement (after waiting out
+    /// an outage here): steps answered from memory hold no connection, and a session whose
+    /// only statement is its close sends it alone (see `close`).
     pub async fn session(&self, info: SessionInfo) -> ActionResult<InProcessSession> {
         let tx = match self.shared.tx_mode {
-            TxMode::PerSession => Some(self.shared.begin(true).await?),
+            TxMode::PerSession => {
+                self.shared.wait_gate().await?;
+                Some(self.shared.db.write_lazily())
+            }
             TxMode::PerStep => None,
         };
         let cart = SessionCart::new();
@@ -879,8 +884,26 @@ impl SessionActions for InProcessSession {
         // applied and recorded, or not applied at all.
         let outcome = serde_json::to_value(report)
             .map_err(|e| db_failure(format!("the session outcome is not serialisable: {e}")))?;
+        // No step sent a statement: the close is the session's only one, sent alone where
+        // that saves `BEGIN` and `COMMIT` (see `Db::single_statement`).
+        let mut alone = self.tx.as_ref().is_some_and(|tx| !tx.begun());
         loop {
             let tx = match self.tx.take() {
+                Some(_) if alone => {
+                    alone = false;
+                    match self.shared.db.single_statement().await {
+                        Ok(tx) => tx,
+                        Err(e) if e.is_unavailable() => {
+                            // Redone below, in a transaction, once the database is back.
+                            self.shared.report_outage(&e);
+                            self.shared.wait_gate().await?;
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(db_failure(format!("cannot record the session: {e}")));
+                        }
+                    }
+                }
                 Some(tx) => tx,
                 None => {
                     // The database went away at the end of the session: redo its steps in a
