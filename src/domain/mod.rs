@@ -144,29 +144,14 @@ impl KnownCatalog {
             .filter(|p| p.sku != p.id.to_string())
             .map(|p| (p.id, (p.sku.clone(), p.price)))
             .collect();
-        let coupons: Vec<catalog::Coupon> = catalog
-            .coupons
-            .iter()
-            .filter(|c| c.code != c.id.to_string())
-            .take(usize::from(u16::MAX) + 1)
-            .cloned()
-            .collect();
-        let numbers = coupons
-            .iter()
-            .zip(0..=u16::MAX)
-            .map(|(c, n)| (c.id, n))
-            .collect();
-        let stores: Vec<catalog::Store> = catalog
-            .stores
-            .iter()
-            .take(usize::from(u16::MAX) + 1)
-            .cloned()
-            .collect();
-        let store_numbers = stores
-            .iter()
-            .zip(0..=u16::MAX)
-            .map(|(s, n)| (s.id, n))
-            .collect();
+        let (coupons, numbers) = numbered(
+            catalog
+                .coupons
+                .iter()
+                .filter(|c| c.code != c.id.to_string()),
+            |c| c.id,
+        );
+        let (stores, store_numbers) = numbered(catalog.stores.iter(), |s| s.id);
         Self {
             products,
             coupons,
@@ -208,6 +193,20 @@ impl KnownCatalog {
     pub fn store_at(&self, n: u16) -> Option<&catalog::Store> {
         self.stores.get(usize::from(n))
     }
+}
+
+/// The first 65,536 of `items`, each numbered by its place, and the numbers by id.
+fn numbered<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    id: impl Fn(&T) -> Uuid,
+) -> (Vec<T>, HashMap<Uuid, u16>) {
+    let kept: Vec<T> = items.take(usize::from(u16::MAX) + 1).cloned().collect();
+    let numbers = kept
+        .iter()
+        .zip(0..=u16::MAX)
+        .map(|(t, n)| (id(t), n))
+        .collect();
+    (kept, numbers)
 }
 
 impl Shop {

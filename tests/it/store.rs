@@ -1,7 +1,7 @@
 //! The store layer on both backends: rows streamed one at a time; single-statement units of
 //! work.
 
-use shopsim::store::{Backend, StoreError};
+use shopsim::store::{Backend, Db, StoreError};
 
 use crate::backend_tests;
 use crate::support::TestDb;
@@ -59,6 +59,19 @@ async fn streamed_rows_come_in_order_and_an_error_stops_them(t: TestDb) {
     );
 }
 
+/// Rows in `table`, read in a transaction of their own.
+async fn rows_in(db: &Db, table: &str) -> i64 {
+    let tx = db.read().await.unwrap();
+    let n = tx
+        .query_one(&format!("SELECT COUNT(*) AS n FROM {table}"), vec![])
+        .await
+        .unwrap()
+        .i64("n")
+        .unwrap();
+    tx.commit().await.unwrap();
+    n
+}
+
 /// `Db::single_statement`: its statement is committed when it returns (another connection sees
 /// it before any commit); on a direct PostgreSQL connection a second statement is refused, and
 /// elsewhere (SQLite, a transaction pooler) it is an ordinary transaction.
@@ -70,17 +83,7 @@ async fn a_single_statement_commits_by_itself_and_refuses_a_second(t: TestDb) {
         .await
         .unwrap();
     setup.commit().await.unwrap();
-    let count = || async {
-        let tx = db.read().await.unwrap();
-        let n = tx
-            .query_one("SELECT COUNT(*) AS n FROM alone_t", vec![])
-            .await
-            .unwrap()
-            .i64("n")
-            .unwrap();
-        tx.commit().await.unwrap();
-        n
-    };
+    let count = || rows_in(db, "alone_t");
     let alone = db.single_statement().await.unwrap();
     alone
         .exec("INSERT INTO alone_t (n) VALUES (1), (2)", vec![])
@@ -121,17 +124,7 @@ async fn a_lazy_transaction_begins_at_its_first_statement(t: TestDb) {
         .await
         .unwrap();
     setup.commit().await.unwrap();
-    let count = || async {
-        let tx = db.read().await.unwrap();
-        let n = tx
-            .query_one("SELECT COUNT(*) AS n FROM lazy_t", vec![])
-            .await
-            .unwrap()
-            .i64("n")
-            .unwrap();
-        tx.commit().await.unwrap();
-        n
-    };
+    let count = || rows_in(db, "lazy_t");
     // Never begun: committing and rolling back do nothing.
     let idle = db.write_lazily();
     assert!(!idle.begun());
