@@ -190,21 +190,22 @@ impl Db {
     /// statement costs nothing ([`Tx::begun`] tells).
     pub fn write_lazily(&self) -> Tx {
         Tx {
-            inner: Conn::Lazy {
-                db: Box::new(self.clone()),
+            inner: Conn::Transaction {
+                lazy: Some(Box::new(self.clone())),
                 begun: tokio::sync::OnceCell::new(),
             },
             codec: self.codec(),
-            _writer: None,
         }
     }
 
     async fn begin(&self, write: bool) -> Result<Tx, StoreError> {
-        let (inner, writer) = self.begin_parts(write).await?;
+        let begun = self.begin_parts(write).await?;
         Ok(Tx {
-            inner: Conn::Transaction(inner),
+            inner: Conn::Transaction {
+                lazy: None,
+                begun: tokio::sync::OnceCell::new_with(Some(begun)),
+            },
             codec: self.codec(),
-            _writer: writer,
         })
     }
 
@@ -260,7 +261,6 @@ impl Db {
                 ran: AtomicBool::new(false),
             },
             codec: self.codec(),
-            _writer: None,
         })
     }
 
@@ -315,9 +315,6 @@ fn first_line(sql: &str) -> &str {
 pub struct Tx {
     inner: Conn,
     codec: Codec,
-    // Declared after `inner`: the transaction ends (drop = rollback) before the writer slot
-    // frees.
-    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// A SQLite writer's place at the head of this process's queue of writers.
@@ -325,12 +322,11 @@ type WriterSlot = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// What a [`Tx`] runs its statements on.
 enum Conn {
-    /// An explicit transaction.
-    Transaction(DatabaseTransaction),
-    /// A write transaction begun at the first statement ([`Db::write_lazily`]); its writer's
-    /// slot is dropped after it (tuple fields drop in order).
-    Lazy {
-        db: Box<Db>,
+    /// An explicit transaction, begun when the [`Tx`] was made or, when `lazy` holds the pool
+    /// to begin it from, at its first statement ([`Db::write_lazily`]). A SQLite writer's slot
+    /// frees after the transaction ends (drop = rollback): tuple fields drop in order.
+    Transaction {
+        lazy: Option<Box<Db>>,
         begun: tokio::sync::OnceCell<(DatabaseTransaction, WriterSlot)>,
     },
     /// The pool, for one statement that commits by itself ([`Db::single_statement`]);
@@ -346,9 +342,18 @@ enum Conn {
 macro_rules! on_conn {
     ($tx:expr, $what:expr, $c:ident => $body:expr) => {
         match &$tx.inner {
-            Conn::Transaction($c) => $body,
-            Conn::Lazy { db, begun } => {
-                let ($c, _) = match begun.get_or_try_init(|| db.begin_parts(true)).await {
+            Conn::Transaction { lazy, begun } => {
+                // Only a lazy transaction's cell is empty here.
+                let begin = || async {
+                    match lazy {
+                        Some(db) => db.begin_parts(true).await,
+                        None => Err(StoreError::query(
+                            "beginning a transaction",
+                            sea_orm::DbErr::Custom("no pool to begin it from".into()),
+                        )),
+                    }
+                };
+                let ($c, _) = match begun.get_or_try_init(begin).await {
                     Ok(begun) => begun,
                     Err(e) => return Err(e.into()),
                 };
@@ -378,10 +383,9 @@ impl Tx {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = match &self.inner {
-            Conn::Transaction(t) => ConnectionTrait::get_database_backend(t),
-            Conn::Lazy { db, .. } => ConnectionTrait::get_database_backend(&db.conn),
-            Conn::Alone { pool, .. } => ConnectionTrait::get_database_backend(pool),
+        let backend = match self.backend() {
+            Backend::Postgres => sea_orm::DatabaseBackend::Postgres,
+            Backend::Sqlite => sea_orm::DatabaseBackend::Sqlite,
         };
         Statement::from_sql_and_values(backend, sql, values)
     }
@@ -454,11 +458,7 @@ impl Tx {
     /// Commits (a single statement on its own committed when it ran).
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.inner {
-            Conn::Transaction(t) => t
-                .commit()
-                .await
-                .map_err(|e| StoreError::query("committing", e)),
-            Conn::Lazy { begun, .. } => match begun.into_inner() {
+            Conn::Transaction { begun, .. } => match begun.into_inner() {
                 Some((t, _writer)) => t
                     .commit()
                     .await
@@ -473,11 +473,7 @@ impl Tx {
     /// cannot be rolled back: refused.
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self.inner {
-            Conn::Transaction(t) => t
-                .rollback()
-                .await
-                .map_err(|e| StoreError::query("rolling back", e)),
-            Conn::Lazy { begun, .. } => match begun.into_inner() {
+            Conn::Transaction { begun, .. } => match begun.into_inner() {
                 Some((t, _writer)) => t
                     .rollback()
                     .await
@@ -495,8 +491,7 @@ impl Tx {
     /// for a lazy transaction not begun yet).
     pub fn connection(&self) -> Option<&DatabaseTransaction> {
         match &self.inner {
-            Conn::Transaction(t) => Some(t),
-            Conn::Lazy { begun, .. } => begun.get().map(|(t, _)| t),
+            Conn::Transaction { begun, .. } => begun.get().map(|(t, _)| t),
             Conn::Alone { .. } => None,
         }
     }
@@ -505,8 +500,7 @@ impl Tx {
     /// or a single statement ([`Db::single_statement`]) that has run none.
     pub fn begun(&self) -> bool {
         match &self.inner {
-            Conn::Transaction(_) => true,
-            Conn::Lazy { begun, .. } => begun.initialized(),
+            Conn::Transaction { begun, .. } => begun.initialized(),
             Conn::Alone { ran, .. } => ran.load(Ordering::Acquire),
         }
     }
